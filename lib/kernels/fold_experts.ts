@@ -1,0 +1,30 @@
+// foldExperts: each request's mix as one rank-R adapter in its batch slot (what the injected
+// ONNX graph takes as A_in / B_in).
+//   ids, weights [B, k];  out.a [numSlots, din, R], out.b [numSlots, R, dout];  R >= k * rank
+//   slot s = out.slots[i] (default i):  a[s] = [A_e1; ...; A_ek]ᵀ,  b[s] = [w1 s1 B_e1ᵀ; ...]
+//   unused columns/rows and id -1 blocks are zero; other slots are untouched.
+import { typeError } from '../errors';
+import { binding } from './binding';
+import { nativeBank } from './lora_bank';
+
+export interface FoldOutput {
+  a: Float32Array;
+  b: Float32Array;
+  rankCapacity: number;
+  slots?: Int32Array;
+}
+
+function outArgs(out: FoldOutput): [Float32Array, Float32Array, number, Int32Array | undefined] {
+  if (typeof out !== 'object' || out === null) throw typeError('out', 'an object { a, b, rankCapacity, slots? }', out);
+  return [out.a, out.b, out.rankCapacity, out.slots];
+}
+
+export function foldExperts(bank: unknown, ids: Int32Array, weights: Float32Array, k: number, out: FoldOutput): void {
+  binding().foldExperts(nativeBank(bank), ids, weights, k, ...outArgs(out));
+}
+
+export function foldExpertsAsync(
+  bank: unknown, ids: Int32Array, weights: Float32Array, k: number, out: FoldOutput,
+): Promise<void> {
+  return binding().foldExpertsAsync(nativeBank(bank), ids, weights, k, ...outArgs(out));
+}

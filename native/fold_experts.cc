@@ -1,0 +1,78 @@
+// foldExperts(bank, ids [B, k], weights [B, k], k, a [S, din, R], b [S, R, dout], R, slots? [B])
+#include "args.h"
+#include "job.h"
+#include "lora_bank.h"
+#include "ops.h"
+#include "shape.h"
+
+namespace pfn {
+namespace {
+
+struct FoldJob : Job {
+  std::shared_ptr<const pf_bank> bank;
+  const int32_t* ids;
+  const float* w;
+  int64_t B, num_slots;
+  int32_t k, R;
+  const int32_t* slots;
+  float* a;
+  float* b;
+  pf_status run() {
+    return B == 0 ? PF_OK : pf_fold_experts(bank.get(), ids, w, B, k, slots, num_slots, R, a, b);
+  }
+};
+
+FoldJob parse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  FoldJob job;
+  job.bank = LoraBank::from(env, info[0], "bank");
+  const BankShape s = shape_of(job.bank.get());
+  View<int32_t> ids = i32_array(env, info[1], "ids");
+  View<float> w = f32_array(env, info[2], "weights");
+  job.k = (int32_t)integer(env, info[3], "k", 1, s.experts);
+  if (ids.length % job.k != 0)
+    throw_range(env, "ids", "a length that is a multiple of k (" + std::to_string(job.k) + ")",
+                "length " + std::to_string(ids.length));
+  expect_length(env, w.length, ids.length, "weights", "B * k, as ids");
+  job.B = (int64_t)(ids.length / job.k);
+  View<float> a = f32_array(env, info[4], "out.a");
+  View<float> b = f32_array(env, info[5], "out.b");
+  job.R = (int32_t)integer(env, info[6], "out.rankCapacity", job.k * s.rank, 1 << 20);
+  const int64_t a_slot = s.din * job.R, b_slot = (int64_t)job.R * s.dout;
+  if (a.length % a_slot != 0)
+    throw_range(env, "out.a", "a length that is a multiple of din * rankCapacity (" + std::to_string(a_slot) + ")",
+                "length " + std::to_string(a.length));
+  job.num_slots = (int64_t)(a.length / a_slot);
+  expect_length(env, b.length, job.num_slots * b_slot, "out.b",
+                "numSlots * rankCapacity * dout with numSlots = " + std::to_string(job.num_slots));
+  job.slots = nullptr;
+  if (!info[7].IsUndefined()) {
+    View<int32_t> slots = i32_array(env, info[7], "out.slots");
+    expect_length(env, slots.length, job.B, "out.slots", "B, one slot per request");
+    job.slots = slots.data;
+    job.keep(slots.value);
+  } else if (job.num_slots < job.B) {
+    throw_range(env, "out.a", "room for " + std::to_string(job.B) + " slots (one per request)",
+                std::to_string(job.num_slots) + " slots");
+  }
+  job.ids = ids.data;
+  job.w = w.data;
+  job.a = a.data;
+  job.b = b.data;
+  job.keep(ids.value);
+  job.keep(w.value);
+  job.keep(a.value);
+  job.keep(b.value);
+  return job;
+}
+
+}  // namespace
+
+Napi::Value FoldExperts(const Napi::CallbackInfo& info) {
+  FoldJob job = parse(info);
+  return run_sync(info.Env(), job);
+}
+
+Napi::Value FoldExpertsAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), parse(info)); }
+
+}  // namespace pfn

@@ -1,0 +1,20 @@
+// The addon's functions, one file each (native/<op>.cc).
+#ifndef PF_NATIVE_OPS_H
+#define PF_NATIVE_OPS_H
+
+#include <napi.h>
+
+namespace pfn {
+Napi::Value TopkSoftmax(const Napi::CallbackInfo& info);
+Napi::Value TopkSoftmaxAsync(const Napi::CallbackInfo& info);
+Napi::Value LoraMoe(const Napi::CallbackInfo& info);
+Napi::Value LoraMoeAsync(const Napi::CallbackInfo& info);
+Napi::Value FoldExperts(const Napi::CallbackInfo& info);
+Napi::Value FoldExpertsAsync(const Napi::CallbackInfo& info);
+Napi::Value MergeExperts(const Napi::CallbackInfo& info);
+Napi::Value MergeExpertsAsync(const Napi::CallbackInfo& info);
+Napi::Value Info(const Napi::CallbackInfo& info);
+Napi::Value SetThreads(const Napi::CallbackInfo& info);
+Napi::Value SetSimd(const Napi::CallbackInfo& info);
+}  // namespace pfn
+#endif
