@@ -1,9 +1,17 @@
-/** Tests run the TypeScript sources through ts-jest against the built native addon. */
+/** Tests run the TypeScript sources through ts-jest against the built native addon. onnx-buf
+ *  ships ES modules only, so ts-jest also turns its .js into CommonJS for jest's loader. */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }],
+    '^.+/node_modules/onnx-buf/.+\\.js$': [
+      'ts-jest',
+      { tsconfig: { allowJs: true, module: 'commonjs', target: 'ES2022' }, isolatedModules: true },
+    ],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!onnx-buf/)'],
   testTimeout: 120000,
   maxWorkers: 2,
 };

@@ -33,7 +33,10 @@ class Pool {
   void resize(int n) {
     std::lock_guard<std::mutex> lock(submit_);
     stop_workers();
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
+    // A new worker must wait for the *next* job: started with a stale generation it would
+    // run the previous job's (dangling) task function and unbalance active_.
+    const uint64_t current = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, current] { worker_loop(current); });
     size_.store(n);
   }
 
@@ -63,8 +66,7 @@ class Pool {
     for (int64_t t; (t = next_.fetch_add(1)) < ntasks_;) fn_(ctx_, t);
   }
 
-  void worker_loop() {
-    uint64_t seen = 0;
+  void worker_loop(uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(m_);

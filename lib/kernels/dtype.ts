@@ -3,6 +3,11 @@
 
 export type BankDtype = 'f32' | 'f16' | 'bf16';
 
+/** Float32Array test that also holds for arrays made in another realm (vm contexts, jest). */
+export function isFloat32Array(v: unknown): v is Float32Array {
+  return Object.prototype.toString.call(v) === '[object Float32Array]';
+}
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 

@@ -23,7 +23,8 @@ export function foldExperts(bank: unknown, ids: Int32Array, weights: Float32Arra
   binding().foldExperts(nativeBank(bank), ids, weights, k, ...outArgs(out));
 }
 
-export function foldExpertsAsync(
+// async: an argument error rejects the Promise instead of throwing.
+export async function foldExpertsAsync(
   bank: unknown, ids: Int32Array, weights: Float32Array, k: number, out: FoldOutput,
 ): Promise<void> {
   return binding().foldExpertsAsync(nativeBank(bank), ids, weights, k, ...outArgs(out));

@@ -4,7 +4,7 @@
 //   scales [experts]  alpha / r (or alpha / sqrt(r) for rsLoRA); default 1
 //   ranks  [experts]  per-expert rank r_e <= rank; rows/columns past r_e are never read
 import { binding, DTYPE_CODES, NativeLoraBank } from './binding';
-import { BankDtype, toBits } from './dtype';
+import { BankDtype, isFloat32Array, toBits } from './dtype';
 import { DisposedError, typeError } from '../errors';
 
 export interface LoraBankOptions {
@@ -34,8 +34,8 @@ export class LoraBank {
   constructor(options: LoraBankOptions) {
     if (typeof options !== 'object' || options === null) throw typeError('options', 'an options object', options);
     const dtype = options.dtype ?? 'f32';
-    if (!(dtype in DTYPE_CODES)) throw typeError('dtype', "one of 'f32', 'f16', 'bf16'", dtype);
-    const bits = (v: unknown) => (dtype !== 'f32' && v instanceof Float32Array ? toBits(v, dtype) : v);
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_CODES, dtype)) throw typeError('dtype', "one of 'f32', 'f16', 'bf16'", dtype);
+    const bits = (v: unknown) => (dtype !== 'f32' && isFloat32Array(v) ? toBits(v, dtype) : v);
     this.#native = new (binding().LoraBank)({
       experts: options.experts,
       rank: options.rank,

@@ -14,7 +14,8 @@ export function loraMoe(
   return binding().loraMoe(nativeBank(bank), x, ids, weights, opts?.y);
 }
 
-export function loraMoeAsync(
+// async: an argument error rejects the Promise instead of throwing.
+export async function loraMoeAsync(
   bank: unknown, x: Float32Array, ids: Int32Array, weights: Float32Array, opts: LoraMoeOptions = {},
 ): Promise<Float32Array> {
   return binding().loraMoeAsync(nativeBank(bank), x, ids, weights, opts?.y);

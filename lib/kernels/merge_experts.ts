@@ -13,7 +13,7 @@ export interface MergeOptions {
 
 function layoutCode(opts: MergeOptions): number {
   const layout = opts?.layout ?? 'in_out';
-  if (!(layout in LAYOUT_CODES)) throw typeError('opts.layout', "'in_out' or 'out_in'", layout);
+  if (typeof layout !== 'string' || !Object.hasOwn(LAYOUT_CODES, layout)) throw typeError('opts.layout', "'in_out' or 'out_in'", layout);
   return LAYOUT_CODES[layout];
 }
 
@@ -23,7 +23,8 @@ export function mergeExperts(
   return binding().mergeExperts(nativeBank(bank), ids, weights, w, layoutCode(opts), opts?.inPlace ?? false);
 }
 
-export function mergeExpertsAsync(
+// async: an argument error rejects the Promise instead of throwing.
+export async function mergeExpertsAsync(
   bank: unknown, ids: Int32Array, weights: Float32Array, w: Float32Array, opts: MergeOptions = {},
 ): Promise<Float32Array> {
   return binding().mergeExpertsAsync(nativeBank(bank), ids, weights, w, layoutCode(opts), opts?.inPlace ?? false);

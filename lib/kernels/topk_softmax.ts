@@ -11,7 +11,8 @@ export function topkSoftmax(logits: Float32Array, experts: number, k: number, op
   return binding().topkSoftmax(logits, experts, k, opts?.renormalize ?? false);
 }
 
-export function topkSoftmaxAsync(
+// async: an argument error rejects the Promise instead of throwing.
+export async function topkSoftmaxAsync(
   logits: Float32Array, experts: number, k: number, opts: TopkOptions = {},
 ): Promise<TopkResult> {
   return binding().topkSoftmaxAsync(logits, experts, k, opts?.renormalize ?? false);

@@ -1,5 +1,5 @@
 // The reference's view of a LoRA bank: every weight as float64, in PEFT layout.
-import { BankDtype, toBits, toFloat64 } from '../kernels/dtype';
+import { BankDtype, isFloat32Array, toBits, toFloat64 } from '../kernels/dtype';
 
 export interface RefBankOptions {
   experts: number;
@@ -28,7 +28,7 @@ export interface RefBank {
 export function refBank(o: RefBankOptions): RefBank {
   const dtype = o.dtype ?? 'f32';
   const values = (t: Float32Array | Uint16Array) =>
-    toFloat64(dtype !== 'f32' && t instanceof Float32Array ? toBits(t, dtype) : t, dtype);
+    toFloat64(dtype !== 'f32' && isFloat32Array(t) ? toBits(t, dtype) : t, dtype);
   return {
     experts: o.experts,
     rank: o.rank,

@@ -1,0 +1,32 @@
+// lora_moe's two paths share this interface: lora_moe.cu holds the entry point and the
+// per-(token, expert) decode kernels, lora_moe_grouped.cu the expert-grouped tensor-core path.
+#ifndef PF_CUDA_LORA_MOE_CUH
+#define PF_CUDA_LORA_MOE_CUH
+
+#include "bank.cuh"
+#include "runtime.cuh"
+
+namespace pf {
+namespace cuda {
+
+struct MoeCall {
+  const pf_cuda_bank* bank;
+  const float* x;       // [T, din]
+  int64_t T;
+  const int32_t* ids;   // [T, k]
+  const float* w;       // [T, k]
+  int32_t k;
+  float* y;             // [T, dout]
+  unsigned long long* fault;
+  cudaStream_t stream;
+};
+
+// Whether the grouped path can run this call on this device (dtype, rank, T, capability).
+bool moe_grouped_fits(const DeviceState& dev, const MoeCall& c);
+// Queues the grouped path: sort (token, slot) pairs by expert per slot, then one fused
+// shrink -> gate -> expand kernel per slot.
+pf_status moe_grouped(const DeviceState& dev, const MoeCall& c, Scratch& scratch);
+
+}  // namespace cuda
+}  // namespace pf
+#endif

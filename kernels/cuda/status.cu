@@ -1,0 +1,155 @@
+// Failure messages, process-wide options, build facts and the plugin table.
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <atomic>
+
+#include "runtime.cuh"
+
+#ifndef PF_CUDA_ARCHS
+#define PF_CUDA_ARCHS "unknown"
+#endif
+#ifndef PF_VERSION
+#define PF_VERSION "0.0.0"
+#endif
+
+namespace pf {
+namespace cuda {
+namespace {
+thread_local char g_last_error[512] = "";
+std::atomic<int> g_sync_checks{1};
+std::atomic<int> g_check_pointers{1};
+std::atomic<int64_t> g_prefill_min_tokens{32};
+}  // namespace
+
+pf_status fail(pf_status status, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(g_last_error, sizeof g_last_error, fmt, args);
+  va_end(args);
+  return status;
+}
+
+pf_status cuda_fail(cudaError_t err, const char* what) {
+  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  return fail(err == cudaErrorMemoryAllocation ? PF_ERR_MEMORY : PF_ERR_BACKEND, "CUDA error in %s: %s (%s)",
+              what, cudaGetErrorString(err), cudaGetErrorName(err));
+}
+
+pf_status check_launch(const char* kernel) {
+  const cudaError_t err = cudaGetLastError();
+  if (err == cudaSuccess) return PF_OK;
+  char what[96];
+  snprintf(what, sizeof what, "kernel %s", kernel);
+  return cuda_fail(err, what);
+}
+
+bool opt_sync_checks() { return g_sync_checks.load(std::memory_order_relaxed) != 0; }
+bool opt_check_pointers() { return g_check_pointers.load(std::memory_order_relaxed) != 0; }
+int64_t opt_prefill_min_tokens() { return g_prefill_min_tokens.load(std::memory_order_relaxed); }
+
+}  // namespace cuda
+}  // namespace pf
+
+extern "C" {
+
+const char* pf_cuda_last_error(void) { return pf::cuda::g_last_error; }
+
+const char* pf_cuda_status_name(pf_status s) {
+  switch (s) {
+    case PF_OK: return "ok";
+    case PF_ERR_ARGUMENT: return "invalid argument";
+    case PF_ERR_VALUE: return "invalid value";
+    case PF_ERR_MEMORY: return "out of memory";
+    case PF_ERR_BACKEND: return "backend error";
+  }
+  return "unknown status";
+}
+
+const char* pf_cuda_build_info(void) {
+  static char info[256];
+  static const bool written = [] {  // thread-safe one-time initialisation
+    snprintf(info, sizeof info, "personafuse-cuda %s; CUDA runtime %d.%d (static); built for %s",
+             PF_VERSION, CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10, PF_CUDA_ARCHS);
+    return true;
+  }();
+  (void)written;
+  return info;
+}
+
+pf_status pf_cuda_set_option(const char* name, int64_t value) {
+  using pf::cuda::fail;
+  if (name == nullptr) return fail(PF_ERR_ARGUMENT, "Expected an option name for name but received null");
+  if (strcmp(name, "sync_checks") == 0 || strcmp(name, "check_pointers") == 0) {
+    if (value != 0 && value != 1)
+      return fail(PF_ERR_ARGUMENT, "Expected 0 or 1 for %s but received %lld", name, (long long)value);
+    (name[0] == 's' ? pf::cuda::g_sync_checks : pf::cuda::g_check_pointers).store((int)value);
+    return PF_OK;
+  }
+  if (strcmp(name, "moe_prefill_min_tokens") == 0) {
+    if (value < -1)
+      return fail(PF_ERR_ARGUMENT, "Expected an integer >= -1 for %s but received %lld", name, (long long)value);
+    pf::cuda::g_prefill_min_tokens.store(value);
+    return PF_OK;
+  }
+  return fail(PF_ERR_ARGUMENT,
+              "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens for name but received %s", name);
+}
+
+pf_status pf_cuda_get_option(const char* name, int64_t* value) {
+  using pf::cuda::fail;
+  if (name == nullptr || value == nullptr)
+    return fail(PF_ERR_ARGUMENT, "Expected a pointer for %s but received null", name ? "value" : "name");
+  if (strcmp(name, "sync_checks") == 0) *value = pf::cuda::g_sync_checks.load();
+  else if (strcmp(name, "check_pointers") == 0) *value = pf::cuda::g_check_pointers.load();
+  else if (strcmp(name, "moe_prefill_min_tokens") == 0) *value = pf::cuda::g_prefill_min_tokens.load();
+  else
+    return fail(PF_ERR_ARGUMENT,
+                "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens for name but received %s", name);
+  return PF_OK;
+}
+
+const pf_cuda_api* pf_cuda_get_api(uint32_t abi_version) {
+  static const pf_cuda_api api = {
+      PF_CUDA_ABI_VERSION,
+      (uint32_t)sizeof(pf_cuda_api),
+      pf_cuda_last_error,
+      pf_cuda_status_name,
+      pf_cuda_build_info,
+      pf_cuda_set_option,
+      pf_cuda_get_option,
+      pf_cuda_device_count,
+      pf_cuda_device_name,
+      pf_cuda_device_capability,
+      pf_cuda_device_memory,
+      pf_cuda_set_device,
+      pf_cuda_get_device,
+      pf_cuda_device_synchronize,
+      pf_cuda_malloc,
+      pf_cuda_free,
+      pf_cuda_memcpy_h2d,
+      pf_cuda_memcpy_d2h,
+      pf_cuda_memcpy_d2d,
+      pf_cuda_memset,
+      pf_cuda_stream_create,
+      pf_cuda_stream_destroy,
+      pf_cuda_stream_sync,
+      pf_cuda_event_create,
+      pf_cuda_event_destroy,
+      pf_cuda_event_record,
+      pf_cuda_event_elapsed_ms,
+      pf_cuda_check,
+      pf_cuda_bank_create,
+      pf_cuda_bank_destroy,
+      pf_cuda_bank_shape,
+      pf_cuda_bank_bytes,
+      pf_cuda_topk_softmax,
+      pf_cuda_lora_moe,
+      pf_cuda_fold_experts,
+      pf_cuda_merge_experts,
+  };
+  return abi_version == PF_CUDA_ABI_VERSION ? &api : nullptr;
+}
+
+}  // extern "C"

@@ -1,0 +1,21 @@
+// A progress bar on stderr for long work (injection, merging), only when stderr is a terminal.
+import { MultiBar, Presets, SingleBar } from 'cli-progress';
+import { Progress } from '../onnx/write';
+
+export function progressBar(enabled = process.stderr.isTTY === true): { onProgress: Progress; stop: () => void } {
+  if (!enabled) return { onProgress: () => undefined, stop: () => undefined };
+  const multi = new MultiBar({ format: ' {stage} |{bar}| {value}/{total}', hideCursor: true, clearOnComplete: false }, Presets.shades_classic);
+  const bars = new Map<string, SingleBar>();
+  return {
+    onProgress: (stage, done, total) => {
+      let bar = bars.get(stage);
+      if (!bar) {
+        bar = multi.create(total, 0, { stage });
+        bars.set(stage, bar);
+      }
+      bar.setTotal(total);
+      bar.update(done, { stage });
+    },
+    stop: () => multi.stop(),
+  };
+}

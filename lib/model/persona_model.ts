@@ -1,0 +1,168 @@
+// PersonaModel: a stock ONNX decoder plus a bank of PEFT persona experts, run with a different
+// mix per row through onnxruntime-node.
+//
+//   load:    read the model, find its linear layers, match every adapter module to one, inject
+//            A_in/B_in inputs per adapted module (cached next to the model), open a session
+//   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
+//            and run; return each row's last-position logits
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { DisposedError, typeError } from '../errors';
+import { foldExperts, LoraBank } from '../kernels';
+import { loadPeftAdapter, PeftAdapter } from '../adapters';
+import { injectedModel } from '../onnx/cache';
+import { InjectionSite } from '../onnx/inject';
+import { Progress } from '../onnx/write';
+import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
+import { batchMix, Mix } from './mix';
+import { checkRows, decoderFeeds, DecoderIO } from './feeds';
+import { SiteBank, siteBanks } from './site_banks';
+
+export interface PersonaModelOptions {
+  /** an .onnx file, or a folder holding model.onnx */
+  model: string;
+  /** expert name -> PEFT adapter folder, in the order the experts get their ids */
+  adapters?: Record<string, string>;
+  /** where the injected model is cached (default: beside the model) */
+  cacheDir?: string;
+  /** onnxruntime execution providers (default ['cpu']) */
+  executionProviders?: string[];
+  /** threads onnxruntime uses inside one operator */
+  intraOpNumThreads?: number;
+  onProgress?: Progress;
+}
+
+export interface ForwardOptions {
+  inputIds: number[][];
+  /** one mix per row; {} = the base model */
+  mix: Mix[];
+}
+
+export function resolveModelFile(model: string): string {
+  if (typeof model !== 'string' || model.length === 0) throw typeError('model', 'a path to an .onnx file or a model folder', model);
+  if (!fs.existsSync(model)) throw new Error(`The model path ${model} does not exist`);
+  if (fs.statSync(model).isDirectory()) {
+    const file = path.join(model, 'model.onnx');
+    if (!fs.existsSync(file)) throw new Error(`The model folder ${model} has no model.onnx`);
+    return file;
+  }
+  return model;
+}
+
+export class PersonaModel {
+  readonly experts: string[];
+  readonly modelFile: string;
+  readonly injectedFile: string;
+  readonly sites: readonly SiteBank[];
+  readonly padId: number;
+  #session: ort.InferenceSession | undefined;
+  readonly #io: DecoderIO;
+
+  private constructor(init: {
+    experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session: ort.InferenceSession;
+    io: DecoderIO; padId: number;
+  }) {
+    this.experts = init.experts;
+    this.modelFile = init.modelFile;
+    this.injectedFile = init.injectedFile;
+    this.sites = init.sites;
+    this.#session = init.session;
+    this.#io = init.io;
+    this.padId = init.padId;
+  }
+
+  static async load(options: PersonaModelOptions): Promise<PersonaModel> {
+    if (typeof options !== 'object' || options === null) throw typeError('options', 'an options object', options);
+    const modelFile = resolveModelFile(options.model);
+    const named = options.adapters ?? {};
+    if (typeof named !== 'object' || named === null) throw typeError('adapters', 'an object { expertName: folder }', named);
+    const experts = Object.keys(named);
+    const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
+    const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress });
+    const sites = siteBanks(built.injection.sites, adapters);
+    const session = await ort.InferenceSession.create(built.file, {
+      executionProviders: options.executionProviders ?? ['cpu'],
+      graphOptimizationLevel: 'all',
+      ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    });
+    const graph = built.model.graph!;
+    const past = graph.input
+      .filter((i) => i.name.startsWith('past_key_values.') || i.name.startsWith('past.'))
+      .map((i) => {
+        const dims = valueInfoDims(i) ?? [];
+        const heads = dims[1], headDim = dims[3];
+        if (typeof heads !== 'number' || typeof headDim !== 'number') {
+          throw new Error(`The cache input ${i.name} has no fixed head count / head size (dims ${JSON.stringify(dims)})`);
+        }
+        return { name: i.name, heads, headDim, type: valueInfoElemType(i) === ONNX_FLOAT16 ? 'float16' as const : 'float32' as const };
+      });
+    const padId = readPadId(path.dirname(modelFile));
+    return new PersonaModel({
+      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames: session.inputNames, past }, padId,
+    });
+  }
+
+  get session(): ort.InferenceSession {
+    if (!this.#session) throw new DisposedError('PersonaModel');
+    return this.#session;
+  }
+
+  /** Last-position logits of each row, each row with its own mix. */
+  async forward(opts: ForwardOptions): Promise<Float32Array[]> {
+    const session = this.session;
+    if (typeof opts !== 'object' || opts === null) throw typeError('options', 'an object { inputIds, mix }', opts);
+    const rows = checkRows(opts.inputIds);
+    if (!Array.isArray(opts.mix) || opts.mix.length !== rows.length) {
+      throw typeError('mix', `an array of ${rows.length} mixes (one per row of inputIds)`, opts.mix);
+    }
+    const mix = batchMix(opts.mix, this.experts);
+    const feeds = { ...decoderFeeds(this.#io, rows, this.padId), ...this.adapterFeeds(mix.ids, mix.weights, mix.k, rows.length) };
+    const out = await session.run(feeds, ['logits']);
+    const logits = out.logits;
+    const [B, L, V] = logits.dims.map(Number);
+    const data = logits.data as Float32Array;
+    const result = rows.map((r, b) => data.slice((b * L + r.length - 1) * V, (b * L + r.length) * V));
+    logits.dispose?.();
+    if (B !== rows.length) throw new Error(`The model returned ${B} rows of logits for ${rows.length} inputs`);
+    return result;
+  }
+
+  /** A_in / B_in of every site for a batch: each row's mix folded into its slot. */
+  adapterFeeds(ids: Int32Array, weights: Float32Array, k: number, batch: number): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const s of this.sites) {
+      const R = k > 0 && s.bank ? k * s.bank.rank : 0;
+      const a = new Float32Array(batch * s.site.din * R);
+      const b = new Float32Array(batch * R * s.site.dout);
+      if (R > 0) foldExperts(s.bank as LoraBank, ids, weights, k, { a, b, rankCapacity: R });
+      feeds[s.site.aInput] = new ort.Tensor('float32', a, [batch, s.site.din, R]);
+      feeds[s.site.bInput] = new ort.Tensor('float32', b, [batch, R, s.site.dout]);
+    }
+    return feeds;
+  }
+
+  async dispose(): Promise<void> {
+    const session = this.#session;
+    this.#session = undefined;
+    for (const s of this.sites) s.bank?.dispose();
+    await session?.release();
+  }
+}
+
+/** pad_token_id from config.json / generation_config.json, else 0 (padding is masked anyway). */
+function readPadId(dir: string): number {
+  for (const f of ['generation_config.json', 'config.json']) {
+    try {
+      const cfg = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
+      const pad = cfg.pad_token_id;
+      if (typeof pad === 'number') return pad;
+      if (Array.isArray(pad) && typeof pad[0] === 'number') return pad[0];
+    } catch {
+      /* absent or unreadable: next */
+    }
+  }
+  return 0;
+}
+
+export type { InjectionSite };

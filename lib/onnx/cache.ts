@@ -1,0 +1,134 @@
+// The injected model, built once: its file name carries a hash of the source model (path, size,
+// mtime) and of the injection plan, so a changed model or adapter set builds a new file and an
+// unchanged one is reused as is.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { injectLora, Injection, InjectionSite, peftModulesOf } from './inject';
+import { metadataEntry, ModelProto, readModel } from './proto';
+import { FUSED_MODULES, findLinearTargets, LinearTarget, summarizeTargets } from './targets';
+import { Progress, writeModel } from './write';
+
+/** What the injector needs to know of an adapter: the modules it adapts and their shapes. */
+export interface AdaptedModule {
+  layer: number | null;
+  module: string;
+  din: number;
+  dout: number;
+}
+export interface AdapterShape {
+  name: string;
+  modules: Map<string, AdaptedModule>;
+}
+
+export interface InjectedModel {
+  file: string;
+  model: ModelProto;
+  injection: Injection;
+  reused: boolean;
+}
+
+const INJECT_VERSION = 1;
+const SITES_KEY = 'personafuse.injection';
+
+function siteKey(layer: number | null, module: string): string {
+  return `${layer ?? '-'}:${module}`;
+}
+
+/** For each target, the PEFT modules adapted on it with their widths; errors for adapters that match nothing. */
+export function planInjection(targets: LinearTarget[], adapters: AdapterShape[]): Map<LinearTarget, { module: string; dout: number }[]> {
+  const wanted = new Map<string, { m: AdaptedModule; from: string }>();
+  for (const a of adapters) {
+    for (const [p, m] of a.modules) {
+      const key = siteKey(m.layer, m.module);
+      const seen = wanted.get(key);
+      if (seen && (seen.m.din !== m.din || seen.m.dout !== m.dout)) {
+        throw new Error(
+          `Adapters '${seen.from}' and '${a.name}' disagree on the shape of ${p}: ` +
+            `[${seen.m.din} -> ${seen.m.dout}] vs [${m.din} -> ${m.dout}]`,
+        );
+      }
+      if (!seen) wanted.set(key, { m, from: a.name });
+    }
+  }
+  const plan = new Map<LinearTarget, { module: string; dout: number }[]>();
+  const matched = new Set<string>();
+  for (const t of targets) {
+    const parts = peftModulesOf(t);
+    const present = parts.map((mod) => wanted.get(siteKey(t.layer, mod)));
+    if (present.every((x) => !x)) continue;
+    for (const [i, x] of present.entries()) {
+      if (!x) continue;
+      matched.add(siteKey(t.layer, parts[i]));
+      if (x.m.din !== t.din) {
+        throw new Error(
+          `Adapter '${x.from}' module ${parts[i]} of layer ${t.layer} expects ${x.m.din} inputs but the model's ` +
+            `${t.path} has ${t.din} (is the adapter for another model?)`,
+        );
+      }
+    }
+    plan.set(t, parts.map((mod, i) => ({ module: mod, dout: present[i]?.m.dout ?? fusedWidth(t, parts, present.map((x) => x?.m.dout), i) })));
+  }
+  const unmatched = [...wanted.entries()].filter(([k]) => !matched.has(k));
+  if (unmatched.length > 0) {
+    const [, { m, from }] = unmatched[0];
+    throw new Error(
+      `Adapter '${from}' adapts ${m.module}${m.layer !== null ? ` of layer ${m.layer}` : ''} ` +
+        `(and ${unmatched.length - 1} more modules) but the model has no such linear layer. ` +
+        `The model's linear layers: ${summarizeTargets(targets) || '(none found)'}`,
+    );
+  }
+  if (plan.size === 0 && adapters.length > 0 && wanted.size === 0) {
+    throw new Error(`The adapters adapt no module. The model's linear layers: ${summarizeTargets(targets)}`);
+  }
+  return plan;
+}
+
+// Width of a fused part no adapter covers: gate_up_proj splits in halves; qkv_proj is
+// q (hidden = din wide) then k and v of equal width. injectLora checks that the parts add up.
+function fusedWidth(t: LinearTarget, parts: string[], _known: (number | undefined)[], i: number): number {
+  if (parts.length === 1) return t.dout;
+  if (parts.length === 3) return i === 0 ? t.din : (t.dout - t.din) / 2;
+  return t.dout / parts.length;
+}
+
+function hashPlan(modelFile: string, plan: Map<LinearTarget, { module: string; dout: number }[]>): string {
+  const st = fs.statSync(modelFile);
+  const h = createHash('sha256');
+  h.update(JSON.stringify({
+    v: INJECT_VERSION, file: path.resolve(modelFile), size: st.size, mtime: st.mtimeMs,
+    plan: [...plan.entries()].map(([t, subs]) => [t.path, t.node.name, subs]).sort(),
+  }));
+  return h.digest('hex').slice(0, 12);
+}
+
+export interface InjectOptions {
+  cacheDir?: string;
+  onProgress?: Progress;
+}
+
+/** The injected model for these adapters: reused from the cache when present, else built. */
+export function injectedModel(modelFile: string, adapters: AdapterShape[], opts: InjectOptions = {}): InjectedModel {
+  const model = readModel(modelFile);
+  const targets = findLinearTargets(model);
+  const plan = planInjection(targets, adapters);
+  const dir = opts.cacheDir ?? path.dirname(modelFile);
+  const file = path.join(dir, `${path.basename(modelFile, '.onnx')}.persona-${hashPlan(modelFile, plan)}.onnx`);
+  if (fs.existsSync(file)) {
+    const cached = readModel(file);
+    const entry = cached.metadataProps.find((m) => m.key === SITES_KEY);
+    if (entry) {
+      const injection = JSON.parse(entry.value) as Injection;
+      return { file, model: cached, injection, reused: true };
+    }
+  }
+  opts.onProgress?.('injecting', 0, plan.size);
+  const injection = injectLora(model, targets, (t) => plan.get(t) ?? null);
+  opts.onProgress?.('injecting', plan.size, plan.size);
+  model.metadataProps.push(metadataEntry(SITES_KEY, JSON.stringify(injection)));
+  writeModel(model, file, { sourceDir: path.dirname(modelFile), onProgress: opts.onProgress });
+  return { file, model, injection, reused: false };
+}
+
+export { FUSED_MODULES };
+export type { InjectionSite };
