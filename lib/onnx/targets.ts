@@ -52,13 +52,19 @@ export function modulePath(n: NodeProto): string | null {
   return null;
 }
 
-// name_scopes is a Python-style or JSON list of module paths, outermost first, e.g.
-// "['', 'model', 'model.layers.0', 'model.layers.0.self_attn', 'model.layers.0.self_attn.q_proj']";
-// "namespace" is 'a/b/c' style with class names after ':'.
+// name_scopes is a Python-style or JSON list of scopes, outermost first, ending with the op itself:
+// "['', 'model', 'model.layers.0', 'model.layers.0.self_attn', 'model.layers.0.self_attn.q_proj', 'linear']";
+// "namespace" is 'a: Class/b: Class/...' style, the same scopes with class names after ':'.
+// Module scopes nest (each extends the one before it by '.name'); the op's own entry ('linear',
+// 'matmul_3') does not, which is how it is told apart from a module.
 function parseScopes(value: string): string[] {
   const quoted = [...value.matchAll(/'([^']*)'|"([^"]*)"/g)].map((m) => m[1] ?? m[2]);
-  const items = quoted.length > 0 ? quoted : value.split('/');
-  return items.map((s) => s.split(':')[0].trim()).filter((s) => s.length > 0);
+  const items = (quoted.length > 0 ? quoted : value.split('/')).map((s) => s.split(':')[0].trim()).filter((s) => s.length > 0);
+  const modules: string[] = [];
+  for (const item of items) {
+    if (modules.length === 0 || item.startsWith(modules[modules.length - 1] + '.')) modules.push(item);
+  }
+  return modules;
 }
 
 export function layerOf(path: string): number | null {
