@@ -1,7 +1,7 @@
 /** Tests run the TypeScript sources through ts-jest against the built native addon. onnx-buf
  *  ships ES modules only, so ts-jest also turns its .js into CommonJS for jest's loader. */
 module.exports = {
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/helpers/node_environment.js',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: {

@@ -16,7 +16,7 @@ export interface DecoderIO {
   past: { name: string; heads: number; headDim: number; type: 'float32' | 'float16' }[];
 }
 
-export function checkRows(inputIds: unknown, arg = 'inputIds'): number[][] {
+export function checkRows(inputIds: unknown, arg = 'inputIds', vocab: number | null = null): number[][] {
   if (!Array.isArray(inputIds) || inputIds.length === 0) throw typeError(arg, 'a non-empty array of token id arrays', inputIds);
   return inputIds.map((row, i) => {
     if (!Array.isArray(row) && !ArrayBuffer.isView(row)) throw typeError(`${arg}[${i}]`, 'an array of token ids', row);
@@ -24,6 +24,7 @@ export function checkRows(inputIds: unknown, arg = 'inputIds'): number[][] {
     if (r.length === 0) throw rangeError(`${arg}[${i}]`, 'at least one token', 'an empty row');
     r.forEach((t, j) => {
       if (!Number.isInteger(t) || t < 0) throw rangeError(`${arg}[${i}][${j}]`, 'a non-negative integer token id', String(t));
+      if (vocab !== null && t >= vocab) throw rangeError(`${arg}[${i}][${j}]`, `a token id below the vocabulary size ${vocab}`, String(t));
     });
     return r;
   });

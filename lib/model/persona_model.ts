@@ -56,12 +56,14 @@ export class PersonaModel {
   readonly injectedFile: string;
   readonly sites: readonly SiteBank[];
   readonly padId: number;
+  /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
+  readonly vocab: number | null;
   #session: ort.InferenceSession | undefined;
   readonly #io: DecoderIO;
 
   private constructor(init: {
     experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session: ort.InferenceSession;
-    io: DecoderIO; padId: number;
+    io: DecoderIO; padId: number; vocab: number | null;
   }) {
     this.experts = init.experts;
     this.modelFile = init.modelFile;
@@ -70,6 +72,7 @@ export class PersonaModel {
     this.#session = init.session;
     this.#io = init.io;
     this.padId = init.padId;
+    this.vocab = init.vocab;
   }
 
   static async load(options: PersonaModelOptions): Promise<PersonaModel> {
@@ -98,8 +101,11 @@ export class PersonaModel {
         return { name: i.name, heads, headDim, type: valueInfoElemType(i) === ONNX_FLOAT16 ? 'float16' as const : 'float32' as const };
       });
     const padId = readPadId(path.dirname(modelFile));
+    const logitsOut = graph.output.find((o) => o.name === 'logits');
+    const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
+    const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
-      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames: session.inputNames, past }, padId,
+      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames: session.inputNames, past }, padId, vocab,
     });
   }
 
@@ -112,7 +118,7 @@ export class PersonaModel {
   async forward(opts: ForwardOptions): Promise<Float32Array[]> {
     const session = this.session;
     if (typeof opts !== 'object' || opts === null) throw typeError('options', 'an object { inputIds, mix }', opts);
-    const rows = checkRows(opts.inputIds);
+    const rows = checkRows(opts.inputIds, 'inputIds', this.vocab);
     if (!Array.isArray(opts.mix) || opts.mix.length !== rows.length) {
       throw typeError('mix', `an array of ${rows.length} mixes (one per row of inputIds)`, opts.mix);
     }

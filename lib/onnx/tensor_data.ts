@@ -67,7 +67,8 @@ export function tensorBytes(t: TensorProto, modelDir: string): Uint8Array {
 export function tensorFloat32(t: TensorProto, modelDir: string): Float32Array {
   const bytes = tensorBytes(t, modelDir);
   const n = elementCount(t);
-  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  // a copy, not bytes.slice(): protobuf may hand out Buffers, whose slice() is a view
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
   if (t.dataType === ONNX_FLOAT) return new Float32Array(aligned.buffer, aligned.byteOffset, n).slice();
   const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
   const conv = t.dataType === ONNX_FLOAT16 ? f16BitsToF32 : bf16BitsToF32;
