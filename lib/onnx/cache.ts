@@ -28,7 +28,7 @@ export interface InjectedModel {
   reused: boolean;
 }
 
-const INJECT_VERSION = 1;
+const INJECT_VERSION = 2;
 const SITES_KEY = 'personafuse.injection';
 
 function siteKey(layer: number | null, module: string): string {

@@ -67,6 +67,12 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
       newNodes.push(node('Reshape', [x, `${tag}/x_shape`], [`${tag}/x3`], `${tag}/x3`));
       x3 = `${tag}/x3`;
     }
+    if (t.activation !== ONNX_FLOAT) {
+      // half-precision layer: the adapter path runs in float32 (the A_in/B_in feeds are float32)
+      // and its sum is rounded once, where it joins the base output
+      newNodes.push(node('Cast', [x3], [`${tag}/x32`], `${tag}/x32`, { to: ONNX_FLOAT }));
+      x3 = `${tag}/x32`;
+    }
     const here: InjectionSite[] = [];
     const deltas: string[] = [];
     for (const sub of subs) {
@@ -84,6 +90,10 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
     if (deltas.length > 1) {
       newNodes.push(node('Concat', deltas, [`${tag}/delta`], `${tag}/delta`, { axis: -1 }));
       delta = `${tag}/delta`;
+    }
+    if (t.activation !== ONNX_FLOAT) {
+      newNodes.push(node('Cast', [delta], [`${tag}/delta_cast`], `${tag}/delta_cast`, { to: t.activation }));
+      delta = `${tag}/delta_cast`;
     }
     if (t.kind === 'Gemm') {
       graph.initializer.push(int64Tensor(`${tag}/flat_shape`, [-1, t.dout]));

@@ -7,7 +7,7 @@
 //   older exports                        Gemm with transB = 1, weight [dout, din]
 // A target is identified by (layer index, module leaf name): 'model.layers.3.self_attn.q_proj' and
 // '/model/layers.3/attn/q_proj' are both (3, 'q_proj'), which is how PEFT keys are matched too.
-import { intAttr, ModelProto, NodeProto, TensorProto } from './proto';
+import { intAttr, ModelProto, NodeProto, ONNX_FLOAT, TensorProto } from './proto';
 
 export type WeightLayout = 'in_out' | 'out_in';
 
@@ -27,6 +27,8 @@ export interface LinearTarget {
   layout: WeightLayout;
   din: number;
   dout: number;
+  /** ONNX element type of the layer's activations (float, or float16/bfloat16 in half-precision exports) */
+  activation: number;
 }
 
 /** PEFT modules a fused base module stands for, in output-column order. */
@@ -104,6 +106,8 @@ export function findLinearTargets(model: ModelProto): LinearTarget[] {
       targets.push({
         index, node: n, path, layer: layerOf(path), module: leafOf(path), kind: 'MatMulNBits',
         weight, layout: 'out_in', din: intAttr(n, 'K', 0), dout: intAttr(n, 'N', 0),
+        // activations have the scales' type (MatMulNBits' T1)
+        activation: inits.get(n.input[2])?.dataType ?? ONNX_FLOAT,
       });
       return;
     }
@@ -119,7 +123,7 @@ export function findLinearTargets(model: ModelProto): LinearTarget[] {
     const dout = layout === 'in_out' ? d1 : d0;
     targets.push({
       index, node: n, path, layer: layerOf(path), module: leafOf(path), kind: n.opType as 'MatMul' | 'Gemm',
-      weight, layout, din, dout,
+      weight, layout, din, dout, activation: weight.dataType,
     });
   });
   return targets;
