@@ -7,5 +7,7 @@ export {
   loadPeftAdapter, parsePeftConfig, patternKey, patternValue, loraScale, ADAPTER_CONFIG, ADAPTER_WEIGHTS,
 } from './peft';
 export type { PeftAdapter, PeftModule, PeftLoraConfig, LoadPeftOptions, LlamaTargetModule } from './peft';
+export { encodeSafetensors, writeSafetensors } from './safetensors_write';
+export type { TensorToWrite } from './safetensors_write';
 export { buildLoraBank, buildAdapterBank, AdapterBank } from './bank';
 export type { AdapterBankTarget, BankBuildOptions } from './bank';

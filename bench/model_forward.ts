@@ -1,0 +1,187 @@
+// End-to-end forward benchmark: the committed realistic-width model (bench/models/llama-h512:
+// hidden 512, 4 layers, KV cache) run three ways by onnxruntime-node, in the same process and
+// interleaved round by round so machine noise hits all three alike:
+//   base      the original export
+//   injected  the same model with A_in/B_in inputs at all 7 targets of every layer, 10 random
+//             rank-16 experts loaded, each row a different mix of k = 2 (folded once, as the
+//             engine does when a request joins; the fold is timed on its own)
+//   merged    one fixed mix merged into the weights (personafuse merge): zero adapter overhead
+// Phases: decode (1 new token per row over a 128-token cache) and prefill (64 tokens per row),
+// batch 1 and 8. Throughput = tokens per second; the target is injected >= 85% of base.
+//
+//   node dist/bench/model_forward.js [--budget MS] [--threads N] [--out FILE]
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Command } from 'commander';
+import * as ort from 'onnxruntime-node';
+import { PersonaModel, mergeModel } from '../lib';
+import { decoderFeeds } from '../lib/model/feeds';
+import { summarize, Stats, fmtUs, table, rng } from './harness';
+import { writeRandomAdapters } from './random_adapters';
+
+const MODEL_DIR = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
+const EXPERTS = [
+  'openness_high', 'openness_low', 'conscientiousness_high', 'conscientiousness_low', 'extraversion_high',
+  'extraversion_low', 'agreeableness_high', 'agreeableness_low', 'neuroticism_high', 'neuroticism_low',
+];
+const RANK = 16;
+const K = 2;
+const PAST = 128;
+const PREFILL = 64;
+const TARGET = 0.85;
+
+type Feeds = Record<string, ort.Tensor>;
+interface Variant { name: 'base' | 'injected' | 'merged'; session: ort.InferenceSession; feeds: Feeds }
+
+interface CaseResult {
+  phase: 'decode' | 'prefill';
+  batch: number;
+  tokens_per_call: number;
+  stats: Record<string, Stats>;
+  tokens_per_s: Record<string, number>;
+  injected_vs_base: number;
+  injected_vs_base_paired: number;
+  merged_vs_base: number;
+  target_met: boolean;
+}
+
+/** The k = 2 mix of row b: two different experts, 0.7 / 0.3. */
+function rowMix(b: number): Record<string, number> {
+  return { [EXPERTS[b % 10]]: 0.7, [EXPERTS[(b + 3) % 10]]: 0.3 };
+}
+
+function decoderInputs(cfg: { num_key_value_heads: number; hidden_size: number; num_attention_heads: number; head_dim?: number; vocab_size: number },
+  session: ort.InferenceSession, batch: number, phase: 'decode' | 'prefill'): Feeds {
+  const next = rng(7);
+  const headDim = cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
+  const past = session.inputNames.filter((n) => n.startsWith('past_key_values.'));
+  if (phase === 'prefill') {
+    const rows = Array.from({ length: batch }, () => Array.from({ length: PREFILL }, () => Math.floor(next() * cfg.vocab_size)));
+    return decoderFeeds({ inputNames: session.inputNames, past: past.map((name) => ({ name, heads: cfg.num_key_value_heads, headDim, type: 'float32' })) }, rows, 0);
+  }
+  const feeds: Feeds = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch }, () => BigInt(Math.floor(next() * cfg.vocab_size))), [batch, 1]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * (PAST + 1)).fill(1n), [batch, PAST + 1]),
+    position_ids: new ort.Tensor('int64', new BigInt64Array(batch).fill(BigInt(PAST)), [batch, 1]),
+  };
+  const n = batch * cfg.num_key_value_heads * PAST * headDim;
+  for (const name of past) {
+    feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: n }, () => next() - 0.5), [batch, cfg.num_key_value_heads, PAST, headDim]);
+  }
+  return feeds;
+}
+
+/** Interleaved rounds (start rotating), one call per sample, until the budget and >= 7 rounds. */
+async function measure(variants: Variant[], budgetMs: number): Promise<Record<string, number[]>> {
+  for (const v of variants) for (let i = 0; i < 3; i++) await v.session.run(v.feeds);
+  const samples: Record<string, number[]> = Object.fromEntries(variants.map((v) => [v.name, []]));
+  const t0 = performance.now();
+  for (let round = 0; round < 7 || performance.now() - t0 < budgetMs; round++) {
+    for (let j = 0; j < variants.length; j++) {
+      const v = variants[(round + j) % variants.length];
+      const s = performance.now();
+      const out = await v.session.run(v.feeds);
+      samples[v.name].push((performance.now() - s) * 1000);
+      for (const t of Object.values(out)) t.dispose?.();
+    }
+  }
+  return samples;
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+async function main(): Promise<void> {
+  const o = new Command('model_forward')
+    .option('--budget <ms>', 'time budget of each case', '4000')
+    .option('--threads <n>', 'onnxruntime intraOpNumThreads (default: all cores)')
+    .option('--out <file>', 'JSON results file')
+    .parse(process.argv)
+    .opts<{ budget: string; threads?: string; out?: string }>();
+  const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
+  const modelFile = path.join(MODEL_DIR, 'onnx', 'model.onnx');
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
+  try {
+    const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
+    const threads = o.threads ? Number(o.threads) : os.cpus().length;
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
+    };
+    const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads });
+    const mergedFile = path.join(work, 'merged.onnx');
+    mergeModel({ model: modelFile, adapters, mix: rowMix(0), out: mergedFile });
+    const base = await ort.InferenceSession.create(modelFile, sessionOptions);
+    const merged = await ort.InferenceSession.create(mergedFile, sessionOptions);
+    console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, ` +
+      `${model.sites.length} adapted modules, ${EXPERTS.length} experts r=${RANK}, k=${K}; onnxruntime threads ${threads}`);
+
+    const results: CaseResult[] = [];
+    const folds: { batch: number; fold_us: number }[] = [];
+    for (const phase of ['decode', 'prefill'] as const) {
+      for (const batch of [1, 8]) {
+        const plain = decoderInputs(cfg, base, batch, phase);
+        const mixes = Array.from({ length: batch }, (_, b) => rowMix(b));
+        const ids = new Int32Array(batch * K);
+        const weights = new Float32Array(batch * K);
+        mixes.forEach((m, b) => Object.entries(m).forEach(([name, w], j) => {
+          ids[b * K + j] = EXPERTS.indexOf(name);
+          weights[b * K + j] = w;
+        }));
+        const f0 = performance.now();
+        const adapterFeeds = model.adapterFeeds(ids, weights, K, batch);
+        if (phase === 'decode') folds.push({ batch, fold_us: (performance.now() - f0) * 1000 });
+        const variants: Variant[] = [
+          { name: 'base', session: base, feeds: plain },
+          { name: 'injected', session: model.session, feeds: { ...plain, ...adapterFeeds } },
+          { name: 'merged', session: merged, feeds: plain },
+        ];
+        const samples = await measure(variants, Number(o.budget));
+        const stats = Object.fromEntries(Object.entries(samples).map(([n, s]) => [n, summarize(s, 1)]));
+        const tokens = batch * (phase === 'decode' ? 1 : PREFILL);
+        const tps = Object.fromEntries(Object.entries(stats).map(([n, s]) => [n, (tokens * 1e6) / s.median_us]));
+        const paired = median(samples.base.map((b, i) => b / samples.injected[i]));
+        results.push({
+          phase, batch, tokens_per_call: tokens, stats, tokens_per_s: tps,
+          injected_vs_base: tps.injected / tps.base, injected_vs_base_paired: paired,
+          merged_vs_base: tps.merged / tps.base, target_met: paired >= TARGET,
+        });
+      }
+    }
+    console.log('\nforward latency (median) and throughput; injected/base = its throughput as a share of base (target >= 85%)');
+    console.log(table(
+      ['phase', 'batch', 'base', 'injected', 'merged', 'base tok/s', 'injected tok/s', 'merged tok/s', 'injected/base', 'paired', 'merged/base', 'target'],
+      results.map((r) => [
+        r.phase, String(r.batch), fmtUs(r.stats.base.median_us), fmtUs(r.stats.injected.median_us), fmtUs(r.stats.merged.median_us),
+        r.tokens_per_s.base.toFixed(0), r.tokens_per_s.injected.toFixed(0), r.tokens_per_s.merged.toFixed(0),
+        `${(100 * r.injected_vs_base).toFixed(0)}%`, `${(100 * r.injected_vs_base_paired).toFixed(0)}%`,
+        `${(100 * r.merged_vs_base).toFixed(0)}%`, r.target_met ? 'met' : 'NOT met',
+      ]),
+    ));
+    console.log(`\nfolding a batch's mixes into A_in/B_in of all ${model.sites.length} sites (once per joining request): ` +
+      folds.map((f) => `batch ${f.batch}: ${fmtUs(f.fold_us)}`).join(', '));
+    const cpu = os.cpus()[0]?.model ?? 'unknown';
+    const file = o.out ?? path.join(__dirname, '..', '..', 'bench', 'results',
+      `model-${new Date().toISOString().slice(0, 10)}-${cpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')}.json`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, `${JSON.stringify({
+      bench: 'model_forward', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
+      onnxruntime_threads: threads, model: { dir: 'bench/models/llama-h512', ...cfg }, experts: EXPERTS.length, rank: RANK, k: K,
+      past: PAST, prefill: PREFILL, target: TARGET, folds, results,
+    }, null, 2)}\n`);
+    console.log(`results: ${path.relative(process.cwd(), file)}`);
+    await model.dispose();
+    await base.release();
+    await merged.release();
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
