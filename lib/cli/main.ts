@@ -5,6 +5,10 @@ import { benchCommand } from './commands/bench';
 import { infoCommand } from './commands/info';
 import { injectCommand } from './commands/inject';
 import { mergeCommand } from './commands/merge';
+import { routeCommand } from './commands/route';
+import { generateCommand } from './commands/generate';
+import { chatCommand } from './commands/chat';
+import { serveCommand } from './commands/serve';
 
 export function program(): Command {
   return new Command('personafuse')
@@ -12,6 +16,10 @@ export function program(): Command {
     .addCommand(infoCommand())
     .addCommand(injectCommand())
     .addCommand(mergeCommand())
+    .addCommand(routeCommand())
+    .addCommand(generateCommand())
+    .addCommand(chatCommand())
+    .addCommand(serveCommand())
     .addCommand(benchCommand());
 }
 

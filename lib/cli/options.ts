@@ -1,13 +1,21 @@
 // Flags shared by the commands: where the model and the persona experts are.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
+import { packageRoot } from '../kernels/binding';
+import { PersonaModel } from '../model/persona_model';
+import { progressBar } from './progress';
+import type { Persona } from '../router/persona';
 
 export interface ModelFlags {
   model?: string;
   adapters?: string;
   adapter?: string[];
   json?: boolean;
+  router?: string;
+  persona?: string;
+  cacheDir?: string;
 }
 
 export function addModelFlags(cmd: Command): Command {
@@ -44,4 +52,86 @@ export function requireModel(flags: ModelFlags): string {
 /** JSON when --json, else the human text. */
 export function output(flags: { json?: boolean }, value: unknown, text: string): void {
   process.stdout.write(flags.json ? `${JSON.stringify(value)}\n` : `${text}\n`);
+}
+
+/** --router and --persona, for the commands that generate or route. */
+export function addPersonaFlags(cmd: Command): Command {
+  return cmd
+    .option('--router <dir>', 'a router folder (router.json, model.onnx, tokenizer.json); default <model folder>/router')
+    .option('--persona <persona>', "auto | a Big Five profile JSON {\"openness\":0.8} | {\"mix\":{\"expert\":weight}}")
+    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)');
+}
+
+/** The embedded demo model: what the commands run when --model is not given. */
+export function demoModelDir(): string {
+  return path.join(packageRoot(), 'models', 'persona-demo');
+}
+
+export interface ModelSetup {
+  model: string;
+  adapters: Record<string, string>;
+  router?: string;
+  cacheDir?: string;
+}
+
+/**
+ * The model, adapters and router a command uses: the flags, else the demo model folder; adapters
+ * default to <model folder>/adapters and the router to <model folder>/router when they exist.
+ */
+export function modelSetup(flags: ModelFlags): ModelSetup {
+  const model = flags.model ?? demoModelDir();
+  if (!fs.existsSync(model)) {
+    throw new Error(flags.model
+      ? `--model: ${model} does not exist`
+      : `No --model given and the embedded demo model ${model} is not there (it ships with the package once built); pass --model <folder or .onnx>`);
+  }
+  const dir = fs.statSync(model).isDirectory() ? model : path.dirname(model);
+  let adapters = adapterFolders(flags);
+  if (!flags.adapters && !(flags.adapter ?? []).length && fs.existsSync(path.join(dir, 'adapters'))) {
+    adapters = adapterFolders({ adapters: path.join(dir, 'adapters') });
+  }
+  const router = flags.router ?? (fs.existsSync(path.join(dir, 'router', 'router.json')) ? path.join(dir, 'router') : undefined);
+  // the embedded demo model lives inside the installed package, which may be read-only
+  const shipped = path.resolve(model).startsWith(path.join(packageRoot(), 'models') + path.sep);
+  const cacheDir = flags.cacheDir ?? (shipped ? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'personafuse') : undefined);
+  if (cacheDir) fs.mkdirSync(cacheDir, { recursive: true });
+  return { model, adapters, router, cacheDir };
+}
+
+/** --persona: 'auto' or JSON; undefined leaves the default ('auto' with a router, else the base model). */
+export function parsePersona(text: string | undefined): Persona | undefined {
+  if (text === undefined) return undefined;
+  if (text === 'auto') return 'auto';
+  try {
+    return JSON.parse(text) as Persona;
+  } catch {
+    throw new Error(`--persona expects auto or JSON ({"openness":0.8} or {"mix":{"openness_high":1}}) but received '${text}'`);
+  }
+}
+
+/** A numeric flag value, refused by name when it is not a number. */
+export function numberFlag(name: string): (v: string) => number {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`${name} expects a number but received '${v}'`);
+    return n;
+  };
+}
+
+/** "openness_high 0.62, agreeableness_high 0.38" (or "base model") for terminals. */
+export function describeMix(mix: Record<string, number>): string {
+  const parts = Object.entries(mix).sort((a, b) => b[1] - a[1]).map(([k, w]) => `${k} ${w.toFixed(2)}`);
+  return parts.length ? parts.join(', ') : 'base model (no persona)';
+}
+
+/** The model for generate / chat / serve, with a progress bar on stderr while the injected model
+ *  is built (first run only; later runs reuse the cache). */
+export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number } = {}): Promise<PersonaModel> {
+  const setup = modelSetup(flags);
+  const bar = progressBar(!flags.json && process.stderr.isTTY === true);
+  try {
+    return await PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, onProgress: bar.onProgress, ...extra });
+  } finally {
+    bar.stop();
+  }
 }

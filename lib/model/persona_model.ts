@@ -5,6 +5,9 @@
 //            A_in/B_in inputs per adapted module (cached next to the model), open a session
 //   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
 //            and run; return each row's last-position logits
+//   generate / stream: text generation with continuous batching (lib/engine), in a worker thread
+//            by default; the tokenizer and configs are read from the model's folder or its parent,
+//            and a router folder (lib/router) enables persona 'auto'
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -18,6 +21,14 @@ import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
 import { checkRows, decoderFeeds, DecoderIO } from './feeds';
 import { SiteBank, siteBanks } from './site_banks';
+import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
+import { Batcher, DecoderModel } from '../engine/batcher';
+import { GenerateOptions } from '../engine/options';
+import { sideFileDirs, findFile } from '../engine/model_files';
+import { TextCodec } from '../engine/text_codec';
+import { WorkerClient } from '../engine/worker_client';
+import { siteShapes } from '../engine/mix_slots';
+import { PersonaRouter, RouteMessage, RouteResult } from '../router/router';
 
 export interface PersonaModelOptions {
   /** an .onnx file, or a folder holding model.onnx */
@@ -31,6 +42,15 @@ export interface PersonaModelOptions {
   /** threads onnxruntime uses inside one operator */
   intraOpNumThreads?: number;
   onProgress?: Progress;
+  /** folder with tokenizer.json / tokenizer_config.json (default: the model's folder, then its parent) */
+  tokenizer?: string;
+  /** a router folder (router.json, model.onnx, tokenizer.json): enables persona 'auto' */
+  router?: string;
+  /** run generation's onnxruntime session in a worker thread (default true); false runs it on the
+   *  calling thread (session.run is async but blocks the event loop while it computes) */
+  worker?: boolean;
+  /** most requests decoded together (default 16) */
+  maxBatch?: number;
 }
 
 export interface ForwardOptions {
@@ -60,10 +80,15 @@ export class PersonaModel {
   readonly vocab: number | null;
   #session: ort.InferenceSession | undefined;
   readonly #io: DecoderIO;
+  /** text <-> ids, chat template, EOS ids; undefined when no tokenizer.json was found */
+  readonly codec: TextCodec | undefined;
+  readonly router: PersonaRouter | undefined;
+  readonly #options: PersonaModelOptions;
+  #engine: Engine | undefined;
 
   private constructor(init: {
     experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session: ort.InferenceSession;
-    io: DecoderIO; padId: number; vocab: number | null;
+    io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: PersonaRouter; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
     this.modelFile = init.modelFile;
@@ -73,6 +98,9 @@ export class PersonaModel {
     this.#io = init.io;
     this.padId = init.padId;
     this.vocab = init.vocab;
+    this.codec = init.codec;
+    this.router = init.router;
+    this.#options = init.options;
   }
 
   static async load(options: PersonaModelOptions): Promise<PersonaModel> {
@@ -100,18 +128,71 @@ export class PersonaModel {
         }
         return { name: i.name, heads, headDim, type: valueInfoElemType(i) === ONNX_FLOAT16 ? 'float16' as const : 'float32' as const };
       });
-    const padId = readPadId(path.dirname(modelFile));
+    const dirs = sideFileDirs(modelFile, options.tokenizer);
+    const padId = readPadId(dirs);
+    const codec = findFile(dirs, 'tokenizer.json') ? new TextCodec(dirs) : undefined;
+    const router = options.router !== undefined ? await PersonaRouter.load(options.router) : undefined;
+    const unrouted = router?.config.experts.filter((e) => !experts.includes(e)) ?? [];
+    if (unrouted.length) {
+      await router!.dispose();
+      await session.release();
+      throw new Error(`The router ${options.router} routes to experts not loaded as adapters: ${unrouted.join(', ')} (loaded: ${experts.join(', ') || 'none'})`);
+    }
     const logitsOut = graph.output.find((o) => o.name === 'logits');
     const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
       experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames: session.inputNames, past }, padId, vocab,
+      codec, router, options: { ...options, onProgress: undefined },
     });
   }
 
   get session(): ort.InferenceSession {
     if (!this.#session) throw new DisposedError('PersonaModel');
     return this.#session;
+  }
+
+  /** The decoder's ordinary inputs and its cache inputs. */
+  get io(): DecoderIO {
+    return this.#io;
+  }
+
+  /** What the Batcher runs: the session, the sites' banks, the decoder inputs. */
+  decoder(): DecoderModel {
+    return { session: this.session, sites: siteShapes(this.sites), io: this.#io, padId: this.padId };
+  }
+
+  /** The generation engine, made on first use (with its worker thread unless { worker: false }). */
+  get engine(): Engine {
+    const decoder = this.decoder(); // throws DisposedError after dispose()
+    if (!this.#engine) {
+      const o = this.#options;
+      const maxBatch = o.maxBatch ?? 16;
+      const runner = o.worker === false
+        ? new Batcher(decoder, { maxBatch })
+        : new WorkerClient({
+          file: this.injectedFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads,
+          io: this.#io, padId: this.padId, maxBatch,
+        }, decoder.sites);
+      this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab });
+    }
+    return this.#engine;
+  }
+
+  /** One generation; concurrent calls are decoded together, each with its own persona. */
+  generate(opts: GenerateOptions): Promise<GenerateResult> {
+    return this.engine.generate(opts);
+  }
+
+  /** The same as generate, token by token: { done: false, token, text } ... { done: true, text, result }. */
+  stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
+    return this.engine.stream(opts);
+  }
+
+  /** The mix the router picks for a text or a conversation. */
+  async route(input: string | RouteMessage[]): Promise<RouteResult> {
+    if (!this.router) throw new Error('This model has no router: load it with { router: <router folder> }');
+    return this.router.route(input);
   }
 
   /** Last-position logits of each row, each row with its own mix. */
@@ -151,16 +232,22 @@ export class PersonaModel {
   async dispose(): Promise<void> {
     const session = this.#session;
     this.#session = undefined;
+    const engine = this.#engine;
+    this.#engine = undefined;
+    if (engine) await engine.close();
+    else await this.router?.dispose();
     for (const s of this.sites) s.bank?.dispose();
     await session?.release();
   }
 }
 
 /** pad_token_id from config.json / generation_config.json, else 0 (padding is masked anyway). */
-function readPadId(dir: string): number {
+function readPadId(dirs: string[]): number {
   for (const f of ['generation_config.json', 'config.json']) {
     try {
-      const cfg = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
+      const file = findFile(dirs, f);
+      if (!file) continue;
+      const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
       const pad = cfg.pad_token_id;
       if (typeof pad === 'number') return pad;
       if (Array.isArray(pad) && typeof pad[0] === 'number') return pad[0];

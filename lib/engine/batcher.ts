@@ -1,0 +1,260 @@
+// Continuous batching over one decoder session. Requests join and leave between decode steps;
+// every row has its own persona mix (MixSlots), its own sampling settings and its own seeded
+// rng, so what a request generates never depends on what else is in the batch.
+//
+// One iteration of the loop:
+//   1. drop cancelled rows; admit queued requests up to maxBatch (each folded into its slot)
+//   2. with a KV cache: prefill the joiners (their prompts right-padded, empty past), sample
+//      their first token, and add their cache to the batch; then one decode step for every row
+//      (input_ids [B, 1], past [B, heads, T, headDim], holes masked, position_ids = row length)
+//      without a cache: run every row's whole sequence (right-padded) and take its last logits
+//   3. sample, report tokens, retire rows that hit EOS or their token budget
+// Models without position_ids compute positions from the column index, so there a hole would
+// shift positions: each row then keeps its own cache and decodes alone (batch of 1).
+import * as ort from 'onnxruntime-node';
+import { decoderFeeds, DecoderIO } from '../model/feeds';
+import { KvBatch, PastSpec } from './kv_batch';
+import { FoldedMix, MixEntries, MixSlots, SiteShape } from './mix_slots';
+import { Rng } from './rng';
+import { sampleToken, SamplingParams } from './sampler';
+
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface SequenceRequest {
+  inputIds: number[];
+  mix: MixEntries;
+  /** the mix already folded (requests sent to the worker thread, which holds no banks) */
+  folded?: FoldedMix;
+  maxNewTokens: number;
+  sampling: SamplingParams;
+  seed: number;
+  eosIds: number[];
+}
+
+export interface SequenceSink {
+  token(token: number): void;
+  /** error set when the run failed; reason is then 'abort' */
+  done(reason: FinishReason, error?: string): void;
+}
+
+/** What the batcher needs of a loaded model (PersonaModel provides it). */
+export interface DecoderModel {
+  session: ort.InferenceSession;
+  sites: readonly SiteShape[];
+  io: DecoderIO;
+  padId: number;
+}
+
+interface Row {
+  id: number;
+  req: SequenceRequest;
+  sink: SequenceSink;
+  /** prompt + generated so far */
+  tokens: number[];
+  generated: number;
+  rng: Rng;
+  cancelled: boolean;
+  /** per-row cache (models without position_ids) */
+  kv?: KvBatch;
+}
+
+export interface BatcherOptions {
+  maxBatch?: number;
+}
+
+export class Batcher {
+  readonly maxBatch: number;
+  readonly #model: DecoderModel;
+  readonly #specs: PastSpec[];
+  readonly #shared: boolean;
+  readonly #slots: MixSlots;
+  #rows: Row[] = [];
+  #queue: Row[] = [];
+  #kv: KvBatch;
+  #nextId = 1;
+  #running: Promise<void> | undefined;
+  #closed = false;
+
+  constructor(model: DecoderModel, opts: BatcherOptions = {}) {
+    this.#model = model;
+    this.maxBatch = opts.maxBatch ?? 16;
+    const outputs = model.session.outputNames;
+    this.#specs = model.io.past.map((p) => {
+      const present = p.name.replace(/^past_key_values\./, 'present.').replace(/^past\./, 'present.');
+      if (!outputs.includes(present)) throw new Error(`The model has the cache input ${p.name} but no output ${present}`);
+      return { ...p, present };
+    });
+    this.#shared = model.io.inputNames.includes('position_ids');
+    this.#slots = new MixSlots(model.sites);
+    this.#kv = KvBatch.empty(this.#specs);
+  }
+
+  /** true when the model has past_key_values inputs (KV-cache decoding) */
+  get cached(): boolean {
+    return this.#specs.length > 0;
+  }
+
+  get active(): number {
+    return this.#rows.length;
+  }
+
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  submit(req: SequenceRequest, sink: SequenceSink): number {
+    if (this.#closed) throw new Error('The generation engine is closed');
+    const row: Row = { id: this.#nextId++, req, sink, tokens: [...req.inputIds], generated: 0, rng: new Rng(req.seed), cancelled: false };
+    this.#queue.push(row);
+    this.#running ??= this.#loop().finally(() => {
+      this.#running = undefined;
+    });
+    return row.id;
+  }
+
+  /** Ends a request at once ('abort'); its slot is free before the next step. */
+  cancel(id: number): void {
+    const row = this.#rows.find((r) => r.id === id) ?? this.#queue.find((r) => r.id === id);
+    if (!row || row.cancelled) return;
+    row.cancelled = true;
+    row.sink.done('abort');
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const r of [...this.#queue, ...this.#rows]) this.cancel(r.id);
+    await this.#running;
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#rows.length > 0 || this.#queue.length > 0) {
+      this.#dropCancelled();
+      const joiners = this.#admit();
+      try {
+        if (this.cached) {
+          if (joiners.length) await this.#prefill(joiners);
+          this.#dropCancelled();
+          if (this.#rows.length) await this.#decode();
+        } else if (this.#rows.length) {
+          await this.#recompute();
+        }
+      } catch (err) {
+        this.#failAll(err instanceof Error ? err.message : String(err));
+      }
+      // let new requests and cancellations in between steps
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    this.#kv = KvBatch.empty(this.#specs);
+  }
+
+  #admit(): Row[] {
+    this.#queue = this.#queue.filter((r) => !r.cancelled);
+    const joiners: Row[] = [];
+    while (this.#queue.length && this.#rows.length < this.maxBatch) {
+      const row = this.#queue.shift()!;
+      if (row.req.folded) this.#slots.put(this.#rows.length, row.req.folded);
+      else this.#slots.set(this.#rows.length, row.req.mix);
+      this.#rows.push(row);
+      joiners.push(row);
+    }
+    return joiners;
+  }
+
+  /** Joiners sit in the last slots; their prompts run together, right-padded, on an empty cache. */
+  async #prefill(joiners: Row[]): Promise<void> {
+    const start = this.#rows.length - joiners.length;
+    const prompts = joiners.map((r) => r.tokens);
+    const feeds = { ...decoderFeeds(this.#model.io, prompts, this.#model.padId), ...this.#slots.feeds(start, joiners.length) };
+    const out = await this.#model.session.run(feeds, ['logits', ...this.#specs.map((s) => s.present)]);
+    const lens = prompts.map((p) => p.length);
+    const fresh = KvBatch.fromPresent(this.#specs, out, lens);
+    if (this.#shared) this.#kv = KvBatch.concat(this.#kv, fresh);
+    else joiners.forEach((r, j) => (r.kv = fresh.row(j)));
+    this.#emit(joiners, lastLogits(out.logits, lens));
+  }
+
+  async #decode(): Promise<void> {
+    if (this.#shared) {
+      const rows = [...this.#rows];
+      const out = await this.#step(this.#kv, rows, 0);
+      this.#kv.advance(out);
+      this.#emit(rows, lastLogits(out.logits, rows.map(() => 1)));
+      return;
+    }
+    for (const row of [...this.#rows]) {
+      // a row that finished earlier in this loop moved the last row into its slot: look it up now
+      const slot = this.#rows.indexOf(row);
+      if (slot < 0 || row.cancelled) continue;
+      const out = await this.#step(row.kv!, [row], slot);
+      row.kv!.advance(out);
+      this.#emit([row], lastLogits(out.logits, [1]));
+    }
+  }
+
+  #step(kv: KvBatch, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
+    const ids = BigInt64Array.from(rows.map((r) => BigInt(r.tokens[r.tokens.length - 1])));
+    const feeds = { input_ids: new ort.Tensor('int64', ids, [rows.length, 1]), ...kv.stepFeeds(this.#model.io.inputNames), ...this.#slots.feeds(start, rows.length) };
+    return this.#model.session.run(feeds, ['logits', ...this.#specs.map((s) => s.present)]);
+  }
+
+  async #recompute(): Promise<void> {
+    const rows = [...this.#rows];
+    const seqs = rows.map((r) => r.tokens);
+    const feeds = { ...decoderFeeds(this.#model.io, seqs, this.#model.padId), ...this.#slots.feeds(0, rows.length) };
+    const out = await this.#model.session.run(feeds, ['logits']);
+    this.#emit(rows, lastLogits(out.logits, seqs.map((s) => s.length)));
+  }
+
+  /** Samples each row's next token from its logits, reports it, retires finished rows. */
+  #emit(rows: Row[], logits: Float32Array[]): void {
+    rows.forEach((row, i) => {
+      if (row.cancelled) return;
+      const t = sampleToken(logits[i], row.req.sampling, row.tokens, row.rng);
+      row.tokens.push(t);
+      row.generated++;
+      row.sink.token(t);
+      if (row.cancelled) return; // the sink stopped it (a stop string)
+      if (row.req.eosIds.includes(t)) this.#finish(row, 'stop');
+      else if (row.generated >= row.req.maxNewTokens) this.#finish(row, 'length');
+    });
+  }
+
+  #finish(row: Row, reason: FinishReason): void {
+    row.cancelled = true;
+    row.sink.done(reason);
+    this.#remove(row);
+  }
+
+  #dropCancelled(): void {
+    for (const r of this.#rows.filter((x) => x.cancelled)) this.#remove(r);
+  }
+
+  /** The last row moves into the leaver's slot, in the mix buffers and the cache alike. */
+  #remove(row: Row): void {
+    const i = this.#rows.indexOf(row);
+    if (i < 0) return;
+    const last = this.#rows.length - 1;
+    this.#rows[i] = this.#rows[last];
+    this.#rows.pop();
+    if (i !== last) this.#slots.move(last, i);
+    else this.#slots.release(last);
+    if (this.#shared && this.cached && i < this.#kv.B) this.#kv.removeRow(i);
+  }
+
+  #failAll(message: string): void {
+    for (const r of [...this.#rows]) {
+      if (!r.cancelled) r.sink.done('abort', message);
+      r.cancelled = true;
+    }
+    this.#rows.forEach((_, slot) => this.#slots.release(slot));
+    this.#rows = [];
+    this.#kv = KvBatch.empty(this.#specs);
+  }
+}
+
+/** Each row's logits at its last real position: logits [B, L, V], lens[b] <= L. */
+function lastLogits(t: ort.Tensor, lens: number[]): Float32Array[] {
+  const [, L, V] = t.dims.map(Number);
+  const data = t.data as Float32Array;
+  return lens.map((n, b) => data.subarray((b * L + n - 1) * V, (b * L + n) * V));
+}

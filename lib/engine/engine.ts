@@ -1,0 +1,205 @@
+// Engine: generate() and stream() of a PersonaModel. Runs on the main thread: it turns the call
+// into token ids (prompt, chat template or ids), resolves the persona to a mix (router, Big Five
+// profile or explicit), hands the sequence to the runner (a Batcher, usually in a worker thread),
+// and turns the tokens that come back into text deltas, cut at stop strings.
+import { rangeError } from '../errors';
+import { mixEntries, Mix } from '../model/mix';
+import { PersonaRouter } from '../router/router';
+import { staticMix } from '../router/persona';
+import { FinishReason, SequenceRequest } from './batcher';
+import { checkGenerateOptions, DEFAULT_MAX_NEW_TOKENS, GenerateOptions, samplingParams } from './options';
+import { randomSeed } from './rng';
+import { SequenceRunner } from './runner';
+import { checkStop } from './stop';
+import { Detokenizer } from './detokenizer';
+import { ChatMessage, TextCodec } from './text_codec';
+
+export interface GenerateResult {
+  /** generated tokens only; the EOS token is included when generation ended on it */
+  tokens: number[];
+  /** the generated text, special tokens skipped, cut before a stop string */
+  text: string;
+  /** the persona mix used { expertName: weight } */
+  mix: Mix;
+  finishReason: FinishReason;
+  usage: { promptTokens: number; completionTokens: number };
+  /** the seed used (given or drawn), to repeat a sampled generation */
+  seed: number;
+}
+
+export type StreamEvent =
+  | { done: false; token: number; /** text delta */ text: string; /** the persona mix in use */ mix: Mix }
+  | { done: true; /** the last text delta */ text: string; result: GenerateResult };
+
+export interface EngineParts {
+  runner: SequenceRunner;
+  experts: readonly string[];
+  codec?: TextCodec;
+  router?: PersonaRouter;
+  /** vocabulary size (token ids must be below it), null when unknown */
+  vocab?: number | null;
+}
+
+export class Engine {
+  readonly #p: EngineParts;
+
+  constructor(parts: EngineParts) {
+    this.#p = parts;
+    const unknown = parts.router?.config.experts.filter((e) => !parts.experts.includes(e)) ?? [];
+    if (unknown.length) {
+      throw new Error(`The router routes to experts the model has not loaded: ${unknown.join(', ')} (loaded: ${parts.experts.join(', ') || 'none'})`);
+    }
+  }
+
+  /** requests submitted and not yet finished (what holds or waits for a batch slot) */
+  get openRequests(): number {
+    return this.#open;
+  }
+
+  #open = 0;
+
+  get router(): PersonaRouter | undefined {
+    return this.#p.router;
+  }
+
+  get codec(): TextCodec | undefined {
+    return this.#p.codec;
+  }
+
+  async generate(opts: GenerateOptions): Promise<GenerateResult> {
+    let result: GenerateResult | undefined;
+    for await (const ev of this.stream(opts)) if (ev.done) result = ev.result;
+    return result!;
+  }
+
+  /** The token ids a call asks to continue. */
+  promptIds(o: GenerateOptions): number[] {
+    if (o.inputIds) return [...o.inputIds];
+    const codec = this.#needCodec(o.prompt !== undefined ? 'prompt' : 'messages');
+    return o.prompt !== undefined ? codec.encode(o.prompt) : codec.encodeChat(o.messages!);
+  }
+
+  /** The mix a call's persona stands for; persona defaults to 'auto' when a router is loaded. */
+  async resolveMix(o: GenerateOptions): Promise<Mix> {
+    const persona = o.persona ?? (this.#p.router ? 'auto' : undefined);
+    if (persona === undefined) return {};
+    if (persona !== 'auto') return staticMix(persona, this.#p.experts);
+    const router = this.#p.router;
+    if (!router) {
+      throw rangeError('persona', "a Big Five profile or { mix } ('auto' needs a router: load the model with { router: <router folder> } or pass --router)", "'auto'");
+    }
+    let messages: ChatMessage[];
+    if (o.messages) messages = o.messages;
+    else if (o.prompt !== undefined) messages = [{ role: 'user', content: o.prompt }];
+    else messages = [{ role: 'user', content: this.#needCodec('inputIds with persona auto').decode(o.inputIds!) }];
+    const routed = await router.route(messages);
+    return Object.fromEntries(Object.entries(routed.mix).filter(([, w]) => w !== 0));
+  }
+
+  async *stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
+    const o = checkGenerateOptions(opts, this.#p.vocab ?? null);
+    const codec = this.#p.codec;
+    const stops = o.stop ?? [];
+    if (stops.length) this.#needCodec('stop');
+    const inputIds = this.promptIds(o);
+    const mix = await this.resolveMix(o);
+    const maxNewTokens = this.#budget(inputIds.length, o.maxNewTokens);
+    const seed = o.seed ?? randomSeed();
+    const req: SequenceRequest = {
+      inputIds, mix: mixEntries(mix, this.#p.experts), maxNewTokens, seed,
+      sampling: samplingParams(o, codec?.generationConfig ?? {}), eosIds: codec?.eosIds ?? [],
+    };
+
+    const events: StreamEvent[] = [];
+    let wake: (() => void) | undefined;
+    const push = (ev: StreamEvent) => {
+      events.push(ev);
+      wake?.();
+    };
+    const tokens: number[] = [];
+    const detok = codec ? new Detokenizer((ids) => codec.decode(ids)) : undefined;
+    /** text of the tokens so far (deltas joined), and the part of it already shown */
+    let text = '';
+    let shown = '';
+    let stoppedByString = false;
+    let failure: string | undefined;
+    let finished = false;
+    const finish = (reason: FinishReason) => {
+      if (finished) return;
+      finished = true;
+      const final = stoppedByString || !codec ? shown : codec.decode(tokens);
+      const delta = final.startsWith(shown) ? final.slice(shown.length) : '';
+      push({ done: true, text: delta, result: { tokens: [...tokens], text: final, mix, finishReason: reason, usage: { promptTokens: inputIds.length, completionTokens: tokens.length }, seed } });
+    };
+
+    let id = -1;
+    if (o.signal?.aborted) {
+      finish('abort');
+    } else {
+      const onAbort = () => this.#p.runner.cancel(id);
+      this.#open++;
+      id = this.#p.runner.submit(req, {
+        token: (t) => {
+          if (finished) return;
+          tokens.push(t);
+          let delta = '';
+          if (detok) {
+            text += detok.next(tokens);
+            const check = checkStop(text, stops);
+            delta = check.safe.startsWith(shown) ? check.safe.slice(shown.length) : '';
+            shown = check.safe.startsWith(shown) ? check.safe : shown;
+            if (check.stopped) stoppedByString = true;
+          }
+          push({ done: false, token: t, text: delta, mix });
+          if (stoppedByString) this.#p.runner.cancel(id);
+        },
+        done: (reason, error) => {
+          this.#open--;
+          o.signal?.removeEventListener('abort', onAbort);
+          if (error) {
+            failure = error;
+            finished = true;
+            wake?.();
+            return;
+          }
+          finish(stoppedByString ? 'stop' : reason);
+        },
+      });
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+    }
+
+    try {
+      for (;;) {
+        while (events.length) {
+          const ev = events.shift()!;
+          yield ev;
+          if (ev.done) return;
+        }
+        if (failure) throw new Error(failure);
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      // a consumer that stops iterating early frees the slot at once
+      if (!finished && id >= 0) this.#p.runner.cancel(id);
+    }
+  }
+
+  #budget(promptLen: number, asked: number | undefined): number {
+    const maxContext = this.#p.codec?.maxContext;
+    const want = asked ?? (typeof this.#p.codec?.generationConfig.max_new_tokens === 'number' ? (this.#p.codec.generationConfig.max_new_tokens as number) : DEFAULT_MAX_NEW_TOKENS);
+    if (maxContext === undefined) return want;
+    if (promptLen >= maxContext) throw rangeError('prompt', `fewer than ${maxContext} tokens (the model's context)`, `${promptLen} tokens`);
+    return Math.min(want, maxContext - promptLen);
+  }
+
+  #needCodec(what: string): TextCodec {
+    if (!this.#p.codec) throw new Error(`${what} needs the model's tokenizer.json (none was found beside the model; pass { tokenizer: <folder> })`);
+    return this.#p.codec;
+  }
+
+  async close(): Promise<void> {
+    await this.#p.runner.close();
+    await this.#p.router?.dispose();
+  }
+}

@@ -1,0 +1,182 @@
+// Per-row persona mixes as the injected graph's A_in / B_in feeds, kept across decode steps.
+//
+// Every site has one buffer pair laid out by slot:  a [capacity, din, R],  b [capacity, R, dout],
+// R = k * site rank, k = the most experts any active row uses. A row joining the batch is folded
+// into its own slot only (kernels.foldExperts with `slots`) — or, in the worker thread, its
+// already folded blocks are copied in (put) — and the other slots are not rewritten. A run over
+// slots [start, start + count) feeds views of the buffers (onnxruntime-node wraps CPU inputs
+// without copying). When a joining row needs a larger k, or more slots than the buffers hold,
+// the buffers are re-laid out: each slot's blocks are copied to the wider layout (zero columns
+// past a row's own k*rank add nothing), never refolded.
+import * as ort from 'onnxruntime-node';
+import { foldExperts, LoraBank } from '../kernels';
+
+/** (expert id, weight) pairs of one row. */
+export type MixEntries = readonly (readonly [number, number])[];
+
+/** What a slot buffer needs to know of a site; bank is absent in the worker thread. */
+export interface SiteShape {
+  din: number;
+  dout: number;
+  /** the bank's rank (0: no expert adapts this site, its feeds are always rank 0) */
+  rank: number;
+  aInput: string;
+  bInput: string;
+  bank?: LoraBank | null;
+}
+
+/** One request's mix folded at its own k: per site a [din, k*rank], b [k*rank, dout]. */
+export interface FoldedMix {
+  k: number;
+  a: Float32Array[];
+  b: Float32Array[];
+}
+
+export class MixSlots {
+  readonly #sites: readonly SiteShape[];
+  #k = 0;
+  #capacity = 0;
+  #a: Float32Array[] = [];
+  #b: Float32Array[] = [];
+  /** experts per row (its k), for re-layouts */
+  #rowK: number[] = [];
+
+  constructor(sites: readonly SiteShape[]) {
+    this.#sites = sites;
+  }
+
+  get k(): number {
+    return this.#k;
+  }
+
+  /** Folds row `slot`'s mix into its slot (needs the banks: the in-thread path). */
+  set(slot: number, entries: MixEntries): void {
+    this.#ensure(slot, entries.length);
+    this.#rowK[slot] = entries.length;
+    const k = this.#k;
+    if (k === 0) return;
+    const ids = new Int32Array(k).fill(-1);
+    const weights = new Float32Array(k);
+    entries.forEach(([id, w], j) => {
+      ids[j] = id;
+      weights[j] = w;
+    });
+    const where = Int32Array.of(slot);
+    this.#sites.forEach((s, i) => {
+      if (!s.bank) return;
+      foldExperts(s.bank, ids, weights, k, { a: this.#a[i], b: this.#b[i], rankCapacity: k * s.rank, slots: where });
+    });
+  }
+
+  /** Copies a mix folded elsewhere (foldMix on the main thread) into row `slot`. */
+  put(slot: number, folded: FoldedMix): void {
+    this.#ensure(slot, folded.k);
+    this.#rowK[slot] = folded.k;
+    this.#sites.forEach((s, i) => {
+      if (s.rank === 0 || folded.k === 0) return;
+      const R = this.#k * s.rank;
+      copyBlock(folded.a[i], folded.k * s.rank, this.#a[i], slot, R, s.din, s.dout, 'a');
+      copyBlock(folded.b[i], folded.k * s.rank, this.#b[i], slot, R, s.din, s.dout, 'b');
+    });
+  }
+
+  /** Forgets row `slot` (it left the batch). */
+  release(slot: number): void {
+    delete this.#rowK[slot];
+  }
+
+  /** Moves row `from` into slot `to` (a row left; the batch stays contiguous); `from` is freed. */
+  move(from: number, to: number): void {
+    if (from === to) return;
+    this.#rowK[to] = this.#rowK[from];
+    delete this.#rowK[from];
+    this.#sites.forEach((s, i) => {
+      const R = this.#k * s.rank;
+      const sa = s.din * R;
+      const sb = R * s.dout;
+      this.#a[i].copyWithin(to * sa, from * sa, (from + 1) * sa);
+      this.#b[i].copyWithin(to * sb, from * sb, (from + 1) * sb);
+    });
+  }
+
+  /** A_in / B_in of every site for the rows in slots [start, start + count). */
+  feeds(start: number, count: number): Record<string, ort.Tensor> {
+    const out: Record<string, ort.Tensor> = {};
+    this.#sites.forEach((s, i) => {
+      const R = this.#k * s.rank;
+      const { din, dout } = s;
+      const a = R > 0 ? this.#a[i].subarray(start * din * R, (start + count) * din * R) : new Float32Array(0);
+      const b = R > 0 ? this.#b[i].subarray(start * R * dout, (start + count) * R * dout) : new Float32Array(0);
+      out[s.aInput] = new ort.Tensor('float32', a, [count, din, R]);
+      out[s.bInput] = new ort.Tensor('float32', b, [count, R, dout]);
+    });
+    return out;
+  }
+
+  /** Room for `slot` at k experts: grows the buffers (re-laying out every slot) if needed. */
+  #ensure(slot: number, k: number): void {
+    if (k <= this.#k && slot < this.#capacity) return;
+    const newK = Math.max(this.#k, k);
+    const capacity = slot < this.#capacity ? this.#capacity : Math.max(slot + 1, this.#capacity * 2, 4);
+    const a = this.#sites.map((s) => new Float32Array(capacity * s.din * newK * s.rank));
+    const b = this.#sites.map((s) => new Float32Array(capacity * newK * s.rank * s.dout));
+    if (this.#k > 0) {
+      this.#rowK.forEach((_, r) => {
+        this.#sites.forEach((s, i) => {
+          const oldR = this.#k * s.rank;
+          if (oldR === 0) return;
+          copyBlock(this.#a[i].subarray(r * s.din * oldR, (r + 1) * s.din * oldR), oldR, a[i], r, newK * s.rank, s.din, s.dout, 'a');
+          copyBlock(this.#b[i].subarray(r * oldR * s.dout, (r + 1) * oldR * s.dout), oldR, b[i], r, newK * s.rank, s.din, s.dout, 'b');
+        });
+      });
+    }
+    this.#k = newK;
+    this.#capacity = capacity;
+    this.#a = a;
+    this.#b = b;
+  }
+}
+
+/**
+ * One slot's block at rank `srcR` into slot `slot` of a buffer at rank R >= srcR:
+ *   a: src [din, srcR] -> dst[slot] [din, R] (row by row; columns past srcR stay zero)
+ *   b: src [srcR, dout] -> dst[slot] [R, dout] (the first srcR rows)
+ */
+function copyBlock(src: Float32Array, srcR: number, dst: Float32Array, slot: number, R: number, din: number, dout: number, which: 'a' | 'b'): void {
+  if (which === 'b') {
+    const base = slot * R * dout;
+    dst.fill(0, base, base + R * dout);
+    dst.set(src.subarray(0, srcR * dout), base);
+    return;
+  }
+  const base = slot * din * R;
+  dst.fill(0, base, base + din * R);
+  if (srcR === R) {
+    dst.set(src.subarray(0, din * R), base);
+    return;
+  }
+  for (let row = 0; row < din; row++) dst.set(src.subarray(row * srcR, (row + 1) * srcR), base + row * R);
+}
+
+/** A request's mix folded at its own k, on the thread that holds the banks (kernels.foldExperts). */
+export function foldMix(sites: readonly SiteShape[], entries: MixEntries): FoldedMix {
+  const k = entries.length;
+  const ids = Int32Array.from(entries.map(([id]) => id));
+  const weights = Float32Array.from(entries.map(([, w]) => w));
+  const a: Float32Array[] = [];
+  const b: Float32Array[] = [];
+  for (const s of sites) {
+    const R = k * s.rank;
+    const fa = new Float32Array(s.din * R);
+    const fb = new Float32Array(R * s.dout);
+    if (R > 0 && s.bank) foldExperts(s.bank, ids, weights, k, { a: fa, b: fb, rankCapacity: R });
+    a.push(fa);
+    b.push(fb);
+  }
+  return { k, a, b };
+}
+
+/** The slot view of PersonaModel's sites. */
+export function siteShapes(sites: readonly { site: { din: number; dout: number; aInput: string; bInput: string }; bank: LoraBank | null }[]): SiteShape[] {
+  return sites.map((s) => ({ din: s.site.din, dout: s.site.dout, rank: s.bank ? s.bank.rank : 0, aInput: s.site.aInput, bInput: s.site.bInput, bank: s.bank }));
+}

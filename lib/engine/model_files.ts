@@ -1,0 +1,44 @@
+// The files beside a decoder that say how to talk to it: tokenizer.json, tokenizer_config.json,
+// chat_template.jinja, config.json, generation_config.json. Exports often sit in a subfolder
+// (onnx/model.onnx) while these stay at the top, so each is looked for in the model's folder and
+// then in its parent.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export type Json = Record<string, unknown>;
+
+/** The first of `dirs` holding `name`, or undefined. */
+export function findFile(dirs: readonly string[], name: string): string | undefined {
+  for (const d of dirs) {
+    const f = path.join(d, name);
+    if (fs.existsSync(f)) return f;
+  }
+  return undefined;
+}
+
+/** The folders searched for a model's side files: its own, then its parent. */
+export function sideFileDirs(modelFile: string, explicit?: string): string[] {
+  const own = path.dirname(path.resolve(modelFile));
+  return [...(explicit ? [path.resolve(explicit)] : []), own, path.dirname(own)];
+}
+
+export function readJson(file: string | undefined): Json {
+  if (!file) return {};
+  const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file} does not hold a JSON object`);
+  return v as Json;
+}
+
+/** Integer ids of a `*_token_id` field: a number or a list of them. */
+export function idList(v: unknown): number[] {
+  if (typeof v === 'number' && Number.isInteger(v)) return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === 'number' && Number.isInteger(x));
+  return [];
+}
+
+/** A special token as tokenizer_config.json writes it: a string or an AddedToken object. */
+export function tokenString(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return undefined;
+}

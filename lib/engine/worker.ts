@@ -1,0 +1,71 @@
+// Worker-thread side of the engine: an onnxruntime session of the injected model and a Batcher,
+// so session.run never blocks the main thread's event loop. The worker holds no adapter banks
+// and never loads the personafuse addon: the main thread folds each request's mix
+// (kernels.foldExperts) and sends the folded blocks with the request; the worker copies them
+// into the request's slot.
+//   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'close' }
+//   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { DecoderIO } from '../model/feeds';
+import { Batcher, SequenceRequest } from './batcher';
+import type { SiteShape } from './mix_slots';
+
+type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'close' };
+
+export interface WorkerInit {
+  /** the injected .onnx file */
+  file: string;
+  executionProviders: string[];
+  intraOpNumThreads?: number;
+  sites: SiteShape[];
+  io: DecoderIO;
+  padId: number;
+  maxBatch: number;
+}
+
+function main(): void {
+  const port = parentPort!;
+  const init = workerData as WorkerInit;
+  const pending: Message[] = [];
+  const ids = new Map<number, number>();
+  let batcher: Batcher | undefined;
+  let session: ort.InferenceSession | undefined;
+
+  const handle = (m: Message): void => {
+    if (!batcher) {
+      pending.push(m);
+      return;
+    }
+    if (m.type === 'submit') {
+      const id = m.id;
+      ids.set(id, batcher.submit(m.req, {
+        token: (token) => port.postMessage({ type: 'token', id, token }),
+        done: (reason, error) => {
+          ids.delete(id);
+          port.postMessage({ type: 'done', id, reason, error });
+        },
+      }));
+    } else if (m.type === 'cancel') {
+      const bid = ids.get(m.id);
+      if (bid !== undefined) batcher.cancel(bid);
+    } else {
+      void batcher.close().then(() => session?.release()).then(() => port.close());
+    }
+  };
+  port.on('message', handle);
+
+  ort.InferenceSession.create(init.file, {
+    executionProviders: init.executionProviders,
+    graphOptimizationLevel: 'all',
+    ...(init.intraOpNumThreads ? { intraOpNumThreads: init.intraOpNumThreads } : {}),
+  })
+    .then((s) => {
+      session = s;
+      batcher = new Batcher({ session: s, sites: init.sites, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });
+      pending.splice(0).forEach(handle);
+    })
+    .catch((err: unknown) => port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) }));
+}
+
+main();

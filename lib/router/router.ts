@@ -1,0 +1,99 @@
+// PersonaRouter: the situation text -> expert logits (any ONNX model with input_ids and
+// attention_mask [batch, seq] int64 -> logits [batch, E] f32) -> kernels.topkSoftmax -> the mix.
+//
+// The text it reads is the last user message or the whole conversation (router.json `input`),
+// tokenized with the router folder's tokenizer.json (its special tokens added, as a router is
+// trained with `tokenizer(text)`), cut to the first maxLength tokens. The router is small and
+// run once per user turn; its session.run is async but executes on the calling thread.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { DisposedError, typeError } from '../errors';
+import { topkSoftmax } from '../kernels';
+import { Mix } from '../model/mix';
+import { readRouterConfig, RouterConfig } from './router_config';
+
+export interface RouteMessage {
+  role: string;
+  content: string;
+}
+
+export interface RouteResult {
+  /** the top-k experts and their weights */
+  mix: Mix;
+  /** softmax over every expert, in router.json order */
+  distribution: Mix;
+  /** the text the router read */
+  text: string;
+}
+
+export class PersonaRouter {
+  readonly config: RouterConfig;
+  readonly dir: string;
+  readonly #tokenizer: Tokenizer;
+  #session: ort.InferenceSession | undefined;
+
+  private constructor(dir: string, config: RouterConfig, tokenizer: Tokenizer, session: ort.InferenceSession) {
+    this.dir = dir;
+    this.config = config;
+    this.#tokenizer = tokenizer;
+    this.#session = session;
+  }
+
+  static async load(dir: string): Promise<PersonaRouter> {
+    if (typeof dir !== 'string' || dir.length === 0) throw typeError('router', 'a router folder', dir);
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`The router folder ${dir} does not exist`);
+    const config = readRouterConfig(dir);
+    const tokFile = path.join(dir, 'tokenizer.json');
+    if (!fs.existsSync(tokFile)) throw new Error(`The router folder ${dir} has no tokenizer.json`);
+    const cfgFile = path.join(dir, 'tokenizer_config.json');
+    const tokConfig = fs.existsSync(cfgFile) ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {};
+    const tokenizer = new Tokenizer(JSON.parse(fs.readFileSync(tokFile, 'utf8')), tokConfig);
+    const modelFile = path.join(dir, 'model.onnx');
+    if (!fs.existsSync(modelFile)) throw new Error(`The router folder ${dir} has no model.onnx`);
+    const session = await ort.InferenceSession.create(modelFile, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+    const E = config.experts.length;
+    if (!session.inputNames.includes('input_ids') || !session.outputNames.includes('logits')) {
+      throw new Error(`The router ${modelFile} must take input_ids (and attention_mask) and give logits [batch, ${E}]`);
+    }
+    return new PersonaRouter(dir, config, tokenizer, session);
+  }
+
+  /** The text this router reads from a conversation. */
+  situation(messages: readonly RouteMessage[]): string {
+    if (this.config.input === 'conversation') return messages.map((m) => `${m.role}: ${m.content}`).join('\n');
+    const user = [...messages].reverse().find((m) => m.role === 'user');
+    return (user ?? messages[messages.length - 1])?.content ?? '';
+  }
+
+  async route(input: string | readonly RouteMessage[]): Promise<RouteResult> {
+    const session = this.#session;
+    if (!session) throw new DisposedError('PersonaRouter');
+    const text = typeof input === 'string' ? input : this.situation(input);
+    if (typeof text !== 'string') throw typeError('text', 'a string or a list of messages', input);
+    let ids = this.#tokenizer.encode(text, { add_special_tokens: true }).ids;
+    if (ids.length === 0) ids = [0];
+    ids = ids.slice(0, this.config.maxLength);
+    const n = ids.length;
+    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, n]) };
+    if (session.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]);
+    const out = await session.run(feeds, ['logits']);
+    const logits = Float32Array.from(out.logits.data as Float32Array);
+    const E = this.config.experts.length;
+    if (logits.length !== E) throw new Error(`The router gave ${logits.length} logits for ${E} experts (router.json experts)`);
+    const all = topkSoftmax(logits, E, E);
+    const distribution: Mix = {};
+    this.config.experts.forEach((name, i) => (distribution[name] = all.weights[Array.from(all.ids).indexOf(i)]));
+    const top = topkSoftmax(logits, E, this.config.topK, { renormalize: this.config.renormalize });
+    const mix: Mix = {};
+    top.ids.forEach((id, j) => (mix[this.config.experts[id]] = top.weights[j]));
+    return { mix, distribution, text };
+  }
+
+  async dispose(): Promise<void> {
+    const s = this.#session;
+    this.#session = undefined;
+    await s?.release();
+  }
+}

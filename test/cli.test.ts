@@ -1,0 +1,116 @@
+// The generate / route / chat / serve commands of the built CLI (node dist/lib/cli/main.js;
+// build first: npx tsc -p tsconfig.json), on a copy of the tiny-llama fixture laid out as a model
+// folder: model.onnx, tokenizer and config files, adapters/, router/ (found by default).
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PersonaModel } from '../lib';
+import { FIXTURE, tempDir } from './helpers/model';
+
+const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+const dir = tempDir('cli');
+const ROUTER = path.join(__dirname, 'fixtures', 'router-tiny');
+
+beforeAll(() => {
+  fs.copyFileSync(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'), path.join(dir, 'model.onnx'));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'config.json', 'generation_config.json']) fs.copyFileSync(path.join(FIXTURE, f), path.join(dir, f));
+  fs.cpSync(path.join(FIXTURE, 'adapters'), path.join(dir, 'adapters'), { recursive: true });
+  fs.cpSync(ROUTER, path.join(dir, 'router'), { recursive: true });
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function cli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, timeout: 60000 });
+}
+
+describe('personafuse generate', () => {
+  test('--json prints one object { text, tokens, mix, usage, finishReason } equal to generate()', async () => {
+    const r = cli(['generate', '--model', dir, '--prompt', 'Hello there', '--max-new-tokens', '8', '--temperature', '0', '--persona', '{"mix":{"openness_high":0.6,"neuroticism_low":0.4}}', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const out = JSON.parse(lines[0]);
+    const m = await PersonaModel.load({ model: dir, adapters: Object.fromEntries(fs.readdirSync(path.join(dir, 'adapters')).sort().map((n) => [n, path.join(dir, 'adapters', n)])), worker: false });
+    try {
+      const want = await m.generate({ messages: [{ role: 'user', content: 'Hello there' }], persona: { mix: { openness_high: 0.6, neuroticism_low: 0.4 } }, maxNewTokens: 8, temperature: 0 });
+      expect(out).toMatchObject({ text: want.text, tokens: want.tokens, mix: want.mix, usage: want.usage, finishReason: want.finishReason });
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  test('without --persona the folder router picks the mix; the same --seed repeats a sampled answer', () => {
+    const args = ['generate', '--model', dir, '--prompt', 'I love trying new things', '--max-new-tokens', '6', '--temperature', '1', '--seed', '42', '--json'];
+    const a = JSON.parse(cli(args).stdout);
+    const b = JSON.parse(cli(args).stdout);
+    expect(a.tokens).toEqual(b.tokens);
+    const routed = JSON.parse(cli(['route', '--router', path.join(dir, 'router'), 'I love trying new things', '--json']).stdout);
+    expect(a.mix).toEqual(routed.mix);
+  });
+
+  test('without --json the answer streams to stdout, the persona and usage go to stderr', () => {
+    const r = cli(['generate', '--model', dir, '--prompt', 'Hi', '--max-new-tokens', '4', '--temperature', '0', '--persona', '{"openness":0.5}']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/\[persona: openness_high 0\.50\]/);
+    expect(r.stderr).toMatch(/4 generated tokens/);
+  });
+
+  test('a bad --persona or a missing --model is a clear error (JSON with --json)', () => {
+    const bad = cli(['generate', '--model', dir, '--prompt', 'Hi', '--persona', '{"mix":{"wit_high":1}}', '--json']);
+    expect(bad.status).toBe(1);
+    expect(JSON.parse(bad.stdout).error).toMatch(/wit_high/);
+    const missing = cli(['generate', '--model', path.join(dir, 'nowhere'), '--prompt', 'Hi']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/does not exist/);
+  });
+});
+
+describe('personafuse route', () => {
+  test('--json prints the mix and the full distribution over the experts', () => {
+    const r = cli(['route', '--model', dir, 'Please leave me alone', '--json']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(Object.keys(out.mix)).toHaveLength(2);
+    expect(Object.keys(out.distribution).sort()).toEqual(['agreeableness_high', 'conscientiousness_high', 'extraversion_low', 'neuroticism_low', 'openness_high']);
+    const total = Object.values(out.distribution as Record<string, number>).reduce((s, p) => s + p, 0);
+    expect(total).toBeCloseTo(1, 5);
+  });
+});
+
+describe('personafuse chat', () => {
+  test('--json prints one object per turn with the traits chosen for it', () => {
+    const r = cli(['chat', '--model', dir, '--max-new-tokens', '3', '--temperature', '0', '--json'], 'hello\nI love trying new things\n/exit\n');
+    expect(r.status).toBe(0);
+    const turns = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(turns.map((t) => t.user)).toEqual(['hello', 'I love trying new things']);
+    turns.forEach((t) => expect(Object.keys(t.mix).length).toBeGreaterThan(0));
+    expect(turns[1].usage.promptTokens).toBeGreaterThan(turns[0].usage.promptTokens);
+  });
+});
+
+describe('personafuse serve', () => {
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    if (child && child.exitCode === null) child.kill('SIGTERM');
+  });
+
+  test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker thread)', async () => {
+    child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const info = await new Promise<{ url: string; experts: string[] }>((resolve, reject) => {
+      let buf = '';
+      child!.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
+      });
+      child!.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+    });
+    expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const models = await (await fetch(`${info.url}/v1/models`)).json();
+    expect(models.data[0].experts).toEqual(info.experts);
+    const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });
+    const body = await res.json();
+    expect(body.persona).toEqual({ mix: { extraversion_low: 1 } });
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+  });
+});
