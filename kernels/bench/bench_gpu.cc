@@ -207,7 +207,7 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
       res.flops = 2.0 * T * k * r * (2.0 * d);
       add(res);
     }
-    pf_cuda_set_option("moe_prefill_min_tokens", 32);
+    pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
   }
 }
 

@@ -20,7 +20,9 @@ namespace {
 thread_local char g_last_error[512] = "";
 std::atomic<int> g_sync_checks{1};
 std::atomic<int> g_check_pointers{1};
-std::atomic<int64_t> g_prefill_min_tokens{32};
+// -1: the grouped tensor-core path is off by default. Measured on an H200 (bench/results/
+// gpu-nvidia-h200-20261126-015402.json) it ran 30-100x slower than the decode path at every T.
+std::atomic<int64_t> g_prefill_min_tokens{-1};
 }  // namespace
 
 pf_status fail(pf_status status, const char* fmt, ...) {

@@ -66,7 +66,8 @@ PF_API const char* pf_cuda_build_info(void);
  *   "check_pointers"   1 (default) or 0: skip the per-array pointer query (saves ~1 us per array)
  *   "moe_prefill_min_tokens"  T from which lora_moe groups tokens by expert and uses tensor
  *                      cores (f16/bf16 banks, rank <= 128, compute capability >= 8.0);
- *                      default 32; 0 = always when possible, -1 = never */
+ *                      default -1 (see status.cu: slower than decode as measured);
+ *                      0 = always when possible */
 PF_API pf_status pf_cuda_set_option(const char* name, int64_t value);
 PF_API pf_status pf_cuda_get_option(const char* name, int64_t* value);
 

@@ -272,7 +272,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   if (ok) ok = upload(dy, y0, off) &&
                pf_cuda_lora_moe(gb, dx.as<float>(off), s.T, di.as<int32_t>(), dw.as<float>(), s.k, dy.as<float>(off), nullptr) == PF_OK &&
                download(yg2, dy, off);
-  pf_cuda_set_option("moe_prefill_min_tokens", 32);
+  pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
   pf_cuda_bank_destroy(gb);
   if (!ok) {
     report(name, false, fmt("%s: %s", pf_cuda_status_name(gs), pf_cuda_last_error()));
@@ -465,7 +465,7 @@ void test_errors() {
                 pf_cuda_lora_moe(gb, dx.as<float>(), T, di.as<int32_t>(), dw.as<float>(), k, dy.as<float>(), nullptr));
     upload(dw, w);
   }
-  pf_cuda_set_option("moe_prefill_min_tokens", 32);
+  pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
 
   {  // topk NaN row
     std::vector<float> logits = make_vec((size_t)T * h.E, -2, 2);
