@@ -31,6 +31,13 @@
         "native/lora_moe.cc",
         "native/fold_experts.cc",
         "native/merge_experts.cc",
+        "native/cuda_plugin.cc",
+        "native/device_tensor.cc",
+        "native/cuda_topk_softmax.cc",
+        "native/cuda_lora_moe.cc",
+        "native/cuda_fold_experts.cc",
+        "native/cuda_merge_experts.cc",
+        "native/cuda_options.cc",
         "kernels/cpu/bank.cc",
         "kernels/cpu/status.cc",
         "kernels/cpu/thread_pool.cc",
@@ -43,6 +50,9 @@
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      # libdl: the CUDA backend is a plugin opened at run time (native/cuda_plugin.cc), never
+      # a link-time dependency, so the addon loads on machines without CUDA.
+      "libraries": ["-ldl"],
       "conditions": [
         ["target_arch=='x64'", { "dependencies": ["pf_simd_avx2", "pf_simd_avx512"] }]
       ]

@@ -1,7 +1,11 @@
 // The addon's entry point: registers one function per operation (sync and async) and the
-// LoraBank class. No maths here; see kernels/.
+// LoraBank and DeviceTensor classes. No maths here; see kernels/. Nothing here touches CUDA:
+// the plugin opens on first use (native/cuda_plugin.cc), so the addon loads anywhere.
 #include <napi.h>
 
+#include "addon_data.h"
+#include "cuda_ops.h"
+#include "device_tensor.h"
 #include "lora_bank.h"
 #include "ops.h"
 
@@ -9,7 +13,9 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace pfn;
+  env.SetInstanceData(new AddonData());  // freed by Node when this environment ends
   exports.Set("LoraBank", LoraBank::Init(env));
+  exports.Set("DeviceTensor", DeviceTensor::Init(env));
   const struct {
     const char* name;
     Napi::Value (*fn)(const Napi::CallbackInfo&);
@@ -20,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"mergeExperts", MergeExperts}, {"mergeExpertsAsync", MergeExpertsAsync},
       {"info", Info},                 {"setThreads", SetThreads},
       {"setSimd", SetSimd},
+      {"setCudaOption", CudaSetOption}, {"getCudaOption", CudaGetOption},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

@@ -1,5 +1,8 @@
 // foldExperts(bank, ids [B, k], weights [B, k], k, a [S, din, R], b [S, R, dout], R, slots? [B])
+// With a bank on cuda it runs on the device (native/cuda_fold_experts.cc).
 #include "args.h"
+#include "cuda_ops.h"
+#include "device_tensor.h"
 #include "job.h"
 #include "lora_bank.h"
 #include "ops.h"
@@ -26,6 +29,11 @@ FoldJob parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   FoldJob job;
   job.bank = LoraBank::from(env, info[0], "bank");
+  reject_device(env, info[1], "ids", "Int32Array", kHostBankHint);
+  reject_device(env, info[2], "weights", "Float32Array", kHostBankHint);
+  reject_device(env, info[4], "out.a", "Float32Array", kHostBankHint);
+  reject_device(env, info[5], "out.b", "Float32Array", kHostBankHint);
+  reject_device(env, info[7], "out.slots", "Int32Array", kHostBankHint);
   const BankShape s = shape_of(job.bank.get());
   View<int32_t> ids = i32_array(env, info[1], "ids");
   View<float> w = f32_array(env, info[2], "weights");
@@ -69,10 +77,14 @@ FoldJob parse(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Value FoldExperts(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaFoldExperts(info, false);
   FoldJob job = parse(info);
   return run_sync(info.Env(), job);
 }
 
-Napi::Value FoldExpertsAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), parse(info)); }
+Napi::Value FoldExpertsAsync(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaFoldExperts(info, true);
+  return run_async(info.Env(), parse(info));
+}
 
 }  // namespace pfn

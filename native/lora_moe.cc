@@ -1,5 +1,8 @@
 // loraMoe(bank, x [T, din], ids [T, k], weights [T, k], y? [T, dout]) -> y
+// With a bank on cuda it runs on the device (native/cuda_lora_moe.cc).
 #include "args.h"
+#include "cuda_ops.h"
+#include "device_tensor.h"
 #include "job.h"
 #include "lora_bank.h"
 #include "ops.h"
@@ -23,6 +26,10 @@ MoeJob parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MoeJob job;
   job.bank = LoraBank::from(env, info[0], "bank");
+  reject_device(env, info[1], "x", "Float32Array", kHostBankHint);
+  reject_device(env, info[2], "ids", "Int32Array", kHostBankHint);
+  reject_device(env, info[3], "weights", "Float32Array", kHostBankHint);
+  reject_device(env, info[4], "y", "Float32Array", kHostBankHint);
   const BankShape s = shape_of(job.bank.get());
   View<float> x = f32_array(env, info[1], "x");
   View<int32_t> ids = i32_array(env, info[2], "ids");
@@ -67,10 +74,14 @@ MoeJob parse(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Value LoraMoe(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaLoraMoe(info, false);
   MoeJob job = parse(info);
   return run_sync(info.Env(), job);
 }
 
-Napi::Value LoraMoeAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), parse(info)); }
+Napi::Value LoraMoeAsync(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaLoraMoe(info, true);
+  return run_async(info.Env(), parse(info));
+}
 
 }  // namespace pfn

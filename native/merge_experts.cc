@@ -1,8 +1,11 @@
 // mergeExperts(bank, ids [n], weights [n], w [din*dout], layout: 0 in_out | 1 out_in, inPlace)
 //   -> W' (a new Float32Array, or w itself when inPlace)
+// With a bank on cuda it runs on the device (native/cuda_merge_experts.cc).
 #include <string.h>
 
 #include "args.h"
+#include "cuda_ops.h"
+#include "device_tensor.h"
 #include "job.h"
 #include "lora_bank.h"
 #include "ops.h"
@@ -30,6 +33,9 @@ MergeJob parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MergeJob job;
   job.bank = LoraBank::from(env, info[0], "bank");
+  reject_device(env, info[1], "ids", "Int32Array", kHostBankHint);
+  reject_device(env, info[2], "weights", "Float32Array", kHostBankHint);
+  reject_device(env, info[3], "w", "Float32Array", kHostBankHint);
   const BankShape s = shape_of(job.bank.get());
   View<int32_t> ids = i32_array(env, info[1], "ids");
   View<float> w = f32_array(env, info[2], "weights");
@@ -60,10 +66,14 @@ MergeJob parse(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Value MergeExperts(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaMergeExperts(info, false);
   MergeJob job = parse(info);
   return run_sync(info.Env(), job);
 }
 
-Napi::Value MergeExpertsAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), parse(info)); }
+Napi::Value MergeExpertsAsync(const Napi::CallbackInfo& info) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaMergeExperts(info, true);
+  return run_async(info.Env(), parse(info));
+}
 
 }  // namespace pfn

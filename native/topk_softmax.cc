@@ -1,5 +1,8 @@
 // topkSoftmax(logits: Float32Array [T, E], experts, k, renormalize) -> { ids, weights }
+// With a DeviceTensor for logits it runs on the device (native/cuda_topk_softmax.cc).
 #include "args.h"
+#include "cuda_ops.h"
+#include "device_tensor.h"
 #include "job.h"
 #include "ops.h"
 
@@ -43,10 +46,14 @@ TopkJob parse(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Value TopkSoftmax(const Napi::CallbackInfo& info) {
+  if (DeviceTensor::Is(info[0])) return CudaTopkSoftmax(info, false);
   TopkJob job = parse(info);
   return run_sync(info.Env(), job);
 }
 
-Napi::Value TopkSoftmaxAsync(const Napi::CallbackInfo& info) { return run_async(info.Env(), parse(info)); }
+Napi::Value TopkSoftmaxAsync(const Napi::CallbackInfo& info) {
+  if (DeviceTensor::Is(info[0])) return CudaTopkSoftmax(info, true);
+  return run_async(info.Env(), parse(info));
+}
 
 }  // namespace pfn

@@ -16,11 +16,25 @@ export interface NativeBankOptions {
   b: Float32Array | Uint16Array;
   scales?: Float32Array;
   ranks?: Int32Array;
+  /** 'cuda': packed and uploaded to the device (a, b, scales, ranks stay host arrays). */
+  device?: 'cpu' | 'cuda';
 }
 
 export interface NativeLoraBank {
   dispose(): void;
   bytes(): number;
+  readonly device: 'cpu' | 'cuda';
+}
+
+/** Device memory of the CUDA backend (native/device_tensor.cc). */
+export interface NativeDeviceTensor {
+  readonly length: number;
+  readonly dtype: 'f32' | 'i32' | 'u16';
+  /** true after dispose() */
+  readonly disposed: boolean;
+  toHost(): Float32Array | Int32Array | Uint16Array;
+  /** Frees the device memory now (ops still running keep it until they finish). */
+  dispose(): void;
 }
 
 export interface TopkResult {
@@ -28,31 +42,54 @@ export interface TopkResult {
   weights: Float32Array;
 }
 
+/** What info().cuda says about the CUDA backend. */
+export interface CudaInfo {
+  /** true when the library loaded and a device is usable: 'cuda' is then in backends. */
+  available: boolean;
+  /** Why not: library not built, no driver, no device (with the CUDA runtime's own text). */
+  reason?: string;
+  /** The libpersonafuse_cuda.so that was opened. */
+  library?: string;
+  /** pf_cuda_build_info() of that library. */
+  buildInfo?: string;
+  /** Every device the runtime sees (ops run on the first). */
+  devices?: Array<{ name: string; computeCapability: string; memoryBytes: number }>;
+}
+
+/** Any array argument of an op: host typed arrays, or DeviceTensors (device path). */
+type F32Arg = Float32Array | NativeDeviceTensor;
+type I32Arg = Int32Array | NativeDeviceTensor;
+
 export interface NativeBinding {
   LoraBank: new (options: NativeBankOptions) => NativeLoraBank;
-  topkSoftmax(logits: Float32Array, experts: number, k: number, renormalize: boolean): TopkResult;
-  topkSoftmaxAsync(logits: Float32Array, experts: number, k: number, renormalize: boolean): Promise<TopkResult>;
-  loraMoe(bank: NativeLoraBank, x: Float32Array, ids: Int32Array, weights: Float32Array, y?: Float32Array): Float32Array;
-  loraMoeAsync(
-    bank: NativeLoraBank, x: Float32Array, ids: Int32Array, weights: Float32Array, y?: Float32Array,
-  ): Promise<Float32Array>;
+  /** Copies a host typed array to the device; throws when no device is usable. */
+  DeviceTensor: new (array: Float32Array | Int32Array | Uint16Array) => NativeDeviceTensor;
+  // Every op takes host arrays with a CPU bank, or DeviceTensors with a cuda bank (logits
+  // decides for topkSoftmax); outputs come back the same kind as the inputs.
+  topkSoftmax(logits: F32Arg, experts: number, k: number, renormalize: boolean): unknown;
+  topkSoftmaxAsync(logits: F32Arg, experts: number, k: number, renormalize: boolean): Promise<unknown>;
+  loraMoe(bank: NativeLoraBank, x: F32Arg, ids: I32Arg, weights: F32Arg, y?: F32Arg): unknown;
+  loraMoeAsync(bank: NativeLoraBank, x: F32Arg, ids: I32Arg, weights: F32Arg, y?: F32Arg): Promise<unknown>;
   foldExperts(
-    bank: NativeLoraBank, ids: Int32Array, weights: Float32Array, k: number,
-    a: Float32Array, b: Float32Array, rankCapacity: number, slots?: Int32Array,
+    bank: NativeLoraBank, ids: I32Arg, weights: F32Arg, k: number,
+    a: F32Arg, b: F32Arg, rankCapacity: number, slots?: I32Arg,
   ): void;
   foldExpertsAsync(
-    bank: NativeLoraBank, ids: Int32Array, weights: Float32Array, k: number,
-    a: Float32Array, b: Float32Array, rankCapacity: number, slots?: Int32Array,
+    bank: NativeLoraBank, ids: I32Arg, weights: F32Arg, k: number,
+    a: F32Arg, b: F32Arg, rankCapacity: number, slots?: I32Arg,
   ): Promise<void>;
   mergeExperts(
-    bank: NativeLoraBank, ids: Int32Array, weights: Float32Array, w: Float32Array, layout: number, inPlace: boolean,
-  ): Float32Array;
+    bank: NativeLoraBank, ids: I32Arg, weights: F32Arg, w: F32Arg, layout: number, inPlace: boolean,
+  ): unknown;
   mergeExpertsAsync(
-    bank: NativeLoraBank, ids: Int32Array, weights: Float32Array, w: Float32Array, layout: number, inPlace: boolean,
-  ): Promise<Float32Array>;
-  info(): { backends: string[]; simd: string; threads: number };
+    bank: NativeLoraBank, ids: I32Arg, weights: F32Arg, w: F32Arg, layout: number, inPlace: boolean,
+  ): Promise<unknown>;
+  /** Opens the CUDA plugin on its first call. */
+  info(): { backends: string[]; simd: string; threads: number; cuda: CudaInfo };
   setThreads(n: number): void;
   setSimd(name: string): string;
+  setCudaOption(name: string, value: number): void;
+  getCudaOption(name: string): number;
 }
 
 /** The folder holding package.json, from dist/lib/kernels or lib/kernels alike. */

@@ -3,29 +3,35 @@
 //   ids, weights [B, k];  out.a [numSlots, din, R], out.b [numSlots, R, dout];  R >= k * rank
 //   slot s = out.slots[i] (default i):  a[s] = [A_e1; ...; A_ek]ᵀ,  b[s] = [w1 s1 B_e1ᵀ; ...]
 //   unused columns/rows and id -1 blocks are zero; other slots are untouched.
+// With a bank created with device: 'cuda', ids, weights, out.a, out.b and out.slots are all
+// DeviceTensors.
 import { typeError } from '../errors';
 import { binding } from './binding';
+import type { DeviceTensor } from './device';
 import { nativeBank } from './lora_bank';
 
+type F32 = Float32Array | DeviceTensor<'f32'>;
+type I32 = Int32Array | DeviceTensor<'i32'>;
+
 export interface FoldOutput {
-  a: Float32Array;
-  b: Float32Array;
+  a: F32;
+  b: F32;
   rankCapacity: number;
-  slots?: Int32Array;
+  slots?: I32;
 }
 
-function outArgs(out: FoldOutput): [Float32Array, Float32Array, number, Int32Array | undefined] {
+function outArgs(out: FoldOutput): [F32, F32, number, I32 | undefined] {
   if (typeof out !== 'object' || out === null) throw typeError('out', 'an object { a, b, rankCapacity, slots? }', out);
   return [out.a, out.b, out.rankCapacity, out.slots];
 }
 
-export function foldExperts(bank: unknown, ids: Int32Array, weights: Float32Array, k: number, out: FoldOutput): void {
+export function foldExperts(bank: unknown, ids: I32, weights: F32, k: number, out: FoldOutput): void {
   binding().foldExperts(nativeBank(bank), ids, weights, k, ...outArgs(out));
 }
 
 // async: an argument error rejects the Promise instead of throwing.
 export async function foldExpertsAsync(
-  bank: unknown, ids: Int32Array, weights: Float32Array, k: number, out: FoldOutput,
+  bank: unknown, ids: I32, weights: F32, k: number, out: FoldOutput,
 ): Promise<void> {
   return binding().foldExpertsAsync(nativeBank(bank), ids, weights, k, ...outArgs(out));
 }

@@ -1,10 +1,12 @@
 // The typed kernel API, exported from the package root as `kernels`.
 import { LoraBank, LoraBankOptions } from './lora_bank';
 
-export { info, setThreads, setSimd } from './info';
-export type { KernelInfo } from './info';
+export { info, setThreads, setSimd, setCudaOption, getCudaOption } from './info';
+export type { KernelInfo, CudaInfo, CudaOption } from './info';
+export { toDevice, isDeviceTensor } from './device';
+export type { DeviceTensor, DeviceDtype, DeviceF32, DeviceI32, HostArrayOf } from './device';
 export { topkSoftmax, topkSoftmaxAsync } from './topk_softmax';
-export type { TopkOptions } from './topk_softmax';
+export type { TopkOptions, DeviceTopkResult } from './topk_softmax';
 export { loraMoe, loraMoeAsync } from './lora_moe';
 export type { LoraMoeOptions } from './lora_moe';
 export { foldExperts, foldExpertsAsync } from './fold_experts';

@@ -1,5 +1,7 @@
 // Run-time facts and knobs of the kernels.
-import { binding } from './binding';
+import { binding, CudaInfo } from './binding';
+
+export type { CudaInfo };
 
 export interface KernelInfo {
   /** 'cpu' always; 'cuda' only when a CUDA device is usable. */
@@ -8,8 +10,11 @@ export interface KernelInfo {
   simd: string;
   /** Threads the CPU kernels use for large work. */
   threads: number;
+  /** The CUDA backend: available, or the reason it is not; the library and devices it found. */
+  cuda: CudaInfo;
 }
 
+/** Also opens the CUDA plugin the first time (libpersonafuse_cuda.so, if built). */
 export function info(): KernelInfo {
   return binding().info();
 }
@@ -17,6 +22,25 @@ export function info(): KernelInfo {
 /** Threads for large work; n <= 0 restores the default (PERSONAFUSE_NUM_THREADS or all cores). */
 export function setThreads(n: number): void {
   binding().setThreads(n);
+}
+
+/**
+ * Options of the CUDA library, process-wide (throws when no device is usable):
+ * - sync_checks (1, default): each device op waits and reports a data fault (NaN logit, id out of
+ *   range) exactly as the CPU op does; 0: the op's call still returns (or resolves) once the GPU
+ *   is done, but a fault is reported as "... with sync_checks off found ..." (saves a copy per op).
+ * - check_pointers (1, default): each array is checked to be device memory of the right size.
+ * - moe_prefill_min_tokens (32): T from which loraMoe groups tokens by expert and uses tensor
+ *   cores (f16/bf16 banks); 0 = always when possible, -1 = never.
+ */
+export type CudaOption = 'sync_checks' | 'check_pointers' | 'moe_prefill_min_tokens';
+
+export function setCudaOption(name: CudaOption, value: number): void {
+  binding().setCudaOption(name, value);
+}
+
+export function getCudaOption(name: CudaOption): number {
+  return binding().getCudaOption(name);
 }
 
 /** Caps the SIMD level ('scalar' | 'avx2' | 'avx512'); returns the level now in use. */

@@ -3,6 +3,7 @@
 //   b [experts, dout, rank] (PEFT lora_B of each expert)
 //   scales [experts]  alpha / r (or alpha / sqrt(r) for rsLoRA); default 1
 //   ranks  [experts]  per-expert rank r_e <= rank; rows/columns past r_e are never read
+//   device 'cuda': packed and uploaded to the GPU; ops then take DeviceTensors (kernels.toDevice)
 import { binding, DTYPE_CODES, NativeLoraBank } from './binding';
 import { BankDtype, isFloat32Array, toBits } from './dtype';
 import { DisposedError, typeError } from '../errors';
@@ -18,6 +19,8 @@ export interface LoraBankOptions {
   dtype?: BankDtype;
   scales?: Float32Array;
   ranks?: Int32Array;
+  /** Where the packed weights live: 'cpu' (default) or 'cuda' (throws when no device is usable). */
+  device?: 'cpu' | 'cuda';
 }
 
 export class LoraBank {
@@ -26,6 +29,7 @@ export class LoraBank {
   readonly din: number;
   readonly dout: number;
   readonly dtype: BankDtype;
+  readonly device: 'cpu' | 'cuda';
   /** Per-expert scale and rank as given (copies). */
   readonly scales: Float32Array;
   readonly ranks: Int32Array;
@@ -46,12 +50,15 @@ export class LoraBank {
       b: bits(options.b) as Float32Array | Uint16Array,
       scales: options.scales,
       ranks: options.ranks,
+      // only when given, so a CPU bank reaches the addon exactly as before
+      ...(options.device === undefined ? {} : { device: options.device }),
     });
     this.experts = options.experts;
     this.rank = options.rank;
     this.din = options.din;
     this.dout = options.dout;
     this.dtype = dtype;
+    this.device = options.device === 'cuda' ? 'cuda' : 'cpu';
     this.scales = options.scales ? Float32Array.from(options.scales) : new Float32Array(this.experts).fill(1);
     this.ranks = options.ranks ? Int32Array.from(options.ranks) : new Int32Array(this.experts).fill(this.rank);
   }
