@@ -1,36 +1,55 @@
-// personafuse info: backends, CPU features, and a summary of a model when --model is given.
+// personafuse info: backends (and why CUDA is or is not usable), CPU features, and a summary of
+// the model the other commands would use (--model, else the embedded demo model).
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { info as kernelInfo } from '../../kernels';
 import { readModel } from '../../onnx/proto';
 import { findLinearTargets, summarizeTargets } from '../../onnx/targets';
 import { resolveModelFile } from '../../model/persona_model';
-import { addModelFlags, adapterFolders, ModelFlags, output } from '../options';
+import { addModelFlags, demoModelDir, ModelFlags, modelSetup, output } from '../options';
+
+/** The SIMD-relevant CPU flags (Linux /proc/cpuinfo; empty elsewhere). */
+function cpuFeatures(): string[] {
+  try {
+    const flags = /^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
+    return flags.split(/\s+/).filter((f) => /^(avx|fma|f16c|amx|sse4_2)/.test(f));
+  } catch {
+    return [];
+  }
+}
 
 export function infoCommand(): Command {
   return addModelFlags(new Command('info').description('backends, CPU features and a model summary')).action((flags: ModelFlags) => {
     const k = kernelInfo();
     const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-    const result: Record<string, unknown> = { kernels: k, cpu, cores: os.cpus().length, node: process.version };
-    const lines = [`kernels: backends ${k.backends.join(', ')}, simd ${k.simd}, ${k.threads} threads`, `cpu: ${cpu} (${os.cpus().length} cores)`];
-    if (flags.model) {
-      const file = resolveModelFile(flags.model);
+    const features = cpuFeatures();
+    const result: Record<string, unknown> = { kernels: k, cpu, cores: os.cpus().length, cpuFeatures: features, node: process.version };
+    const cuda = k.cuda?.available
+      ? `cuda: ${k.cuda.devices?.map((d) => `${d.name} (sm ${d.computeCapability})`).join(', ')}`
+      : `cuda: not used (${k.cuda?.reason ?? 'unknown'})`;
+    const lines = [
+      `kernels: backends ${k.backends.join(', ')}, simd ${k.simd}, ${k.threads} threads`, cuda,
+      `cpu: ${cpu} (${os.cpus().length} cores; ${features.join(' ') || 'no SIMD flags read'})`,
+    ];
+    if (flags.model || fs.existsSync(demoModelDir())) {
+      const setup = modelSetup(flags);
+      const file = resolveModelFile(setup.model);
       const model = readModel(file);
       const targets = findLinearTargets(model);
       const g = model.graph!;
       const summary = {
         file, inputs: g.input.map((i) => i.name), outputs: g.output.map((o) => o.name),
         opset: model.opsetImport.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`),
+        kvCache: g.input.some((i) => i.name.startsWith('past_key_values.')),
         linearLayers: targets.length, modules: summarizeTargets(targets),
+        adapters: Object.keys(setup.adapters), router: setup.router ?? null,
       };
       result.model = summary;
-      lines.push(`model: ${file}`, `  opset ${summary.opset.join(', ')}; ${g.input.length} inputs, ${g.output.length} outputs`,
-        `  ${targets.length} linear layers: ${summary.modules}`);
-    }
-    const adapters = adapterFolders(flags);
-    if (Object.keys(adapters).length) {
-      result.adapters = adapters;
-      lines.push(`adapters: ${Object.keys(adapters).join(', ')}`);
+      lines.push(`model: ${file}${flags.model ? '' : ' (embedded demo)'}`,
+        `  opset ${summary.opset.join(', ')}; ${g.input.length} inputs, ${g.output.length} outputs; KV cache ${summary.kvCache ? 'yes' : 'no'}`,
+        `  ${targets.length} linear layers: ${summary.modules}`,
+        `  adapters: ${summary.adapters.join(', ') || 'none'}`, `  router: ${summary.router ?? 'none'}`);
     }
     output(flags, result, lines.join('\n'));
   });
