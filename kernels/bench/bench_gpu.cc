@@ -9,6 +9,7 @@
 //
 // Shapes: d in {4096, 8192}, r = 16, E in {10, 64}, k = 2, T in {1, 16, 64, 512, 4096}, f16 and
 // bf16; lora_moe on both paths. Results: bench/results/gpu-<device>-<time>.json (--out DIR).
+// --quick: T in {1, 512}; --ts 1,16,...: these T; --only lora_moe|topk_softmax|fold_merge.
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -293,9 +294,21 @@ std::string json_escape(const std::string& s) {
 int main(int argc, char** argv) {
   std::string out_dir = "bench/results";
   bool quick = false;
+  std::string only;  // --only lora_moe|topk_softmax|fold_merge: bench that op alone
+  std::vector<int64_t> ts_opt;  // --ts 1,16,64: the token counts
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out_dir = argv[++i];
     else if (strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    else if (strcmp(argv[i], "--ts") == 0 && i + 1 < argc) {
+      for (const char* p = argv[++i]; *p;) {
+        char* end = nullptr;
+        const long long v = strtoll(p, &end, 10);
+        if (end == p) break;
+        if (v > 0) ts_opt.push_back(v);
+        p = *end == ',' ? end + 1 : end;
+      }
+    }
   }
   int32_t devices = 0;
   ok(pf_cuda_device_count(&devices), "pf_cuda_device_count");
@@ -310,7 +323,10 @@ int main(int argc, char** argv) {
   printf("%s, compute capability %d.%d; %s\n", name, ma, mi, pf_cuda_build_info());
 
   bench_copy();
-  const std::vector<int64_t> Ts = quick ? std::vector<int64_t>{1, 512} : std::vector<int64_t>{1, 16, 64, 512, 4096};
+  const std::vector<int64_t> Ts = !ts_opt.empty() ? ts_opt
+                                  : quick          ? std::vector<int64_t>{1, 512}
+                                                   : std::vector<int64_t>{1, 16, 64, 512, 4096};
+  const bool all = only.empty();
   {  // what the checks cost, once
     pf_cuda_set_option("sync_checks", 1);
     pf_cuda_set_option("check_pointers", 1);
@@ -332,12 +348,15 @@ int main(int argc, char** argv) {
   }
   pf_cuda_set_option("sync_checks", 0);
   pf_cuda_set_option("check_pointers", 0);
-  for (pf_dtype dt : {PF_F16, PF_BF16})
-    for (int d : {4096, 8192})
-      for (int E : {10, 64}) bench_lora_moe(dt, d, E, Ts);
-  for (int E : {10, 64}) bench_topk(E, Ts);
-  for (pf_dtype dt : {PF_F16, PF_BF16})
-    for (int d : {4096, 8192}) bench_fold_merge(dt, d, 10);
+  if (all || only == "lora_moe")
+    for (pf_dtype dt : {PF_F16, PF_BF16})
+      for (int d : {4096, 8192})
+        for (int E : {10, 64}) bench_lora_moe(dt, d, E, Ts);
+  if (all || only == "topk_softmax")
+    for (int E : {10, 64}) bench_topk(E, Ts);
+  if (all || only == "fold_merge")
+    for (pf_dtype dt : {PF_F16, PF_BF16})
+      for (int d : {4096, 8192}) bench_fold_merge(dt, d, 10);
   ok(pf_cuda_check(nullptr), "pf_cuda_check");
 
   // JSON

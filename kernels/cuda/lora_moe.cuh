@@ -23,8 +23,8 @@ struct MoeCall {
 
 // Whether the grouped path can run this call on this device (dtype, rank, T, capability).
 bool moe_grouped_fits(const DeviceState& dev, const MoeCall& c);
-// Queues the grouped path: sort (token, slot) pairs by expert per slot, then one fused
-// shrink -> gate -> expand kernel per slot.
+// Queues the grouped path: sort (token, slot) pairs by expert per slot, one shrink kernel
+// (tiles x din splits x slots, f32 partials), then one gate -> expand kernel per slot.
 pf_status moe_grouped(const DeviceState& dev, const MoeCall& c, Scratch& scratch);
 
 }  // namespace cuda

@@ -6,19 +6,25 @@
 //   plan:    seg_start[j, e] (where each group's token list starts), tile_start[j, e]
 //            (first BM-token tile of each group; entry E = the slot's tile count)
 //   scatter: rows[seg_start[j, e] + n] = the n-th token of group (j, e)
-//   then for each slot j (in order, so each y row is updated by one block per launch and the
-//   k experts add in j order, as on the CPU), one launch of the fused kernel, one block per
-//   tile of BM tokens of one expert:
-//     shrink  H[BM, rp] = X[BM, din] · A_eᵀ          tensor cores, K = din in BK chunks
-//     gate    G = (w[t, j] · s[e]) ⊙ H              in shared memory: never leaves the chip
-//     expand  Y[BM, dout] += G · Bᵀ_e               tensor cores, dout in BN chunks
+//   shrink:  one launch, grid (tile, din split ks, slot j): each block computes the partial
+//            H[BM, rp] = X[BM, din_ks] · A_eᵀ of one tile of BM tokens of one expert over its
+//            share of din (tensor cores, BK chunks, the next chunk loaded into registers while
+//            the MMAs run) and stores it, f32, to scratch ([k, tiles, KS, BM, rp], L2-sized)
+//   expand:  for each slot j (in order, so each y element is updated by one block per launch
+//            and the k experts add in j order, as on the CPU), one launch, grid (tile, kCols
+//            outputs): each block sums its tile's KS partials (in ks order), gates them
+//            G = (w[t, j] · s[e]) ⊙ H in shared memory, and adds G · Bᵀ_e into its y columns
+//            (tensor cores, BN chunks; y loads in flight during the MMAs).
+// Splitting din and dout over blocks is what fills the device: one block per tile walking all
+// of din and dout (the first version) ran 74 blocks at T 4096 and 2 at T 1, latency-bound
+// (NOTES.md). The number of din splits KS aims at ~8 blocks per SM (at most kMaxSplits).
 // rp = rank rounded up to 16; each expert uses only ceil(r_e / 16) rank tiles. The f32 side
 // of each product (X, then G) is split as hi + lo in the bank's 16-bit type (split_hi_lo),
 // two MMAs per step, so results keep about f32 accuracy against exact f16/bf16 weights (G
 // rows are scaled by a power of two first; X is not: for f16 banks |x| must stay below 65504,
 // and below 2^-3 its split is exact to 2^-25 absolute rather than 2^-21 relative).
-// Rows of a tile past its group's end are zero and never written. The grid of each launch is
-// the bound ceil(T / BM) + min(E, T) on the tile count; blocks past the real count exit.
+// Rows of a tile past its group's end are zero and never written. The tile grid dimension is
+// the bound ceil(T / BM) + min(E, T) on each slot's tile count; blocks past the real count exit.
 // Within a group the token order follows atomics, but every row's arithmetic is independent
 // of where it sits in a tile, so results are deterministic.
 #include <math.h>
@@ -43,6 +49,8 @@ constexpr int LDBT = BN + 8;  // 16-bit elements
 constexpr int LDO = BN + 4;   // f32
 constexpr int kMaxRank = 128;
 constexpr int kMetaThreads = 256;
+constexpr int kCols = 256;      // dout outputs per expand block (kCols / BN chunks)
+constexpr int kMaxSplits = 16;  // most din splits of the shrink
 
 template <int DT>
 struct Mma16;
@@ -57,13 +65,13 @@ struct Mma16<kBF16> {
 
 __host__ __device__ inline size_t up128(size_t n) { return (n + 127) / 128 * 128; }
 
-// Shared memory of one block, in bytes, for rank tiles rp (a multiple of 16).
+// Dynamic shared memory of one expand block, in bytes, for rank tiles rp (a multiple of 16).
+// (The shrink kernel's buffers are static: X hi / lo [BM, LDX] and A [16 NT, LDX], 16-bit.)
 struct Smem {
-  int ldh, ldg;          // pitches of H (f32) and G (16-bit)
-  size_t xh, xl, as;     // shrink: X chunk hi / lo [BM, LDX], A chunk [rp, LDX]
-  size_t hs;             // H [BM, ldh] f32, after the shrink (aliases the shrink buffers)
-  size_t bts, os;        // expand: Bᵀ chunk [rp, LDBT], output tile [BM, LDO] f32 (alias too)
-  size_t gh, gl;         // G hi / lo [BM, ldg]
+  int ldh, ldg;             // pitches of H (f32) and G (16-bit)
+  size_t hs;                // H [BM, ldh] f32, summed from the partials
+  size_t bts, os;           // Bᵀ chunk [rp, LDBT], output tile [BM, LDO] f32 (alias H)
+  size_t gh, gl;            // G hi / lo [BM, ldg]
   size_t rows, gate, gexp;  // token, gate and G scale exponent of each tile row
   size_t total;
 };
@@ -72,16 +80,11 @@ __host__ __device__ inline Smem smem_layout(int rp) {
   Smem L;
   L.ldh = rp + 4;
   L.ldg = rp + 8;
-  const size_t x_bytes = up128((size_t)BM * LDX * 2), a_bytes = up128((size_t)rp * LDX * 2);
   const size_t h_bytes = up128((size_t)BM * L.ldh * 4);
   const size_t bt_bytes = up128((size_t)rp * LDBT * 2), o_bytes = up128((size_t)BM * LDO * 4);
   const size_t g_bytes = up128((size_t)BM * L.ldg * 2);
-  size_t shared = 2 * x_bytes + a_bytes;
-  if (h_bytes > shared) shared = h_bytes;
+  size_t shared = h_bytes;
   if (bt_bytes + o_bytes > shared) shared = bt_bytes + o_bytes;
-  L.xh = 0;
-  L.xl = x_bytes;
-  L.as = 2 * x_bytes;
   L.hs = 0;
   L.bts = 0;
   L.os = bt_bytes;
@@ -176,22 +179,155 @@ __global__ void moe_scatter_kernel(const int32_t* __restrict__ ids, const float*
   }
 }
 
-// ---- the fused tile kernel -----------------------------------------------------------------
+// ---- the tile kernels --------------------------------------------------------------------------
 
-// NT: rank tiles of 16 the accumulators hold (rp <= 16 * NT); a capacity, rp is run-time.
+// The tile b of slot j: its expert (the last e with ts[e] <= b), and each row's token (or -1).
+// Returns false for blocks past the slot's tile count.
+struct Tile {
+  int e, re, nt, cnt, m0;
+};
+__device__ __forceinline__ bool find_tile(const pf_cuda_bank_view& bank, int32_t j, int b,
+                                          const int32_t* __restrict__ counts, const int32_t* __restrict__ tile_start,
+                                          Tile* tl) {
+  const int E = bank.experts;
+  const int32_t* ts = tile_start + (int64_t)j * (E + 1);
+  if (b >= ts[E]) return false;
+  int lo = 0, hi = E - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (ts[mid] <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  tl->e = lo;
+  tl->re = bank.ranks[lo];
+  tl->nt = (tl->re + 15) / 16;
+  tl->cnt = counts[j * E + lo];
+  tl->m0 = (b - ts[lo]) * BM;
+  return true;
+}
+
+// Shrink, split over din: block (b, ks, j) computes the partial H[BM, rp] = X · A_eᵀ of tile b
+// of slot j over din chunks [ks * cps, (ks + 1) * cps) (chunks of BK) and stores it, f32, to
+// part[((j * tiles + b) * KS + ks) * BM * rp ...] (rank columns past the expert's tiles are not
+// written and never read). The next chunk's X and A are loaded into registers while the tensor
+// cores work on the current one. XVEC: x rows are 16-byte aligned (din % 4 == 0).
+template <int DT, int NT, bool XVEC>
+__global__ void __launch_bounds__(kThreads)
+    moe_gshrink_kernel(pf_cuda_bank_view bank, const float* __restrict__ x, const int32_t* __restrict__ rows,
+                       const int32_t* __restrict__ counts, const int32_t* __restrict__ seg_start,
+                       const int32_t* __restrict__ tile_start, float* __restrict__ part, int rp, int cps) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  typedef typename Mma16<DT>::T E16;
+  __shared__ __align__(128) uint16_t xh[BM * LDX];
+  __shared__ __align__(128) uint16_t xl[BM * LDX];
+  __shared__ __align__(128) uint16_t as[NT * 16 * LDX];
+  __shared__ int32_t rows_s[BM];
+  const int j = blockIdx.z, b = blockIdx.x, ks = blockIdx.y, KS = gridDim.y;
+  Tile tl;
+  if (!find_tile(bank, j, b, counts, tile_start, &tl)) return;
+  const int E = bank.experts, tid = threadIdx.x, warp = tid >> 5;
+  const int64_t din = bank.din;
+  for (int m = tid; m < BM; m += kThreads)
+    rows_s[m] = tl.m0 + m < tl.cnt ? rows[seg_start[j * E + tl.e] + tl.m0 + m] : -1;
+  __syncthreads();
+  const uint16_t* a_e = static_cast<const uint16_t*>(bank.a) + bank.a_off[tl.e];
+  const int64_t chunks = (din + BK - 1) / BK;
+  const int64_t c_begin = (int64_t)ks * cps, c_end = c_begin + cps < chunks ? c_begin + cps : chunks;
+
+  // this thread's share of one chunk: X rows m = i * 8 + tid / 16, columns (tid % 16) * 4 .. + 4;
+  // A rows q = i * 16 + tid / 8, columns (tid % 8) * 8 .. + 8
+  constexpr int kXv = BM * BK / 4 / kThreads;  // 8 float4
+  const int xc = (tid & 15) * 4, xm = tid >> 4;
+  const int ac = (tid & 7) * 8, aq = tid >> 3;
+  int32_t trow[kXv];
+#pragma unroll
+  for (int i = 0; i < kXv; ++i) trow[i] = rows_s[i * 8 + xm];
+  float4 xr[kXv];
+  uint4 ar[NT];
+  auto load = [&](int64_t c) {
+    const int64_t k0 = c * BK;
+#pragma unroll
+    for (int i = 0; i < kXv; ++i) {
+      const int64_t i0 = k0 + xc;
+      float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (trow[i] >= 0) {
+        const float* xp = x + (int64_t)trow[i] * din + i0;
+        if (XVEC) {
+          if (i0 < din) v = __ldg(reinterpret_cast<const float4*>(xp));
+        } else {
+          if (i0 < din) v.x = __ldg(xp);
+          if (i0 + 1 < din) v.y = __ldg(xp + 1);
+          if (i0 + 2 < din) v.z = __ldg(xp + 2);
+          if (i0 + 3 < din) v.w = __ldg(xp + 3);
+        }
+      }
+      xr[i] = v;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n) {
+      const int q = n * 16 + aq;
+      const int64_t i = k0 + ac;
+      uint4 v = make_uint4(0, 0, 0, 0);
+      if (q < tl.re && i < bank.lda) v = __ldg(reinterpret_cast<const uint4*>(a_e + (int64_t)q * bank.lda + i));
+      ar[n] = v;
+    }
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> hacc[NT];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) wmma::fill_fragment(hacc[n], 0.0f);
+  if (c_begin < c_end) load(c_begin);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    __syncthreads();  // the previous chunk is consumed
+#pragma unroll
+    for (int i = 0; i < kXv; ++i) {
+      uint16_t* ph = xh + (i * 8 + xm) * LDX + xc;
+      uint16_t* pl = xl + (i * 8 + xm) * LDX + xc;
+      split_hi_lo<DT>(xr[i].x, ph, pl);
+      split_hi_lo<DT>(xr[i].y, ph + 1, pl + 1);
+      split_hi_lo<DT>(xr[i].z, ph + 2, pl + 2);
+      split_hi_lo<DT>(xr[i].w, ph + 3, pl + 3);
+    }
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+      if (n < tl.nt) *reinterpret_cast<uint4*>(as + (n * 16 + aq) * LDX + ac) = ar[n];
+    __syncthreads();
+    if (c + 1 < c_end) load(c + 1);  // in flight during the MMAs
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, E16, wmma::row_major> fh, fl;
+      wmma::load_matrix_sync(fh, reinterpret_cast<const E16*>(xh + warp * 16 * LDX + kk * 16), LDX);
+      wmma::load_matrix_sync(fl, reinterpret_cast<const E16*>(xl + warp * 16 * LDX + kk * 16), LDX);
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+        if (n < tl.nt) {
+          wmma::fragment<wmma::matrix_b, 16, 16, 16, E16, wmma::col_major> fb;
+          wmma::load_matrix_sync(fb, reinterpret_cast<const E16*>(as + n * 16 * LDX + kk * 16), LDX);
+          wmma::mma_sync(hacc[n], fh, fb, hacc[n]);
+          wmma::mma_sync(hacc[n], fl, fb, hacc[n]);
+        }
+    }
+  }
+  float* out = part + (((int64_t)j * gridDim.x + b) * KS + ks) * BM * rp + (int64_t)warp * 16 * rp;
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+    if (n < tl.nt) wmma::store_matrix_sync(out + n * 16, hacc[n], rp, wmma::mem_row_major);
+#endif
+}
+
+// Gate and expand, split over dout: block (b, nb) of slot j sums tile b's KS partial H (in ks
+// order), gates it, G = gate ⊙ H as hi + lo, and adds G · Bᵀ_e into y for outputs
+// [nb * kCols, (nb + 1) * kCols). Each y element is updated by one block per launch.
 template <int DT, int NT>
 __global__ void __launch_bounds__(kThreads)
-    moe_grouped_kernel(pf_cuda_bank_view bank, const float* __restrict__ x, const float* __restrict__ w, int32_t k,
-                       int32_t j, const int32_t* __restrict__ rows, const int32_t* __restrict__ counts,
+    moe_gexpand_kernel(pf_cuda_bank_view bank, const float* __restrict__ w, int32_t k, int32_t j,
+                       const int32_t* __restrict__ rows, const int32_t* __restrict__ counts,
                        const int32_t* __restrict__ seg_start, const int32_t* __restrict__ tile_start,
-                       float* __restrict__ y, int rp) {
+                       const float* __restrict__ part, int KS, float* __restrict__ y, int rp) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   typedef typename Mma16<DT>::T E16;
   extern __shared__ __align__(128) unsigned char smem[];
   const Smem L = smem_layout(rp);
-  uint16_t* xh = reinterpret_cast<uint16_t*>(smem + L.xh);
-  uint16_t* xl = reinterpret_cast<uint16_t*>(smem + L.xl);
-  uint16_t* as = reinterpret_cast<uint16_t*>(smem + L.as);
   float* hs = reinterpret_cast<float*>(smem + L.hs);
   uint16_t* bts = reinterpret_cast<uint16_t*>(smem + L.bts);
   float* os = reinterpret_cast<float*>(smem + L.os);
@@ -201,26 +337,15 @@ __global__ void __launch_bounds__(kThreads)
   float* gate_s = reinterpret_cast<float*>(smem + L.gate);
   int* gexp_s = reinterpret_cast<int*>(smem + L.gexp);
 
-  const int E = bank.experts;
-  const int32_t* ts = tile_start + (int64_t)j * (E + 1);
   const int b = blockIdx.x;
-  if (b >= ts[E]) return;
-  int lo = 0, hi = E - 1;  // the expert of this tile: the last e with ts[e] <= b
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (ts[mid] <= b) lo = mid;
-    else hi = mid - 1;
-  }
-  const int e = lo;
-  const int re = bank.ranks[e];
-  const int nt = (re + 15) / 16;
-  const int cnt = counts[j * E + e];
-  const int m0 = (b - ts[e]) * BM;
+  Tile tl;
+  if (!find_tile(bank, j, b, counts, tile_start, &tl)) return;
+  const int E = bank.experts, e = tl.e, nt = tl.nt, re = tl.re;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t din = bank.din, dout = bank.dout;
+  const int64_t dout = bank.dout;
   for (int m = tid; m < BM; m += kThreads) {
-    if (m0 + m < cnt) {
-      const int32_t t = rows[seg_start[j * E + e] + m0 + m];
+    if (tl.m0 + m < tl.cnt) {
+      const int32_t t = rows[seg_start[j * E + e] + tl.m0 + m];
       rows_s[m] = t;
       gate_s[m] = w[(int64_t)t * k + j] * bank.scales[e];
     } else {
@@ -228,48 +353,16 @@ __global__ void __launch_bounds__(kThreads)
       gate_s[m] = 0.0f;
     }
   }
-
-  // shrink: H = X · A_eᵀ
-  const uint16_t* a_e = static_cast<const uint16_t*>(bank.a) + bank.a_off[e];
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> hacc[NT];
-#pragma unroll
-  for (int n = 0; n < NT; ++n) wmma::fill_fragment(hacc[n], 0.0f);
-  for (int64_t k0 = 0; k0 < din; k0 += BK) {
-    __syncthreads();  // the previous chunk is consumed (and rows_s is written, first time)
-    for (int idx = tid; idx < BM * BK; idx += kThreads) {
-      const int m = idx / BK, kx = idx % BK;
-      const int32_t t = rows_s[m];
-      const int64_t i = k0 + kx;
-      const float v = t >= 0 && i < din ? __ldg(x + (int64_t)t * din + i) : 0.0f;
-      split_hi_lo<DT>(v, &xh[m * LDX + kx], &xl[m * LDX + kx]);
-    }
-    for (int idx = tid; idx < nt * 16 * (BK / 8); idx += kThreads) {
-      const int q = idx / (BK / 8), c = idx % (BK / 8);
-      const int64_t i = k0 + c * 8;
-      uint4 v = make_uint4(0, 0, 0, 0);
-      if (q < re && i < bank.lda) v = __ldg(reinterpret_cast<const uint4*>(a_e + (int64_t)q * bank.lda + i));
-      *reinterpret_cast<uint4*>(as + q * LDX + c * 8) = v;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, E16, wmma::row_major> fh, fl;
-      wmma::load_matrix_sync(fh, reinterpret_cast<const E16*>(xh + warp * 16 * LDX + kk * 16), LDX);
-      wmma::load_matrix_sync(fl, reinterpret_cast<const E16*>(xl + warp * 16 * LDX + kk * 16), LDX);
-#pragma unroll
-      for (int n = 0; n < NT; ++n)
-        if (n < nt) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, E16, wmma::col_major> fb;
-          wmma::load_matrix_sync(fb, reinterpret_cast<const E16*>(as + n * 16 * LDX + kk * 16), LDX);
-          wmma::mma_sync(hacc[n], fh, fb, hacc[n]);
-          wmma::mma_sync(hacc[n], fl, fb, hacc[n]);
-        }
-    }
+  __syncthreads();
+  // H = Σ_ks partial H, in ks order (rows past the group's end are zero)
+  const float* pt = part + ((int64_t)j * gridDim.x + b) * KS * BM * rp;
+  for (int idx = tid; idx < BM * nt * 16; idx += kThreads) {
+    const int m = idx / (nt * 16), q = idx % (nt * 16);
+    float s = 0.0f;
+    if (rows_s[m] >= 0)
+      for (int ks = 0; ks < KS; ++ks) s += pt[((int64_t)ks * BM + m) * rp + q];
+    hs[m * L.ldh + q] = s;
   }
-  __syncthreads();  // the shrink buffers are dead: H takes their place
-#pragma unroll
-  for (int n = 0; n < NT; ++n)
-    if (n < nt) wmma::store_matrix_sync(hs + warp * 16 * L.ldh + n * 16, hacc[n], L.ldh, wmma::mem_row_major);
   __syncthreads();
 
   // gate: G = gate ⊙ H, as hi + lo (rank columns past the expert's tiles are zero). Each row
@@ -289,10 +382,21 @@ __global__ void __launch_bounds__(kThreads)
     split_hi_lo<DT>(v, &gh[m * L.ldg + q], &gl[m * L.ldg + q]);
   }
 
-  // expand: Y += G · Bᵀ_e
+  // expand: Y += G · Bᵀ_e over this block's outputs; this thread's share of each BM x BN
+  // chunk of y: column c = tid % BN, rows m = i * (kThreads / BN) + tid / BN
+  constexpr int kYv = BM * BN / kThreads;
+  const int yc = tid % BN, ym = tid / BN;
   const uint16_t* bt_e = static_cast<const uint16_t*>(bank.bt) + bank.b_off[e];
-  for (int64_t n0 = 0; n0 < dout; n0 += BN) {
-    __syncthreads();  // G is written and H read (first chunk); the last chunk's Bᵀ is consumed
+  const int64_t n_begin = (int64_t)blockIdx.y * kCols;
+  const int64_t n_end = n_begin + kCols < dout ? n_begin + kCols : dout;
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += BN) {
+    __syncthreads();  // G is written and H read (first chunk); the last chunk's Bᵀ / os are consumed
+    float yv[kYv];
+#pragma unroll
+    for (int i = 0; i < kYv; ++i) {  // y loads in flight during the MMAs
+      const int32_t t = rows_s[i * (kThreads / BN) + ym];
+      yv[i] = t >= 0 && n0 + yc < dout ? y[(int64_t)t * dout + n0 + yc] : 0.0f;
+    }
     for (int idx = tid; idx < nt * 16 * (BN / 8); idx += kThreads) {
       const int q = idx / (BN / 8), c = idx % (BN / 8);
       const int64_t o = n0 + c * 8;
@@ -319,43 +423,66 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int nn = 0; nn < BN / 16; ++nn)
       wmma::store_matrix_sync(os + warp * 16 * LDO + nn * 16, facc[nn], LDO, wmma::mem_row_major);
-    __syncwarp();
-    for (int r = 0; r < 16; ++r) {  // each warp adds its own 16 rows into y
-      const int m = warp * 16 + r;
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kYv; ++i) {
+      const int m = i * (kThreads / BN) + ym;
       const int32_t t = rows_s[m];
-      if (t < 0) continue;
-      const int unscale = -gexp_s[m];
-      for (int c = lane; c < BN; c += 32)
-        if (n0 + c < dout) y[(int64_t)t * dout + n0 + c] += ldexpf(os[m * LDO + c], unscale);
+      if (t >= 0 && n0 + yc < dout) y[(int64_t)t * dout + n0 + yc] = yv[i] + ldexpf(os[m * LDO + yc], -gexp_s[m]);
     }
   }
 #endif
 }
 
+// Splits of din for the shrink: enough blocks to fill the device (about 8 per SM), at most
+// kMaxSplits (the expand sums them), every split non-empty.
+void shrink_split(const DeviceState& dev, const MoeCall& c, int64_t tiles, int* cps, int* KS) {
+  const int64_t chunks = ((int64_t)c.bank->din + BK - 1) / BK;
+  const int64_t blocks0 = (int64_t)c.k * tiles;
+  int64_t want = ((int64_t)dev.sms * 8 + blocks0 - 1) / blocks0;
+  if (want > kMaxSplits) want = kMaxSplits;
+  if (want > chunks) want = chunks;
+  if (want < 1) want = 1;
+  const int64_t per = (chunks + want - 1) / want;
+  *cps = (int)per;
+  *KS = (int)((chunks + per - 1) / per);
+}
+
 template <int DT, int NT>
-pf_status launch_slots(const MoeCall& c, const Smem& L, int rp, const int32_t* rows, const int32_t* counts,
-                       const int32_t* seg_start, const int32_t* tile_start) {
-  auto kernel = moe_grouped_kernel<DT, NT>;
+pf_status launch_tiles(const DeviceState& dev, const MoeCall& c, const Smem& L, int rp, const int32_t* rows,
+                       const int32_t* counts, const int32_t* seg_start, const int32_t* tile_start, float* part,
+                       int64_t tiles, int cps, int KS) {
+  const bool xvec = c.bank->din % 4 == 0 && reinterpret_cast<uintptr_t>(c.x) % 16 == 0;
+  const dim3 sgrid((unsigned)tiles, (unsigned)KS, (unsigned)c.k);
+  if (xvec)
+    moe_gshrink_kernel<DT, NT, true><<<sgrid, kThreads, 0, c.stream>>>(c.bank->view, c.x, rows, counts, seg_start,
+                                                                        tile_start, part, rp, cps);
+  else
+    moe_gshrink_kernel<DT, NT, false><<<sgrid, kThreads, 0, c.stream>>>(c.bank->view, c.x, rows, counts, seg_start,
+                                                                         tile_start, part, rp, cps);
+  if (pf_status s = check_launch("lora_moe_grouped_shrink")) return s;
+  auto kernel = moe_gexpand_kernel<DT, NT>;
   if (L.total > 48 * 1024)
     if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total))
-      return cuda_fail(e, "cudaFuncSetAttribute of lora_moe_grouped");
-  const int64_t E = c.bank->experts;
-  const int64_t bound = (c.T + BM - 1) / BM + (E < c.T ? E : c.T);
-  for (int32_t j = 0; j < c.k; ++j) {
-    kernel<<<(unsigned)bound, kThreads, L.total, c.stream>>>(c.bank->view, c.x, c.w, c.k, j, rows, counts, seg_start,
-                                                             tile_start, c.y, rp);
-    if (pf_status s = check_launch("lora_moe_grouped")) return s;
+      return cuda_fail(e, "cudaFuncSetAttribute of lora_moe_grouped_expand");
+  const dim3 egrid((unsigned)tiles, (unsigned)((c.bank->dout + kCols - 1) / kCols));
+  for (int32_t j = 0; j < c.k; ++j) {  // slots in order: y's k additions in j order, as on the CPU
+    kernel<<<egrid, kThreads, L.total, c.stream>>>(c.bank->view, c.w, c.k, j, rows, counts, seg_start, tile_start,
+                                                   part, KS, c.y, rp);
+    if (pf_status s = check_launch("lora_moe_grouped_expand")) return s;
   }
+  (void)dev;
   return PF_OK;
 }
 
 template <int DT>
-pf_status launch_tiers(const MoeCall& c, const Smem& L, int rp, const int32_t* rows, const int32_t* counts,
-                       const int32_t* seg_start, const int32_t* tile_start) {
-  if (rp <= 16) return launch_slots<DT, 1>(c, L, rp, rows, counts, seg_start, tile_start);
-  if (rp <= 32) return launch_slots<DT, 2>(c, L, rp, rows, counts, seg_start, tile_start);
-  if (rp <= 64) return launch_slots<DT, 4>(c, L, rp, rows, counts, seg_start, tile_start);
-  return launch_slots<DT, 8>(c, L, rp, rows, counts, seg_start, tile_start);
+pf_status launch_tiers(const DeviceState& dev, const MoeCall& c, const Smem& L, int rp, const int32_t* rows,
+                       const int32_t* counts, const int32_t* seg_start, const int32_t* tile_start, float* part,
+                       int64_t tiles, int cps, int KS) {
+  if (rp <= 16) return launch_tiles<DT, 1>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
+  if (rp <= 32) return launch_tiles<DT, 2>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
+  if (rp <= 64) return launch_tiles<DT, 4>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
+  return launch_tiles<DT, 8>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
 }
 
 int rank_tiles(int32_t rank) { return (rank + 15) / 16 * 16; }
@@ -366,7 +493,8 @@ bool moe_grouped_fits(const DeviceState& dev, const MoeCall& c) {
   const int64_t min_t = opt_prefill_min_tokens();
   const pf_cuda_bank& b = *c.bank;
   return min_t >= 0 && c.T >= min_t && b.dtype != PF_F32 && b.rank <= kMaxRank && dev.cc_major >= 8 &&
-         c.T * c.k < (int64_t)INT32_MAX && (int64_t)c.k * (b.experts + 1) < (int64_t)INT32_MAX &&
+         c.T * c.k < (int64_t)INT32_MAX && (int64_t)c.k * (b.experts + 1) < (int64_t)INT32_MAX && c.k <= 65535 &&
+         ((int64_t)b.dout + kCols - 1) / kCols <= 65535 &&
          smem_layout(rank_tiles(b.rank)).total <= dev.smem_optin;
 }
 
@@ -394,8 +522,16 @@ pf_status moe_grouped(const DeviceState& dev, const MoeCall& c, Scratch& scratch
   if (pf_status s = check_launch("lora_moe_scatter")) return s;
   const int rp = rank_tiles(c.bank->rank);
   const Smem L = smem_layout(rp);
-  return c.bank->dtype == PF_F16 ? launch_tiers<kF16>(c, L, rp, rows, counts, seg_start, tile_start)
-                                 : launch_tiers<kBF16>(c, L, rp, rows, counts, seg_start, tile_start);
+  // tiles per slot: a bound on the real count (blocks past it exit)
+  const int64_t tiles = (c.T + BM - 1) / BM + (E < c.T ? E : c.T);
+  int cps = 1, KS = 1;
+  shrink_split(dev, c, tiles, &cps, &KS);
+  void* pmem = nullptr;  // partial H: [k, tiles, KS, BM, rp] f32
+  if (pf_status s = scratch.alloc((size_t)k * tiles * KS * BM * rp * sizeof(float), &pmem)) return s;
+  float* part = static_cast<float*>(pmem);
+  return c.bank->dtype == PF_F16
+             ? launch_tiers<kF16>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS)
+             : launch_tiers<kBF16>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
 }
 
 }  // namespace cuda

@@ -20,9 +20,13 @@ namespace {
 thread_local char g_last_error[512] = "";
 std::atomic<int> g_sync_checks{1};
 std::atomic<int> g_check_pointers{1};
-// -1: the grouped tensor-core path is off by default. Measured on an H200 (bench/results/
-// gpu-nvidia-h200-20261126-015402.json) it ran 30-100x slower than the decode path at every T.
-std::atomic<int64_t> g_prefill_min_tokens{-1};
+// From T 2048 on, the grouped tensor-core path. Measured on an H200 (bench/results/
+// gpu-nvidia-h200-20261126-020522-after.json, r 16, k 2, d 4096/8192, E 10/64): grouped beats
+// decode at T 4096 in every shape (267-563 us vs 498-987 us) and at T 512 only for d 8192,
+// E 10; decode wins every shape at T <= 256. Between 512 and 4096 it was not measured: a
+// linear fit of both paths puts the crossover at T ~750 (E 10) to ~1450 (E 64); 2048 leaves a
+// margin for the E 64 shapes. (The first grouped version was 30-100x slower: default -1.)
+std::atomic<int64_t> g_prefill_min_tokens{2048};
 }  // namespace
 
 pf_status fail(pf_status status, const char* fmt, ...) {

@@ -26,6 +26,7 @@
 namespace {
 
 int g_pass = 0, g_fail = 0;
+int64_t g_prefill_default = -1;  // moe_prefill_min_tokens as the library starts (main reads it)
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -272,7 +273,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   if (ok) ok = upload(dy, y0, off) &&
                pf_cuda_lora_moe(gb, dx.as<float>(off), s.T, di.as<int32_t>(), dw.as<float>(), s.k, dy.as<float>(off), nullptr) == PF_OK &&
                download(yg2, dy, off);
-  pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
+  pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);  // back to the default
   pf_cuda_bank_destroy(gb);
   if (!ok) {
     report(name, false, fmt("%s: %s", pf_cuda_status_name(gs), pf_cuda_last_error()));
@@ -465,7 +466,7 @@ void test_errors() {
                 pf_cuda_lora_moe(gb, dx.as<float>(), T, di.as<int32_t>(), dw.as<float>(), k, dy.as<float>(), nullptr));
     upload(dw, w);
   }
-  pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
+  pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);  // back to the default
 
   {  // topk NaN row
     std::vector<float> logits = make_vec((size_t)T * h.E, -2, 2);
@@ -587,6 +588,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i)
     if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], nullptr, 10);
   g_rng.seed(seed);
+  pf_cuda_get_option("moe_prefill_min_tokens", &g_prefill_default);
   printf("personafuse CUDA kernels test, seed %llu (repeat with --seed %llu)\n", (unsigned long long)seed,
          (unsigned long long)seed);
   test_api_table();

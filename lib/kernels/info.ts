@@ -30,7 +30,7 @@ export function setThreads(n: number): void {
  *   range) exactly as the CPU op does; 0: the op's call still returns (or resolves) once the GPU
  *   is done, but a fault is reported as "... with sync_checks off found ..." (saves a copy per op).
  * - check_pointers (1, default): each array is checked to be device memory of the right size.
- * - moe_prefill_min_tokens (32): T from which loraMoe groups tokens by expert and uses tensor
+ * - moe_prefill_min_tokens (2048): T from which loraMoe groups tokens by expert and uses tensor
  *   cores (f16/bf16 banks); 0 = always when possible, -1 = never.
  */
 export type CudaOption = 'sync_checks' | 'check_pointers' | 'moe_prefill_min_tokens';
