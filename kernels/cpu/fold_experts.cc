@@ -19,7 +19,8 @@
 
 namespace {
 
-constexpr int64_t kRowsPerTask = 256;
+constexpr int64_t kTaskFloats = 16 * 1024;  // ~64 KiB written per task, on either side
+constexpr int64_t kParallelBytes = 16 * 1024 * 1024;
 
 struct Fold {
   const pf_bank& bank;
@@ -30,21 +31,24 @@ struct Fold {
   float* a_out;
   float* b_out;
 
-  // A_cat rows [i0, i1) of request b into slot s.
+  // A_cat rows [i0, i1) of request b into slot s: per slot j one strided block copy
+  // a_out[s, i, j*rank + q] = at_e[i, q], then the zero columns.
   void a_rows(int64_t b, int64_t s, int64_t i0, int64_t i1) const {
     const int64_t es = bank.elem(), rank = bank.rank;
-    for (int64_t i = i0; i < i1; ++i) {
-      float* row = a_out + (s * bank.din + i) * R;
-      for (int32_t j = 0; j < k; ++j) {
-        const int32_t e = ids[b * k + j];
-        const int64_t re = e < 0 ? 0 : bank.ranks[e];
-        if (re > 0)
-          ops.convert_scale(bank.dtype, static_cast<const uint8_t*>(bank.at_of(e)) + i * re * es,
-                            1.0f, row + j * rank, re);
-        if (re < rank) memset(row + j * rank + re, 0, sizeof(float) * (rank - re));
-      }
-      memset(row + k * rank, 0, sizeof(float) * (R - k * rank));
+    float* block = a_out + (s * bank.din + i0) * R;
+    for (int32_t j = 0; j < k; ++j) {
+      const int32_t e = ids[b * k + j];
+      const int64_t re = e < 0 ? 0 : bank.ranks[e];
+      if (re > 0)
+        ops.convert_rows(bank.dtype, static_cast<const uint8_t*>(bank.at_of(e)) + i0 * re * es, re,
+                         1.0f, block + j * rank, R, i1 - i0, re);
+      if (re < rank)
+        for (int64_t i = 0; i < i1 - i0; ++i)
+          memset(block + i * R + j * rank + re, 0, sizeof(float) * (rank - re));
     }
+    if (R > k * rank)
+      for (int64_t i = 0; i < i1 - i0; ++i)
+        memset(block + i * R + k * rank, 0, sizeof(float) * (R - k * rank));
   }
 
   // B_cat rows [r0, r1) of request b into slot s.
@@ -106,19 +110,26 @@ extern "C" pf_status pf_fold_experts(const pf_bank* bank, const int32_t* ids, co
   }
 
   const Fold fold{*bank, simd(), ids, w, k, R, a_out, b_out};
-  const int64_t a_tasks = (bank->din + kRowsPerTask - 1) / kRowsPerTask;
-  const int64_t b_tasks = (R + kRowsPerTask - 1) / kRowsPerTask;
+  // Tasks of ~64 KiB on both sides, so that even one request splits evenly over the threads
+  // (B_cat is only R rows, but each is dout long).
+  const int64_t a_per_task = std::max<int64_t>(1, kTaskFloats / R);
+  const int64_t b_per_task = std::max<int64_t>(1, kTaskFloats / bank->dout);
+  const int64_t a_tasks = (bank->din + a_per_task - 1) / a_per_task;
+  const int64_t b_tasks = (R + b_per_task - 1) / b_per_task;
   const int64_t per_req = a_tasks + b_tasks;
   const int64_t bytes = B * (int64_t)R * (bank->din + bank->dout) * 4;
-  parallel_for(B * per_req, bytes, [&](int64_t task) {
+  // A store stream: one core already writes at memcpy speed (which is single-threaded too), so
+  // a second one only pays off for large batches; below kParallelBytes it cost 1.1-1.6x on
+  // this VM (bench/NOTES.md). Passing 0 bytes keeps parallel_for inline.
+  parallel_for(B * per_req, bytes >= kParallelBytes ? bytes : 0, [&](int64_t task) {
     const int64_t b = task / per_req, part = task % per_req;
     const int64_t s = slots ? slots[b] : b;
     if (part < a_tasks) {
-      const int64_t i0 = part * kRowsPerTask;
-      fold.a_rows(b, s, i0, std::min<int64_t>(bank->din, i0 + kRowsPerTask));
+      const int64_t i0 = part * a_per_task;
+      fold.a_rows(b, s, i0, std::min<int64_t>(bank->din, i0 + a_per_task));
     } else {
-      const int64_t r0 = (part - a_tasks) * kRowsPerTask;
-      fold.b_rows(b, s, r0, std::min<int64_t>(R, r0 + kRowsPerTask));
+      const int64_t r0 = (part - a_tasks) * b_per_task;
+      fold.b_rows(b, s, r0, std::min<int64_t>(R, r0 + b_per_task));
     }
   });
   return PF_OK;

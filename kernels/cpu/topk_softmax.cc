@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../common/numeric.h"
+#include "simd/ops.h"
 #include "status.h"
 #include "thread_pool.h"
 
@@ -19,28 +20,11 @@ namespace pf {
 namespace {
 
 constexpr int32_t kMaxExperts = 1024;
-constexpr int kInsertMaxK = 32;  // above this, partial sort beats insertion
+constexpr int kSimdMaxK = 32;  // k rounds of a vector arg-max up to here, then partial sort
 
-// Returns false when the row holds NaN or +Inf, or no finite value at all.
-bool route_row(const float* l, int32_t E, int32_t k, bool renorm, int32_t* ids, float* w,
-               float* vals, int32_t* order) {
-  float m = -INFINITY;
-  for (int32_t e = 0; e < E; ++e) {
-    if (isnan(l[e]) || l[e] == INFINITY) return false;
-    m = l[e] > m ? l[e] : m;
-  }
-  if (m == -INFINITY) return false;
-  float sum = 0.0f;
-  for (int32_t e = 0; e < E; ++e) sum += expf(l[e] - m);
-  if (k <= kInsertMaxK) {
-    int n = 0;
-    for (int32_t e = 0; e < E; ++e) n = topk_insert(vals, ids, n, k, l[e], e);
-  } else {
-    for (int32_t e = 0; e < E; ++e) order[e] = e;
-    std::partial_sort(order, order + k, order + E,
-                      [l](int32_t a, int32_t b) { return topk_before(l[a], a, l[b], b); });
-    for (int32_t j = 0; j < k; ++j) ids[j] = order[j];
-  }
+// Weights of one row whose ids are chosen; m and sum from SimdOps::softmax_rows.
+void row_weights(const float* l, int32_t k, bool renorm, float m, float sum, const int32_t* ids,
+                 float* w) {
   float kept = 0.0f;
   for (int32_t j = 0; j < k; ++j) {
     w[j] = expf(l[ids[j]] - m) / sum;
@@ -48,7 +32,14 @@ bool route_row(const float* l, int32_t E, int32_t k, bool renorm, int32_t* ids, 
   }
   if (renorm)
     for (int32_t j = 0; j < k; ++j) w[j] /= kept;
-  return true;
+}
+
+// The k best of one row for k > kSimdMaxK.
+void sort_row(const float* l, int32_t E, int32_t k, int32_t* ids, int32_t* order) {
+  for (int32_t e = 0; e < E; ++e) order[e] = e;
+  std::partial_sort(order, order + k, order + E,
+                    [l](int32_t a, int32_t b) { return topk_before(l[a], a, l[b], b); });
+  for (int32_t j = 0; j < k; ++j) ids[j] = order[j];
 }
 
 }  // namespace
@@ -71,19 +62,28 @@ extern "C" pf_status pf_topk_softmax(const float* logits, int64_t T, int32_t E, 
                 !logits ? "logits" : !ids ? "ids" : "weights");
 
   // Rows in blocks: each block has its own scratch; the first failing row is reported.
-  const int64_t block = 64;
+  constexpr int64_t block = 64;
   const int64_t nblocks = (T + block - 1) / block;
   std::vector<int64_t> bad(nblocks, -1);
+  // Per block: row maxima and sums (checking the rows), then the ids, then the weights.
+  const pf::SimdOps& ops = pf::simd();
   pf::parallel_for(nblocks, T * E * 4, [&](int64_t b) {
-    float vals[pf::kInsertMaxK];
-    int32_t order[pf::kMaxExperts];
-    const int64_t t1 = std::min(T, (b + 1) * block);
-    for (int64_t t = b * block; t < t1; ++t)
-      if (!pf::route_row(logits + t * E, E, k, renormalize != 0, ids + t * k, weights + t * k,
-                         vals, order)) {
-        bad[b] = t;
+    float m[block], sum[block];
+    int32_t scratch[pf::kMaxExperts + 16];
+    const int64_t t0 = b * block, n = std::min(T, t0 + block) - t0;
+    const float* l = logits + t0 * E;
+    ops.softmax_rows(l, n, E, m, sum);
+    for (int64_t t = 0; t < n; ++t)
+      if (isnan(m[t])) {
+        bad[b] = t0 + t;
         return;
       }
+    if (k <= pf::kSimdMaxK) ops.topk_rows(l, n, E, k, ids + t0 * k, scratch);
+    else
+      for (int64_t t = 0; t < n; ++t) pf::sort_row(l + t * E, E, k, ids + (t0 + t) * k, scratch);
+    for (int64_t t = 0; t < n; ++t)
+      pf::row_weights(l + t * E, k, renormalize != 0, m[t], sum[t], ids + (t0 + t) * k,
+                      weights + (t0 + t) * k);
   });
   for (int64_t b : bad)
     if (b >= 0) {

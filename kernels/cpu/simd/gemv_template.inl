@@ -94,6 +94,13 @@ template <pf_dtype DT>
 static void convert_scale_dt(const void* src, float alpha, float* out, int64_t n) {
   const typename V::vec a = V::set1(alpha);
   int64_t i = 0;
+  // A short head first, so that the stores below are vector-aligned: a store that straddles
+  // two cache lines costs two (fold writes rows of a few KiB into caller-owned buffers).
+  const int64_t mis = (int64_t)((reinterpret_cast<uintptr_t>(out) / sizeof(float)) % V::W);
+  if (mis != 0 && n > V::W) {
+    i = V::W - mis;
+    V::store_f32(out, V::mul(a, load_m<DT>(src, 0, (int)i)), (int)i);
+  }
   for (; i + 4 * V::W <= n; i += 4 * V::W)
     for (int v = 0; v < 4; ++v)
       V::store_f32(out + i + v * V::W, V::mul(a, load_m<DT>(src, i + v * V::W, V::W)), V::W);
@@ -107,4 +114,24 @@ static void convert_scale_impl(pf_dtype dt, const void* src, float alpha, float*
   if (dt == PF_F32) convert_scale_dt<PF_F32>(src, alpha, out, n);
   else if (dt == PF_F16) convert_scale_dt<PF_F16>(src, alpha, out, n);
   else convert_scale_dt<PF_BF16>(src, alpha, out, n);
+}
+
+// convert_rows: out[i*ldo + c] = alpha * src[i*lds + c] for i < rows, c < n: a strided block
+// (fold's A_cat side writes din rows of r_e values each; one call per block, not per row).
+template <pf_dtype DT>
+static void convert_rows_dt(const void* src, int64_t lds, float alpha, float* out, int64_t ldo,
+                            int64_t rows, int64_t n) {
+  const typename V::vec a = V::set1(alpha);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < n; c += V::W) {
+      const int lanes = n - c < V::W ? (int)(n - c) : V::W;
+      V::store_f32(out + i * ldo + c, V::mul(a, load_m<DT>(src, i * lds + c, lanes)), lanes);
+    }
+}
+
+static void convert_rows_impl(pf_dtype dt, const void* src, int64_t lds, float alpha, float* out,
+                              int64_t ldo, int64_t rows, int64_t n) {
+  if (dt == PF_F32) convert_rows_dt<PF_F32>(src, lds, alpha, out, ldo, rows, n);
+  else if (dt == PF_F16) convert_rows_dt<PF_F16>(src, lds, alpha, out, ldo, rows, n);
+  else convert_rows_dt<PF_BF16>(src, lds, alpha, out, ldo, rows, n);
 }
