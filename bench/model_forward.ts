@@ -18,6 +18,7 @@ import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
+import { decoderSessionOptions } from '../lib/model/session_options';
 import { summarize, Stats, fmtUs, table, rng } from './harness';
 import { writeRandomAdapters } from './random_adapters';
 
@@ -108,9 +109,7 @@ async function main(): Promise<void> {
   try {
     const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
     const threads = o.threads ? Number(o.threads) : os.cpus().length;
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1,
-    };
+    const sessionOptions = decoderSessionOptions({ intraOpNumThreads: threads });
     const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads });
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: rowMix(0), out: mergedFile });

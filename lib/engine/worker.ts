@@ -8,6 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { DecoderIO } from '../model/feeds';
+import { decoderSessionOptions } from '../model/session_options';
 import { Batcher, SequenceRequest } from './batcher';
 import type { SiteShape } from './mix_slots';
 
@@ -55,11 +56,7 @@ function main(): void {
   };
   port.on('message', handle);
 
-  ort.InferenceSession.create(init.file, {
-    executionProviders: init.executionProviders,
-    graphOptimizationLevel: 'all',
-    ...(init.intraOpNumThreads ? { intraOpNumThreads: init.intraOpNumThreads } : {}),
-  })
+  ort.InferenceSession.create(init.file, decoderSessionOptions(init))
     .then((s) => {
       session = s;
       batcher = new Batcher({ session: s, sites: init.sites, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });

@@ -21,6 +21,7 @@ import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
 import { checkRows, decoderFeeds, DecoderIO } from './feeds';
 import { SiteBank, siteBanks } from './site_banks';
+import { decoderSessionOptions } from './session_options';
 import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
 import { Batcher, DecoderModel } from '../engine/batcher';
 import { GenerateOptions } from '../engine/options';
@@ -112,11 +113,7 @@ export class PersonaModel {
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress });
     const sites = siteBanks(built.injection.sites, adapters);
-    const session = await ort.InferenceSession.create(built.file, {
-      executionProviders: options.executionProviders ?? ['cpu'],
-      graphOptimizationLevel: 'all',
-      ...(options.intraOpNumThreads ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
-    });
+    const session = await ort.InferenceSession.create(built.file, decoderSessionOptions(options));
     const graph = built.model.graph!;
     const past = graph.input
       .filter((i) => i.name.startsWith('past_key_values.') || i.name.startsWith('past.'))
