@@ -153,20 +153,11 @@ describe('thread-count invariance', () => {
     bank.dispose();
   });
 
-  // BUG (kernels/cpu/thread_pool.cc): Pool::worker_loop starts with `uint64_t seen = 0`. A worker
-  // created by setThreads(n >= 2) after any parallel job has run (generation_ = G > 0) therefore
-  // wakes at once for the finished job G: it sets seen = G, releases m_, drains nothing and
-  // re-locks m_ to decrement active_. If a new job's Pool::run sets active_ = workers_.size()
-  // and generation_ = G + 1 in between (likely right after setThreads returns), that stale
-  // decrement counts against the new job, and the worker then wakes again for G + 1 and
-  // decrements a second time: with one worker active_ goes 1 -> 0 -> -1, and run()'s wait for
-  // active_ == 0 never ends. The process hangs: for a sync call the main thread (gdb: main
-  // thread in pf::parallel_for <- pf_lora_moe <- pfn::LoraMoe, the worker in cv_.wait); for an
-  // async call a libuv thread that holds submit_, and then the next setThreads on the main
-  // thread (this suite's first version hung a jest worker that way). The same double count can
-  // also let run() return while the worker still runs a task of the job (use-after-free of the
-  // job's stack context). Fix: start the loop with `seen = generation_` read under m_ (or pass
-  // the generation to the thread at creation).
+  // Regression guard for a fixed start-up race of kernels/cpu/thread_pool.cc: a worker created by
+  // setThreads(n >= 2) after a parallel job had run woke at once for that finished job and counted
+  // against the next one, so the next job's caller waited forever (sync: the main thread; async: a
+  // libuv thread holding the submit lock, then the next setThreads). Workers now start from the
+  // pool's current job and the caller waits only for tasks workers actually claimed.
   // Run in a child process: a hang there is killed; in-process it would block jest for good.
   it('setThreads followed at once by a parallel call (sync and async) never deadlocks (8 s of rounds, child process)', async () => {
     const res = await poolRace('mixed', 1e9, 0, 8000, 20000);
