@@ -1,0 +1,629 @@
+#!/usr/bin/env python3
+"""Export what scripts/demo/train.py trained into models/persona-demo/ and check it.
+
+    python scripts/demo/export.py --work /tmp/persona-demo            # from the repository root
+
+Writes models/persona-demo/: model.onnx (torch.onnx legacy exporter, KV cache, weights inline, f32),
+config.json, generation_config.json, tokenizer.json, tokenizer_config.json, adapters/<10 experts>/,
+router/{model.onnx, router.json, tokenizer.json}, eval.json, README.md.
+
+Checks (recorded in eval.json): ONNX vs PyTorch logits (left-padded batch prefill, one decode step with the
+cache, and the no-cache path), router ONNX vs PyTorch, router top-2 accuracy on held-out situations, and
+greedy continuations of fixed prompts for several persona mixes, computed in PyTorch on base weights merged in
+float64 straight from the adapter files: W' = W + sum_i w_i * scale_i * B_i A_i (our runtime's semantics).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from safetensors.torch import load_file
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the committed scripts
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import corpus as C  # noqa: E402
+import train as T  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+REPO = Path(__file__).resolve().parents[2]
+OUT_REL = Path("models/persona-demo")
+
+# fixed prompts (held-out phrasings: never seen in training) and the persona mixes recorded for them
+PROMPTS = [
+    "I am afraid I will blank on the chemistry exam tomorrow.",
+    "Be honest: how is my cover letter?",
+    "Yesterday I won the competition, what a day!",
+]
+MIXES = [
+    ("base", {}),
+    ("extraversion_high", {"extraversion_high": 1.0}),
+    ("extraversion_low", {"extraversion_low": 1.0}),
+    ("agreeableness_high", {"agreeableness_high": 1.0}),
+    ("agreeableness_low", {"agreeableness_low": 1.0}),
+    ("conscientiousness_high", {"conscientiousness_high": 1.0}),
+    ("conscientiousness_low", {"conscientiousness_low": 1.0}),
+    ("openness_high", {"openness_high": 1.0}),
+    ("openness_low", {"openness_low": 1.0}),
+    ("neuroticism_high", {"neuroticism_high": 1.0}),
+    ("neuroticism_low", {"neuroticism_low": 1.0}),
+    ("calm_structured", {"neuroticism_low": 0.6, "conscientiousness_high": 0.4}),
+    ("warm_social", {"agreeableness_high": 0.5, "extraversion_high": 0.5}),
+]
+# mixes whose greedy tokens the Node test checks (all recorded ones are in eval.json)
+MAX_NEW = 48
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoder export (same construction as scripts/fixtures/make_tiny_models.py): a subclass of
+# LlamaForCausalLM so module paths stay model.layers.N...; the past is flat tensors.
+
+
+def export_class(layers: int):
+    from transformers import DynamicCache, LlamaForCausalLM
+
+    past = [f"past_{i}_{t}" for i in range(layers) for t in ("key", "value")]
+    src = f"def forward(self, input_ids, attention_mask, position_ids, {', '.join(past)}):\n"
+    src += f"    return self._run(input_ids, attention_mask, position_ids, [{', '.join(past)}])\n"
+    ns: dict = {}
+    exec(src, ns)
+
+    def _run(self, input_ids, attention_mask, position_ids, past):
+        cache = DynamicCache(config=self.config)
+        for i in range(layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = LlamaForCausalLM.forward(self, input_ids=input_ids, attention_mask=attention_mask,
+                                       position_ids=position_ids, past_key_values=cache, use_cache=True)
+        flat = []
+        for layer in out.past_key_values.layers[:layers]:
+            flat += [layer.keys, layer.values]
+        return (out.logits, *flat)
+
+    return type("LlamaForCausalLMExport", (LlamaForCausalLM,), {"forward": ns["forward"], "_run": _run})
+
+
+def export_decoder(hf_dir: Path, path: Path) -> None:
+    from transformers import LlamaForCausalLM
+
+    base = LlamaForCausalLM.from_pretrained(hf_dir).eval()
+    cfg = base.config
+    L, kvh, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    model = export_class(L)(cfg).eval()
+    model.load_state_dict(base.state_dict())
+    B, S, P = 2, 3, 4
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, cfg.vocab_size, (B, S), generator=g)
+    mask = torch.ones(B, P + S, dtype=torch.long)
+    pos = torch.arange(P, P + S).unsqueeze(0).expand(B, S).contiguous()
+    past = [torch.randn(B, kvh, P, hd, generator=g) for _ in range(2 * L)]
+    in_names = ["input_ids", "attention_mask", "position_ids"]
+    out_names = ["logits"]
+    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"},
+           "attention_mask": {0: "batch_size", 1: "total_sequence_length"},
+           "position_ids": {0: "batch_size", 1: "sequence_length"},
+           "logits": {0: "batch_size", 1: "sequence_length"}}
+    for i in range(L):
+        for t in ("key", "value"):
+            in_names.append(f"past_key_values.{i}.{t}")
+            dyn[in_names[-1]] = {0: "batch_size", 2: "past_sequence_length"}
+            out_names.append(f"present.{i}.{t}")
+            dyn[out_names[-1]] = {0: "batch_size", 2: "total_sequence_length"}
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, mask, pos, *past), str(path), input_names=in_names, output_names=out_names,
+                          dynamic_axes=dyn, dynamo=False)
+
+
+def torch_logits(model, ids: list[int]) -> np.ndarray:
+    with torch.no_grad():
+        t = torch.tensor([ids])
+        return model(input_ids=t, attention_mask=torch.ones_like(t), position_ids=torch.arange(len(ids))[None]
+                     ).logits[0].double().numpy()
+
+
+def check_decoder(path: Path, model, sequences: list[list[int]], next_tokens: list[int]) -> dict:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    cfg = model.config
+    L, kvh, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+
+    def empty_past(B):
+        return {f"past_key_values.{i}.{t}": np.zeros((B, kvh, 0, hd), np.float32)
+                for i in range(L) for t in ("key", "value")}
+
+    # 1. each sequence alone, no past (empty cache), all positions
+    alone = 0.0
+    for s in sequences:
+        o = sess.run(["logits"], {"input_ids": np.array([s], np.int64), "attention_mask": np.ones((1, len(s)), np.int64),
+                                  "position_ids": np.arange(len(s))[None].astype(np.int64), **empty_past(1)})[0][0]
+        alone = max(alone, float(np.abs(o - torch_logits(model, s)).max()))
+    # 2. left-padded batch, then one decode step with the cache
+    B, S = len(sequences), max(len(s) for s in sequences)
+    ids = np.zeros((B, S), np.int64)
+    mask = np.zeros((B, S), np.int64)
+    for b, s in enumerate(sequences):
+        ids[b, S - len(s):] = s
+        mask[b, S - len(s):] = 1
+    pos = np.clip(np.cumsum(mask, 1) - 1, 0, None)
+    outs = sess.run(None, {"input_ids": ids, "attention_mask": mask, "position_ids": pos, **empty_past(B)})
+    prefill = 0.0
+    for b, s in enumerate(sequences):
+        prefill = max(prefill, float(np.abs(outs[0][b, S - len(s):] - torch_logits(model, s)).max()))
+    feeds2 = {"input_ids": np.array(next_tokens, np.int64)[:, None],
+              "attention_mask": np.concatenate([mask, np.ones((B, 1), np.int64)], 1),
+              "position_ids": pos[:, -1:] + 1}
+    for i in range(L):
+        for j, t in enumerate(("key", "value")):
+            feeds2[f"past_key_values.{i}.{t}"] = outs[1 + 2 * i + j]
+    outs2 = sess.run(None, feeds2)
+    step = 0.0
+    for b, s in enumerate(sequences):
+        ref = torch_logits(model, s + [next_tokens[b]])[-1]
+        step = max(step, float(np.abs(outs2[0][b, 0] - ref).max()))
+    # 3. greedy decoding with the cache in ONNX vs full recompute in PyTorch
+    s0 = list(sequences[0])
+    o = sess.run(None, {"input_ids": np.array([s0], np.int64), "attention_mask": np.ones((1, len(s0)), np.int64),
+                        "position_ids": np.arange(len(s0))[None].astype(np.int64), **empty_past(1)})
+    onnx_greedy, cur = [], list(s0)
+    for _ in range(16):
+        nxt = int(o[0][0, -1].argmax())
+        onnx_greedy.append(nxt)
+        cur.append(nxt)
+        f = {"input_ids": np.array([[nxt]], np.int64), "attention_mask": np.ones((1, len(cur)), np.int64),
+             "position_ids": np.array([[len(cur) - 1]], np.int64)}
+        for i in range(L):
+            for j, t in enumerate(("key", "value")):
+                f[f"past_key_values.{i}.{t}"] = o[1 + 2 * i + j]
+        o = sess.run(None, f)
+    torch_greedy = greedy(model, s0, 16, eos=None)["ids"]
+    return dict(sequences=len(sequences), sequence_lengths=[len(s) for s in sequences],
+                no_cache_single_max_abs_diff=alone, prefill_left_padded_max_abs_diff=prefill,
+                decode_step_with_cache_max_abs_diff=step,
+                greedy_16_tokens_onnx_kv_cache_equals_pytorch=onnx_greedy == torch_greedy)
+
+
+# ---------------------------------------------------------------------------------------------
+# Persona mixes, merged in float64 from the files
+
+
+def merged_model_f64(hf_dir: Path, adapters_root: Path, mix: dict):
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(hf_dir).eval().double()
+    sd = model.state_dict()
+    for name, w in mix.items():
+        d = adapters_root / name
+        conf = json.loads((d / "adapter_config.json").read_text())
+        assert not conf.get("alpha_pattern") and not conf.get("rank_pattern") and not conf.get("use_rslora")
+        tensors = load_file(str(d / "adapter_model.safetensors"))
+        for key, a in tensors.items():
+            if not key.endswith(".lora_A.weight"):
+                continue
+            module = key[len("base_model.model."):-len(".lora_A.weight")]
+            b = tensors[key.replace("lora_A", "lora_B")].double()
+            scale = conf["lora_alpha"] / a.shape[0]
+            sd[module + ".weight"] += w * scale * (b @ a.double())
+    model.load_state_dict(sd)
+    return model
+
+
+def greedy(model, prompt: list[int], max_new: int, eos: int | None) -> dict:
+    """Greedy by full recompute (no cache), as the Node test does with PersonaModel.forward."""
+    ids, margins = list(prompt), []
+    with torch.no_grad():
+        for _ in range(max_new):
+            t = torch.tensor([ids])
+            logits = model(input_ids=t, attention_mask=torch.ones_like(t)).logits[0, -1].double()
+            top = logits.topk(2)
+            margins.append(float(top.values[0] - top.values[1]))
+            nxt = int(top.indices[0])
+            ids.append(nxt)
+            if eos is not None and nxt == eos:
+                break
+    return dict(ids=ids[len(prompt):], min_margin=min(margins), margins=[float(f"{m:.4g}") for m in margins])
+
+
+def style_fragments() -> dict:
+    """Fixed phrases of each pole's answer templates (corpus.STYLE split at the slots), keeping only the
+    ones no other pole uses: a reply's style is the pole with the most of its phrases in it."""
+    import re
+    frags = {}
+    for pole, st in C.STYLE.items():
+        fr = set()
+        for part in ("open", "body", "close"):
+            for t in st[part]:
+                for f in re.split(r"\{\w+\}", t):
+                    f = f.strip(" ,.!?")
+                    if len(f) >= 4:
+                        fr.add(f)
+        frags[pole] = fr
+    counts = {}
+    for fr in frags.values():
+        for f in fr:
+            counts[f] = counts.get(f, 0) + 1
+    return {p: sorted(f for f in fr if counts[f] == 1) for p, fr in frags.items()}
+
+
+def classify_style(text: str, frags: dict) -> str | None:
+    scores = {p: sum(f in text for f in fr) for p, fr in frags.items()}
+    best = max(scores.values())
+    top = [p for p, v in scores.items() if v == best]
+    return top[0] if best > 0 and len(top) == 1 else None
+
+
+def sample(model, tok, ids: list[int], seed: int) -> str:
+    torch.manual_seed(seed)
+    t = torch.tensor([ids])
+    with torch.no_grad():
+        out = model.generate(input_ids=t, attention_mask=torch.ones_like(t), max_new_tokens=80, do_sample=True,
+                             temperature=0.7, top_p=0.9, top_k=50)
+    return tok.decode(out[0, len(ids):], skip_special_tokens=True)
+
+
+def style_adherence(hf: Path, adapters_root: Path, tok, rsess, seeds: int = 2) -> dict:
+    """Sampled replies (generation_config: temperature 0.7, top-p 0.9, top-k 50) to one held-out message of
+    every situation: with each expert alone at weight 1, how often the reply is in that expert's style; with the
+    router's mix (persona 'auto'), how often it is in the style of one of the two routed experts."""
+    frags = style_fragments()
+    msgs = C.router_examples(1, seed=5, held_out=True)
+    enc = {}
+    for ex in msgs:
+        r = tok.apply_chat_template([{"role": "user", "content": ex["user"]}], add_generation_prompt=True,
+                                    tokenize=True, return_dict=False)
+        enc[ex["user"]] = list(r["input_ids"]) if isinstance(r, dict) else list(r)
+    single = {}
+    for name in C.EXPERTS:
+        m = merged_model_f64(hf, adapters_root, {name: 1.0}).float()
+        got = [classify_style(sample(m, tok, enc[ex["user"]], s), frags) for ex in msgs for s in range(seeds)]
+        single[name] = sum(g == name for g in got) / len(got)
+    base = LlamaForCausalLMFrom(hf)
+    base_styles = {}
+    for ex in msgs:
+        for s in range(seeds):
+            st = classify_style(sample(base, tok, enc[ex["user"]], s), frags) or "unclassified"
+            base_styles[st] = base_styles.get(st, 0) + 1
+    routed_hits, routed_n, routed_samples = 0, 0, []
+    for ex in msgs:
+        mix = route(rsess, tok, ex["user"])
+        m = merged_model_f64(hf, adapters_root, mix).float()
+        for s in range(seeds):
+            text = sample(m, tok, enc[ex["user"]], s)
+            st = classify_style(text, frags)
+            routed_hits += st in mix
+            routed_n += 1
+            if s == 0:
+                routed_samples.append(dict(user=ex["user"], mix=mix, reply=text, style=st))
+    return dict(
+        method="sampled replies to one held-out message per situation (%d situations x %d seeds); style = the pole "
+               "whose template phrases (unique to it) occur most in the reply" % (len(msgs), seeds),
+        single_expert_weight_1=single, mean_single_expert=sum(single.values()) / len(single),
+        base_model_style_counts=base_styles, routed_in_style_of_a_routed_expert=routed_hits / routed_n,
+        routed_samples=routed_samples)
+
+
+def LlamaForCausalLMFrom(hf: Path):
+    from transformers import LlamaForCausalLM
+    return LlamaForCausalLM.from_pretrained(hf).eval()
+
+
+def f9(a) -> list:
+    return [float(f"{x:.9g}") for x in np.asarray(a, dtype=np.float64).ravel()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Router
+
+
+def export_router(work: Path, vocab: int, path: Path) -> T.Router:
+    model = T.Router(vocab)
+    model.load_state_dict(torch.load(work / "router" / "router.pt"))
+    model.eval()
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    with torch.no_grad():
+        torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], dynamo=False,
+                          dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
+                                        "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
+    return model
+
+
+def check_router(path: Path, model, tok, test: list[dict]) -> dict:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    texts = [e["user"] for e in test]
+    ids, mask = T.router_batch(tok, texts)  # right-padded batch
+    onnx_logits = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    with torch.no_grad():
+        ref = model(ids, mask).numpy()
+    batch_diff = float(np.abs(onnx_logits - ref).max())
+    single = 0.0
+    for t in texts[:20]:
+        i1, m1 = T.router_batch(tok, [t])
+        o = sess.run(["logits"], {"input_ids": i1.numpy(), "attention_mask": m1.numpy()})[0]
+        single = max(single, float(np.abs(o - ref[texts.index(t)]).max()))
+    top2 = np.argsort(-onnx_logits, 1)[:, :2]
+    cases = [dict(situation=e["situation"], user=e["user"], expected=e["experts"],
+                  predicted=[C.EXPERTS[int(j)] for j in t],
+                  top2_gap=float(np.sort(onnx_logits[i])[-2] - np.sort(onnx_logits[i])[-3]))
+             for i, (t, e) in enumerate(zip(top2, test))]
+    ok = [set(C.EXPERTS[j] for j in t) == set(e["experts"]) for t, e in zip(top2, test)]
+    per = {}
+    for o, e in zip(ok, test):
+        a = per.setdefault(e["situation"], [0, 0])
+        a[0] += int(o)
+        a[1] += 1
+    return dict(onnx_vs_pytorch_padded_batch_max_abs_diff=batch_diff,
+                onnx_single_unpadded_vs_padded_batch_max_abs_diff=single,
+                heldout_top2_set_accuracy_onnx=sum(ok) / len(ok),
+                heldout_top1_in_expected_pair_onnx=float(np.mean([C.EXPERTS[t[0]] in e["experts"]
+                                                                  for t, e in zip(top2, test)])),
+                heldout_per_situation_top2={k: v[0] / v[1] for k, v in per.items()},
+                heldout_examples=len(test), heldout_cases=cases)
+
+
+def route(sess, tok, text: str) -> dict:
+    ids, mask = T.router_batch(tok, [text])
+    logits = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0][0].astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    top = np.argsort(-logits)[:2]
+    w = p[top] / p[top].sum()
+    return {C.EXPERTS[int(j)]: round(float(x), 4) for j, x in zip(top, w)}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def dir_size(p: Path) -> int:
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    import argparse
+    if "--readme-only" in sys.argv:  # rewrite README.md from eval.json
+        os.chdir(REPO)
+        write_readme(OUT_REL, json.loads((OUT_REL / "eval.json").read_text()))
+        return
+
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--work", type=Path, default=Path("/tmp/persona-demo"))
+    ap.add_argument("--out", type=Path, default=OUT_REL, help="output folder (default models/persona-demo)")
+    a = ap.parse_args()
+    work = a.work.resolve()
+    out = a.out.resolve() if a.out != OUT_REL else OUT_REL
+    os.chdir(REPO)
+    torch.set_num_threads(1)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "router").mkdir(parents=True)
+    hf = work / "hf"
+    tok = PreTrainedTokenizerFast.from_pretrained(hf)
+    report = json.loads((work / "train_report.json").read_text())
+
+    log("files")
+    for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(hf / f, out / f)
+    shutil.copy(hf / "tokenizer.json", out / "router" / "tokenizer.json")
+    # transformers 5 writes tokenizer_class "TokenizersBackend"; the older name loads in transformers 4 and 5
+    # and in transformers.js alike
+    tc = json.loads((out / "tokenizer_config.json").read_text())
+    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2) + "\n")
+    for name in C.EXPERTS:
+        d = out / "adapters" / name
+        d.mkdir(parents=True)
+        conf = json.loads((work / "adapters" / name / "adapter_config.json").read_text())
+        conf["base_model_name_or_path"] = str(OUT_REL)  # relative to the repository root
+        conf["target_modules"] = sorted(conf["target_modules"])
+        (d / "adapter_config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+        shutil.copy(work / "adapters" / name / "adapter_model.safetensors", d / "adapter_model.safetensors")
+
+    log("decoder export")
+    export_decoder(hf, out / "model.onnx")
+    model = LlamaForCausalLM.from_pretrained(hf).eval()
+    eos = tok.eos_token_id
+    sequences = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
+                                         tokenize=True, return_dict=False) for p in PROMPTS]
+    sequences = [list(s["input_ids"]) if isinstance(s, dict) else list(s) for s in sequences]
+    nxt = [tok.encode(" Okay", add_special_tokens=False)[0]] * len(sequences)
+    dec = check_decoder(out / "model.onnx", model, sequences, nxt)
+    log(f"  {dec}")
+    for k, v in dec.items():
+        if k.endswith("diff"):
+            assert v < 1e-3, (k, v)
+
+    log("router export")
+    router = export_router(work, len(tok), out / "router" / "model.onnx")
+    (out / "router" / "router.json").write_text(json.dumps(
+        {"experts": C.EXPERTS, "topK": 2, "renormalize": True, "input": "last_user", "maxLength": 128},
+        indent=2) + "\n")
+    test = T.read_jsonl(work / "corpus" / "router_test.jsonl")
+    rt = check_router(out / "router" / "model.onnx", router, tok, test)
+    log("  router " + str({k: v for k, v in rt.items() if k != "heldout_cases"}))
+    rsess = ort.InferenceSession(str(out / "router" / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    log("persona references (float64 merged weights)")
+    adapters_root = out / "adapters"
+    base_last = [torch_logits(model, s)[-1] for s in sequences]
+    cases = []
+    for name, mix in MIXES:
+        m = merged_model_f64(hf, adapters_root, mix)
+        per_prompt = []
+        for pi, s in enumerate(sequences):
+            g = greedy(m, s, MAX_NEW, eos)
+            last = torch_logits(m, s)[-1]
+            per_prompt.append(dict(prompt=pi, greedy_ids=g["ids"], min_margin=g["min_margin"], margins=g["margins"],
+                                   text=tok.decode(g["ids"], skip_special_tokens=True),
+                                   last_logits_max_abs_change_vs_base=float(np.abs(last - base_last[pi]).max())))
+            log(f"  {name:24s} [{pi}] {per_prompt[-1]['text']!r}")
+        cases.append(dict(name=name, mix=mix, outputs=per_prompt))
+    first_logits = {name: f9(torch_logits(merged_model_f64(hf, adapters_root, mix), sequences[0])[-1][:16])
+                    for name, mix in MIXES[:3]}
+
+    routed = []
+    for p in PROMPTS + ["My grandmother passed away last night.", "I need to organise a team offsite next month.",
+                        "Hey, I just made some coffee, how is your day?",
+                        "Tonight I am planning to quit my job tomorrow with no savings."]:
+        mix = route(rsess, tok, p)
+        ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
+                                      return_dict=False)
+        ids = list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
+        g = greedy(merged_model_f64(hf, adapters_root, mix), ids, MAX_NEW, eos)
+        routed.append(dict(user=p, routed_mix=mix, greedy_text=tok.decode(g["ids"], skip_special_tokens=True)))
+        log(f"  auto {mix} {p!r} -> {routed[-1]['greedy_text']!r}")
+
+    log("style adherence (sampled)")
+    adherence = style_adherence(hf, adapters_root, tok, rsess)
+    log(f"  single experts {adherence['single_expert_weight_1']}, routed {adherence['routed_in_style_of_a_routed_expert']:.3f}")
+
+    sizes = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    n_lora = sum(t.numel() for t in load_file(str(adapters_root / C.EXPERTS[0] / "adapter_model.safetensors")).values())
+    eval_json = dict(
+        about="Small demonstration model of personafuse, trained on a synthetic corpus by scripts/demo; "
+              "regenerate with scripts/demo/README.md.",
+        versions=dict(torch=torch.__version__, onnx=onnx.__version__, onnxruntime=ort.__version__,
+                      transformers=__import__("transformers").__version__, peft=__import__("peft").__version__),
+        model=dict(architecture="LlamaForCausalLM", parameters=n_params, hidden_size=cfg.hidden_size,
+                   layers=cfg.num_hidden_layers, heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
+                   intermediate_size=cfg.intermediate_size, vocab_size=cfg.vocab_size, dtype="float32",
+                   lora=dict(r=8, lora_alpha=16, scale=2.0, targets=T.TARGETS, parameters_per_expert=n_lora)),
+        training=report,
+        onnx_vs_pytorch=dec,
+        style_adherence=adherence,
+        router=dict(config=json.loads((out / "router" / "router.json").read_text()), routing_table=C.ROUTING,
+                    heldout_top2_set_accuracy=rt["heldout_top2_set_accuracy_onnx"],
+                    heldout_top1_in_expected_pair=rt["heldout_top1_in_expected_pair_onnx"],
+                    definition="top-2 set accuracy: the router's two highest logits are exactly the situation's two "
+                               "experts in ROUTING (scripts/demo/corpus.py); held-out = user-message templates never "
+                               "used in any training",
+                    checks=rt, examples=routed),
+        persona_references=dict(
+            semantics="mix {name: w}: W' = W + sum w * (lora_alpha / r) * B A for every adapted module, merged in "
+                      "float64 from the shipped files; greedy decoding by full recompute (no cache), stop at "
+                      "<|im_end|>, at most %d new tokens; min_margin = smallest top-1 minus top-2 logit gap over "
+                      "the steps (float64)" % MAX_NEW,
+            eos_token_id=eos, prompts=[dict(text=p, input_ids=s) for p, s in zip(PROMPTS, sequences)],
+            first_16_last_logits_prompt0=first_logits, cases=cases),
+        sizes_bytes=sizes, total_bytes=sum(sizes.values()),
+    )
+    (out / "eval.json").write_text(json.dumps(eval_json, indent=1) + "\n")
+    write_readme(out, eval_json)
+    total = dir_size(out)
+    log(f"{out}: {total} bytes")
+    assert total <= 25 * 1024 * 1024, total
+
+
+def write_readme(out: Path, ev: dict) -> None:
+    m = ev["model"]
+    tr = ev["training"]
+    secs = tr.get("stage_seconds", {})
+    r = ev["router"]
+    lines = [
+        "# persona-demo — the embedded demonstration model",
+        "",
+        "**This is a small demonstration model, not a useful assistant.** It exists so that `npx personafuse chat` /",
+        "`generate` show PersonaFuse working out of the box with no download: a router reads the situation, picks",
+        "two Big Five persona experts, and the reply changes style. It was trained in under an hour on one CPU thread on a",
+        "synthetic, template-generated corpus (13 situations x 10 persona styles); it only knows those situations",
+        "and those phrasings, and its advice is canned.",
+        "",
+        "## What is here",
+        f"- `model.onnx`: LlamaForCausalLM, {m['parameters']:,} parameters (hidden {m['hidden_size']}, "
+        f"{m['layers']} layers, {m['heads']} heads / {m['kv_heads']} KV heads, intermediate {m['intermediate_size']}, "
+        f"vocab {m['vocab_size']}), f32, exported by torch.onnx (legacy exporter) with KV cache in the stock layout "
+        "(`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.key/value` -> `logits`, `present.N.key/value`).",
+        "- `config.json`, `generation_config.json`, `tokenizer.json` (byte-level BPE, 2048 tokens, trained on the corpus),",
+        "  `tokenizer_config.json` (ChatML `chat_template`, eos `<|im_end|>`, pad `<|endoftext|>`, no bos).",
+        f"- `adapters/<pole>/`: ten PEFT LoRA experts (r=8, alpha=16, q/k/v/o/gate/up/down of every layer, "
+        f"{m['lora']['parameters_per_expert']:,} parameters each, f32), saved by peft `save_pretrained`, each trained on",
+        "  its pole's answers only: openness (high: imaginative, curious; low: conventional, practical),",
+        "  conscientiousness (high: step-by-step plans; low: casual, loose), extraversion (high: energetic, social;",
+        "  low: brief, reserved), agreeableness (high: warm, accommodating; low: blunt, critical), neuroticism",
+        "  (high: anxious, worried; low: calm, steady).",
+        "- `router/`: token embeddings (64-d, same tokenizer) -> attention pooling -> MLP -> probabilities p of the 13",
+        "  situations; expert logits = log(p · ROUTING + 1e-4), ROUTING being the situation -> (0.6, 0.4) expert table below,",
+        "  so softmax(logits) is the situation-weighted expert mix. Input: the last user message; `router.json` takes",
+        "  the top 2 and renormalises their softmax weights. 136k parameters.",
+        f"- `eval.json`: every number below, ONNX-vs-PyTorch checks, and greedy reference outputs of fixed prompts",
+        "  for persona mixes (used by test/demo_model.test.ts).",
+        f"- Total size: {ev['total_bytes'] / 1e6:.1f} MB.",
+        "",
+        "## Training",
+        f"Base decoder: {tr['base']['steps']} steps of batch 32 on all {C.__name__ and len(C.SITUATIONS)} situations x 10",
+        f"styles (so it speaks a neutral mix), {secs.get('base', 0) / 60:.1f} min; adapters: "
+        f"{', '.join(sorted({str(v['steps']) for v in tr['adapters'].values()}))} steps each (see the table), "
+        f"{sum(v['seconds'] for v in tr['adapters'].values()) / 60:.1f} min for all ten;",
+        f"router: {secs.get('router', 0):.0f} s. One CPU thread on a shared 2-core machine (other builds ran beside it).",
+        "",
+        "Held-out loss on each pole's style (answers to user phrasings never seen in training), base -> with the expert:",
+        "",
+        "| expert | steps | base | expert | replies in its style (sampled) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    sa = ev["style_adherence"]
+    for name in C.EXPERTS:
+        info = tr["adapters"][name]
+        lines.append(f"| {name} | {info['steps']} | {info['heldout_loss_base']:.3f} | {info['heldout_loss_adapter']:.3f} | "
+                     f"{sa['single_expert_weight_1'][name] * 100:.0f}% |")
+    lines += ["", f"Style adherence ({sa['method']}): a single expert at weight 1 gives its style in "
+              f"{sa['mean_single_expert'] * 100:.0f}% of replies on average; with the router's mix (persona \"auto\") "
+              f"{sa['routed_in_style_of_a_routed_expert'] * 100:.0f}% of replies are in the style of one of the two routed "
+              f"experts. The base model alone (no expert; style counts of its sampled replies): "
+              f"{json.dumps(sa['base_model_style_counts'])}.",
+              "",
+              "**Known weakness:** the `extraversion_low` expert is weak. Greedy it answers briefly (\"I see. ...\"), but",
+              "sampled it mostly falls into the other terse styles (openness_low, neuroticism_low): the base model's hidden",
+              "state at the answer's first position has a large norm that this rank-8 expert barely moves, and its",
+              "later tokens do not pin the style down (more steps and a higher first-token loss weight did not help).",
+              "It is routed only for `conflict` (second, after agreeableness_high)."]
+    lines += [
+        "",
+        "## Router",
+        f"Held-out top-2 accuracy: **{r['heldout_top2_set_accuracy'] * 100:.1f}%** (the two chosen experts are exactly",
+        f"the situation's pair; {r['checks']['heldout_examples']} messages from user-message templates held out of all",
+        f"training); the top-1 expert is one of the pair in {r['heldout_top1_in_expected_pair'] * 100:.1f}%.",
+        "Routing table (first = stronger):",
+        "",
+        "| situation | experts |",
+        "| --- | --- |",
+    ]
+    for sit, ex in C.ROUTING.items():
+        lines.append(f"| {sit} | {', '.join(ex)} |")
+    lines += ["", "## Sample outputs (greedy, PyTorch, merged float64)", "",
+              f"Prompt: \"{ev['persona_references']['prompts'][0]['text']}\"", "",
+              "| persona mix | reply |", "| --- | --- |"]
+    for c in ev["persona_references"]["cases"]:
+        lines.append(f"| `{json.dumps(c['mix'])}` | {c['outputs'][0]['text']} |")
+    lines += ["", "With the router (`persona: \"auto\"`):", "", "| user | routed mix | reply |", "| --- | --- | --- |"]
+    for e in r["examples"]:
+        lines.append(f"| {e['user']} | `{json.dumps(e['routed_mix'])}` | {e['greedy_text']} |")
+    d = ev["onnx_vs_pytorch"]
+    lines += ["", "## ONNX checks", "",
+              f"Max |ONNX − PyTorch| logits: {d['no_cache_single_max_abs_diff']:.2e} (no past), "
+              f"{d['prefill_left_padded_max_abs_diff']:.2e} (left-padded batch), "
+              f"{d['decode_step_with_cache_max_abs_diff']:.2e} (decode step with the KV cache); greedy with the cache "
+              f"equals PyTorch: {d['greedy_16_tokens_onnx_kv_cache_equals_pytorch']}. Router ONNX vs PyTorch: "
+              f"{r['checks']['onnx_vs_pytorch_padded_batch_max_abs_diff']:.2e}.",
+              "", "## Regenerate", "",
+              "See `scripts/demo/README.md` (Python only for making these files; the package never needs it)."]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

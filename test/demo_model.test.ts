@@ -1,0 +1,147 @@
+// The embedded demonstration model (models/persona-demo, made by scripts/demo): the shipped files load
+// through the same public code path as any user model, persona mixes change the output, the greedy
+// continuations match the PyTorch references in eval.json, and the router picks the expected experts
+// for held-out situations.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { PersonaModel } = require('../lib') as typeof import('../lib');
+import { PersonaRouter } from '../lib/router';
+
+const DEMO = path.join(__dirname, '..', 'models', 'persona-demo');
+const ev = JSON.parse(fs.readFileSync(path.join(DEMO, 'eval.json'), 'utf8'));
+const routerConfig = JSON.parse(fs.readFileSync(path.join(DEMO, 'router', 'router.json'), 'utf8'));
+const experts: string[] = routerConfig.experts;
+
+interface Output { prompt: number; greedy_ids: number[]; margins: number[] }
+interface Case { name: string; mix: Record<string, number>; outputs: Output[] }
+const refs = ev.persona_references as {
+  eos_token_id: number; prompts: { text: string; input_ids: number[] }[]; cases: Case[];
+  first_16_last_logits_prompt0: Record<string, number[]>;
+};
+
+const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-demo-'));
+let model: InstanceType<typeof PersonaModel>;
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
+  return best;
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+function injectedCopies(): string[] {
+  return fs.readdirSync(DEMO).filter((f) => f.includes('.persona-'));
+}
+
+beforeAll(async () => {
+  const before = injectedCopies();
+  model = await PersonaModel.load({
+    model: 'models/persona-demo',
+    adapters: Object.fromEntries(experts.map((e) => [e, `models/persona-demo/adapters/${e}`])),
+    cacheDir,
+  });
+  expect(injectedCopies()).toEqual(before);
+});
+
+afterAll(async () => {
+  await model?.dispose();
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+});
+
+describe('models/persona-demo', () => {
+  test('the shipped folder is complete and small', () => {
+    for (const f of ['model.onnx', 'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
+      'router/model.onnx', 'router/router.json', 'router/tokenizer.json', 'eval.json', 'README.md']) {
+      expect(fs.existsSync(path.join(DEMO, f))).toBe(true);
+    }
+    for (const e of experts) {
+      expect(fs.existsSync(path.join(DEMO, 'adapters', e, 'adapter_config.json'))).toBe(true);
+      expect(fs.existsSync(path.join(DEMO, 'adapters', e, 'adapter_model.safetensors'))).toBe(true);
+    }
+    const size = (dir: string): number => fs.readdirSync(dir, { withFileTypes: true })
+      .reduce((s, d) => s + (d.isDirectory() ? size(path.join(dir, d.name)) : fs.statSync(path.join(dir, d.name)).size), 0);
+    expect(size(DEMO)).toBeLessThanOrEqual(25 * 1024 * 1024);
+    expect(experts).toHaveLength(10);
+    expect(model.experts).toEqual(experts);
+  });
+
+  test('the base and persona mixes give measurably different logits, equal to PyTorch', async () => {
+    const ids = refs.prompts[0].input_ids;
+    const names = Object.keys(refs.first_16_last_logits_prompt0);
+    const mixes = names.map((n) => refs.cases.find((c) => c.name === n)!.mix);
+    const got = await model.forward({ inputIds: mixes.map(() => ids), mix: mixes });
+    names.forEach((n, i) => {
+      const want = refs.first_16_last_logits_prompt0[n];
+      expect(maxAbsDiff(got[i].subarray(0, 16), want)).toBeLessThan(1e-3);
+    });
+    for (let i = 1; i < names.length; i++) expect(maxAbsDiff(got[0], got[i])).toBeGreaterThan(0.5);
+  });
+
+  test.each(refs.prompts.map((p, i) => [p.text, i] as const))(
+    'greedy continuations of "%s" for every recorded mix match PyTorch', async (_text, pi) => {
+      const cases = refs.cases;
+      const rows = cases.map(() => [...refs.prompts[pi].input_ids]);
+      const want = cases.map((c) => c.outputs.find((o) => o.prompt === pi)!);
+      // compare until the first step where PyTorch's top-2 gap is too small for float32 to be sure of
+      const checked = want.map((w) => {
+        const k = w.margins.findIndex((m) => m < 1e-3);
+        return k < 0 ? w.greedy_ids.length : k;
+      });
+      const steps = Math.max(...checked);
+      for (let s = 0; s < steps; s++) {
+        const logits = await model.forward({ inputIds: rows, mix: cases.map((c) => c.mix) });
+        rows.forEach((r, i) => r.push(argmax(logits[i])));
+      }
+      cases.forEach((c, i) => {
+        const n = checked[i];
+        expect({ mix: c.name, ids: rows[i].slice(refs.prompts[pi].input_ids.length).slice(0, n) })
+          .toEqual({ mix: c.name, ids: want[i].greedy_ids.slice(0, n) });
+      });
+      // and the personas really write differently
+      const distinct = new Set(want.map((w) => w.greedy_ids.join(',')));
+      expect(distinct.size).toBeGreaterThanOrEqual(Math.ceil(cases.length / 2));
+    });
+});
+
+describe('models/persona-demo router', () => {
+  const checks = ev.router.checks as {
+    heldout_top2_set_accuracy_onnx: number;
+    heldout_cases: { situation: string; user: string; expected: string[]; predicted: string[]; top2_gap: number }[];
+  };
+  let router: PersonaRouter;
+  beforeAll(async () => {
+    router = await PersonaRouter.load(path.join(DEMO, 'router'));
+  });
+  afterAll(async () => {
+    await router?.dispose();
+  });
+
+  test('held-out situations: the same top-2 as PyTorch/onnxruntime, and the recorded accuracy', async () => {
+    let ok = 0;
+    const perSituation: Record<string, [number, number]> = {};
+    for (const c of checks.heldout_cases) {
+      const r = await router.route(c.user);
+      const got = Object.keys(r.mix);
+      expect(got).toHaveLength(2);
+      if (c.top2_gap > 1e-3) expect(new Set(got)).toEqual(new Set(c.predicted));
+      const hit = got.every((e) => c.expected.includes(e));
+      ok += hit ? 1 : 0;
+      const a = (perSituation[c.situation] ??= [0, 0]);
+      a[0] += hit ? 1 : 0;
+      a[1] += 1;
+    }
+    const acc = ok / checks.heldout_cases.length;
+    expect(Math.abs(acc - checks.heldout_top2_set_accuracy_onnx)).toBeLessThanOrEqual(2 / checks.heldout_cases.length);
+    expect(acc).toBeGreaterThan(0.7);
+    // every situation kind routes to its expected pair more often than not
+    for (const [, [hit, n]] of Object.entries(perSituation)) expect(hit / n).toBeGreaterThan(0.5);
+  });
+});
