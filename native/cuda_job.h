@@ -63,46 +63,19 @@ pf_status cuda_execute(J& job) {
   return s;
 }
 
-template <class J>
-Napi::Value cuda_run_sync(Napi::Env env, J& job) {
-  const pf_status s = cuda_execute(job);
-  if (s != PF_OK) throw status_error(env, s, cuda_error(*job.plugin));
-  return job.result(env);
-}
-
-template <class J>
-class CudaAsyncJob : public Napi::AsyncWorker {
- public:
-  CudaAsyncJob(Napi::Env env, J&& job)
-      : Napi::AsyncWorker(env, "personafuse-cuda"), job_(std::move(job)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    status_ = cuda_execute(job_);
-    if (status_ != PF_OK) message_ = cuda_error(*job_.plugin);  // per thread: read it here
-  }
-  void OnOK() override {
-    if (status_ != PF_OK) deferred_.Reject(status_error(Env(), status_, message_).Value());
-    else deferred_.Resolve(job_.result(Env()));
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  J job_;
-  Napi::Promise::Deferred deferred_;
-  pf_status status_ = PF_OK;
-  std::string message_;
+// The baton's runner for device jobs (job.h): queue, wait, and the plugin's per-thread message.
+struct CudaRunner {
+  template <class J>
+  static pf_status run(J& job) { return cuda_execute(job); }
+  template <class J>
+  static std::string error(const J& job) { return cuda_error(*job.plugin); }
 };
 
 template <class J>
-Napi::Value cuda_run_async(Napi::Env env, J&& job) {
-  auto* worker = new CudaAsyncJob<J>(env, std::move(job));
-  Napi::Promise promise = worker->promise();
-  worker->Queue();
-  return promise;
-}
+Napi::Value cuda_run_sync(Napi::Env env, J& job) { return run_sync<CudaRunner>(env, job); }
+
+template <class J>
+Napi::Value cuda_run_async(Napi::Env env, J&& job) { return run_async<CudaRunner>(env, std::move(job)); }
 
 }  // namespace pfn
 #endif

@@ -28,14 +28,23 @@ struct Job {
   Napi::Value result(Napi::Env env) const { return out.IsEmpty() ? env.Undefined() : out.Value(); }
 };
 
-template <class J>
+// How a job runs and where its failure message comes from. CPU jobs: job.run() and the kernels'
+// thread-local pf_last_error. Device jobs (cuda_job.h) bring their own runner.
+struct CpuRunner {
+  template <class J>
+  static pf_status run(J& job) { return job.run(); }
+  template <class J>
+  static std::string error(const J&) { return pf_last_error(); }
+};
+
+template <class Runner = CpuRunner, class J>
 Napi::Value run_sync(Napi::Env env, J& job) {
-  const pf_status s = job.run();
-  if (s != PF_OK) throw status_error(env, s, pf_last_error());
+  const pf_status s = Runner::run(job);
+  if (s != PF_OK) throw status_error(env, s, Runner::error(job));
   return job.result(env);
 }
 
-template <class J>
+template <class J, class Runner>
 class AsyncJob : public Napi::AsyncWorker {
  public:
   AsyncJob(Napi::Env env, J&& job)
@@ -45,8 +54,8 @@ class AsyncJob : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    status_ = job_.run();
-    if (status_ != PF_OK) message_ = pf_last_error();  // thread-local: read it on this thread
+    status_ = Runner::run(job_);
+    if (status_ != PF_OK) message_ = Runner::error(job_);  // thread-local: read it on this thread
   }
   void OnOK() override {
     if (status_ != PF_OK) deferred_.Reject(status_error(Env(), status_, message_).Value());
@@ -61,9 +70,9 @@ class AsyncJob : public Napi::AsyncWorker {
   std::string message_;
 };
 
-template <class J>
+template <class Runner = CpuRunner, class J>
 Napi::Value run_async(Napi::Env env, J&& job) {
-  auto* worker = new AsyncJob<J>(env, std::move(job));
+  auto* worker = new AsyncJob<J, Runner>(env, std::move(job));
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;
