@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "../common/status_text.h"
+
 #include "simd/ops.h"
 #include "thread_pool.h"
 
@@ -25,16 +27,7 @@ extern "C" {
 
 const char* pf_last_error(void) { return pf::g_last_error; }
 
-const char* pf_status_name(pf_status s) {
-  switch (s) {
-    case PF_OK: return "ok";
-    case PF_ERR_ARGUMENT: return "invalid argument";
-    case PF_ERR_VALUE: return "invalid value";
-    case PF_ERR_MEMORY: return "out of memory";
-    case PF_ERR_BACKEND: return "backend error";
-  }
-  return "unknown status";
-}
+const char* pf_status_name(pf_status s) { return pf_status_text(s); }
 
 const char* pf_simd_name(void) { return pf::simd().name; }
 int pf_num_threads(void) { return pf::num_threads(); }

@@ -1,6 +1,8 @@
 // Failure messages, process-wide options, build facts and the plugin table.
 #include <stdarg.h>
 #include <stdio.h>
+
+#include "../common/status_text.h"
 #include <string.h>
 
 #include <atomic>
@@ -62,16 +64,7 @@ extern "C" {
 
 const char* pf_cuda_last_error(void) { return pf::cuda::g_last_error; }
 
-const char* pf_cuda_status_name(pf_status s) {
-  switch (s) {
-    case PF_OK: return "ok";
-    case PF_ERR_ARGUMENT: return "invalid argument";
-    case PF_ERR_VALUE: return "invalid value";
-    case PF_ERR_MEMORY: return "out of memory";
-    case PF_ERR_BACKEND: return "backend error";
-  }
-  return "unknown status";
-}
+const char* pf_cuda_status_name(pf_status s) { return pf_status_text(s); }
 
 const char* pf_cuda_build_info(void) {
   static char info[256];
