@@ -225,6 +225,23 @@ describe('generate: text, stop strings, limits', () => {
     expect([...m.codec!.eosIds].sort()).toEqual([0, 2]);
   });
 
+  test('ignoreEos keeps sampling past EOS: the same tokens up to it, then maxNewTokens in all', async () => {
+    const m = await load('onnx-legacy');
+    const o = { inputIds: PROMPTS[3], maxNewTokens: 40, temperature: 1.5 };
+    let stopped;
+    let seed = 0;
+    for (; seed < 200 && !stopped; seed++) {
+      const r = await m.generate({ ...o, seed });
+      if (r.finishReason === 'stop' && r.tokens.length < 40) stopped = r;
+    }
+    expect(stopped).toBeDefined(); // some seed samples an EOS early on this random model
+    const past = await m.generate({ ...o, seed: seed - 1, ignoreEos: true });
+    expect(past.tokens.slice(0, stopped!.tokens.length)).toEqual(stopped!.tokens);
+    expect(past.tokens).toHaveLength(40);
+    expect(past.finishReason).toBe('length');
+    await expect(m.generate({ ...o, ignoreEos: 'yes' as never })).rejects.toThrow(/ignoreEos/);
+  });
+
   test('a prompt as long as the context is refused with a RangeError', async () => {
     const m = await load('onnx-legacy');
     await expect(m.generate({ inputIds: new Array(256).fill(5), maxNewTokens: 2 })).rejects.toThrow(RangeError);

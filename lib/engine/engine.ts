@@ -107,7 +107,7 @@ export class Engine {
     const seed = o.seed ?? randomSeed();
     const req: SequenceRequest = {
       inputIds, mix: mixEntries(mix, this.#p.experts), maxNewTokens, seed,
-      sampling: samplingParams(o, codec?.generationConfig ?? {}), eosIds: codec?.eosIds ?? [],
+      sampling: samplingParams(o, codec?.generationConfig ?? {}), eosIds: o.ignoreEos ? [] : codec?.eosIds ?? [],
     };
 
     const events: StreamEvent[] = [];

@@ -31,6 +31,8 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   seed?: number;
   stop?: string[];
+  /** keep generating past EOS until maxNewTokens (benchmarks: every variant then makes the same number of tokens) */
+  ignoreEos?: boolean;
   signal?: AbortSignal;
 }
 
@@ -79,6 +81,7 @@ export function checkGenerateOptions(opts: unknown, vocab: number | null = null)
   if (o.stop !== undefined) {
     if (!Array.isArray(o.stop) || !o.stop.every((s) => typeof s === 'string' && s.length > 0)) throw typeError('stop', 'an array of non-empty strings', o.stop);
   }
+  if (o.ignoreEos !== undefined && typeof o.ignoreEos !== 'boolean') throw typeError('ignoreEos', 'a boolean', o.ignoreEos);
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw typeError('signal', 'an AbortSignal', o.signal);
   return o;
 }

@@ -1,17 +1,27 @@
-// personafuse bench: the kernel benchmark (bench/run.ts), same flags.
+// personafuse bench [kernels|forward|generate] [flags]: the benchmarks of bench/, same flags.
+//   kernels   (default) each kernel against onnxruntime peers, the TS reference and the limits
+//   forward   base vs injected vs merged forward passes (bench/models/llama-h512)
+//   generate  generation tokens/s, mixed batch vs serial, transformers.js peer (the embedded
+//             demo model by default; --model DIR for another)
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
 import { packageRoot } from '../../kernels/binding';
 
+const SCRIPTS: Record<string, string> = { kernels: 'run.js', forward: 'model_forward.js', generate: 'generate.js' };
+
 export function benchCommand(): Command {
   return new Command('bench')
-    .description('benchmark the kernels against onnxruntime and the TypeScript reference')
+    .description('benchmarks: kernels (default), forward, or generate (end to end); flags go to the benchmark')
+    .argument('[args...]', 'kernels | forward | generate, then the benchmark\'s flags')
     .allowUnknownOption(true)
+    .allowExcessArguments(true)
     .helpOption(false)
-    .action((_opts: unknown, cmd: Command) => {
-      const script = path.join(packageRoot(), 'dist', 'bench', 'run.js');
-      const r = spawnSync(process.execPath, [script, ...cmd.args], { stdio: 'inherit' });
+    .action((_args: string[], _opts: unknown, cmd: Command) => {
+      const args = [...cmd.args];
+      const which = args[0] !== undefined && Object.hasOwn(SCRIPTS, args[0]) ? args.shift()! : 'kernels';
+      const script = path.join(packageRoot(), 'dist', 'bench', SCRIPTS[which]);
+      const r = spawnSync(process.execPath, [script, ...args], { stdio: 'inherit' });
       process.exitCode = r.status ?? 1;
     });
 }
