@@ -44,11 +44,8 @@ export class Engine {
   readonly #p: EngineParts;
 
   constructor(parts: EngineParts) {
+    // PersonaModel.load has already refused a router whose experts are not all loaded
     this.#p = parts;
-    const unknown = parts.router?.config.experts.filter((e) => !parts.experts.includes(e)) ?? [];
-    if (unknown.length) {
-      throw new Error(`The router routes to experts the model has not loaded: ${unknown.join(', ')} (loaded: ${parts.experts.join(', ') || 'none'})`);
-    }
   }
 
   /** requests submitted and not yet finished (what holds or waits for a batch slot) */
@@ -57,14 +54,6 @@ export class Engine {
   }
 
   #open = 0;
-
-  get router(): PersonaRouter | undefined {
-    return this.#p.router;
-  }
-
-  get codec(): TextCodec | undefined {
-    return this.#p.codec;
-  }
 
   async generate(opts: GenerateOptions): Promise<GenerateResult> {
     let result: GenerateResult | undefined;
