@@ -66,6 +66,8 @@ export class Batcher {
   readonly maxBatch: number;
   readonly #model: DecoderModel;
   readonly #specs: PastSpec[];
+  /** what a cached run fetches: logits and every present.* */
+  readonly #fetches: string[];
   readonly #shared: boolean;
   readonly #slots: MixSlots;
   #rows: Row[] = [];
@@ -84,6 +86,7 @@ export class Batcher {
       if (!outputs.includes(present)) throw new Error(`The model has the cache input ${p.name} but no output ${present}`);
       return { ...p, present };
     });
+    this.#fetches = ['logits', ...this.#specs.map((s) => s.present)];
     this.#shared = model.io.inputNames.includes('position_ids');
     this.#slots = new MixSlots(model.sites);
     this.#kv = KvBatch.empty(this.#specs);
@@ -92,14 +95,6 @@ export class Batcher {
   /** true when the model has past_key_values inputs (KV-cache decoding) */
   get cached(): boolean {
     return this.#specs.length > 0;
-  }
-
-  get active(): number {
-    return this.#rows.length;
-  }
-
-  get queued(): number {
-    return this.#queue.length;
   }
 
   submit(req: SequenceRequest, sink: SequenceSink): number {
@@ -165,7 +160,7 @@ export class Batcher {
     const start = this.#rows.length - joiners.length;
     const prompts = joiners.map((r) => r.tokens);
     const feeds = { ...decoderFeeds(this.#model.io, prompts, this.#model.padId), ...this.#slots.feeds(start, joiners.length) };
-    const out = await this.#model.session.run(feeds, ['logits', ...this.#specs.map((s) => s.present)]);
+    const out = await this.#model.session.run(feeds, this.#fetches);
     const lens = prompts.map((p) => p.length);
     const fresh = KvBatch.fromPresent(this.#specs, out, lens);
     if (this.#shared) this.#kv = KvBatch.concat(this.#kv, fresh);
@@ -194,7 +189,7 @@ export class Batcher {
   #step(kv: KvBatch, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
     const ids = BigInt64Array.from(rows.map((r) => BigInt(r.tokens[r.tokens.length - 1])));
     const feeds = { input_ids: new ort.Tensor('int64', ids, [rows.length, 1]), ...kv.stepFeeds(this.#model.io.inputNames), ...this.#slots.feeds(start, rows.length) };
-    return this.#model.session.run(feeds, ['logits', ...this.#specs.map((s) => s.present)]);
+    return this.#model.session.run(feeds, this.#fetches);
   }
 
   async #recompute(): Promise<void> {

@@ -45,10 +45,6 @@ export class MixSlots {
     this.#sites = sites;
   }
 
-  get k(): number {
-    return this.#k;
-  }
-
   /** Folds row `slot`'s mix into its slot (needs the banks: the in-thread path). */
   set(slot: number, entries: MixEntries): void {
     this.#ensure(slot, entries.length);
