@@ -18,7 +18,7 @@ export interface ChatRequest {
 
 /** An error the client caused: sent as 400 with an OpenAI-style body. */
 export class BadRequest extends Error {
-  constructor(message: string, readonly param?: string, readonly status = 400) {
+  constructor(message: string, readonly status = 400) {
     super(message);
     this.name = 'BadRequest';
   }
@@ -55,21 +55,21 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const maxTokens = optionalNumber(b, 'max_completion_tokens') ?? optionalNumber(b, 'max_tokens');
   const stream = b.stream ?? false;
   if (typeof stream !== 'boolean') throw typeError('stream', 'true or false', stream);
-  return {
-    stream,
-    options: {
-      messages: msgs,
-      ...(maxTokens !== undefined ? { maxNewTokens: maxTokens } : {}),
-      ...(optionalNumber(b, 'temperature') !== undefined ? { temperature: optionalNumber(b, 'temperature') } : {}),
-      ...(optionalNumber(b, 'top_p') !== undefined ? { topP: optionalNumber(b, 'top_p') } : {}),
-      ...(optionalNumber(b, 'top_k') !== undefined ? { topK: optionalNumber(b, 'top_k') } : {}),
-      ...(optionalNumber(b, 'seed') !== undefined ? { seed: optionalNumber(b, 'seed') } : {}),
-      ...(optionalNumber(b, 'repetition_penalty') !== undefined ? { repetitionPenalty: optionalNumber(b, 'repetition_penalty') } : {}),
-      ...(stop ? { stop } : {}),
-      ...(b.persona !== undefined && b.persona !== null ? { persona: b.persona as Persona } : {}),
-    },
-  };
+  const options: GenerateOptions = { messages: msgs };
+  if (maxTokens !== undefined) options.maxNewTokens = maxTokens;
+  for (const [key, field] of NUMBER_FIELDS) {
+    const v = optionalNumber(b, key);
+    if (v !== undefined) options[field] = v;
+  }
+  if (stop) options.stop = stop;
+  if (b.persona !== undefined && b.persona !== null) options.persona = b.persona as Persona;
+  return { stream, options };
 }
+
+/** Numeric request fields and the GenerateOptions they set. */
+const NUMBER_FIELDS = [
+  ['temperature', 'temperature'], ['top_p', 'topP'], ['top_k', 'topK'], ['seed', 'seed'], ['repetition_penalty', 'repetitionPenalty'],
+] as const;
 
 /** content as a string, or the text parts of an array of content parts. */
 function contentText(content: unknown, arg: string): string {

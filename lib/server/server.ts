@@ -134,7 +134,7 @@ function readBody(req: http.IncomingMessage, max: number): Promise<string> {
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > max) {
-        reject(new BadRequest(`The request body is over ${max} bytes`, undefined, 413));
+        reject(new BadRequest(`The request body is over ${max} bytes`, 413));
         req.destroy();
         return;
       }
@@ -156,7 +156,7 @@ function parseJson(text: string): unknown {
 /** 400 for what the client sent (our TypeError / RangeError name the argument), else 500. */
 function sendError(res: http.ServerResponse, err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof BadRequest) return sendJson(res, err.status, errorBody(message, 'invalid_request_error', err.param ?? null));
+  if (err instanceof BadRequest) return sendJson(res, err.status, errorBody(message, 'invalid_request_error'));
   if (err instanceof TypeError || err instanceof RangeError) {
     const param = /for ([\w.[\]]+) but/.exec(message)?.[1] ?? null;
     return sendJson(res, 400, errorBody(message, 'invalid_request_error', param));
