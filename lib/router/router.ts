@@ -12,6 +12,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { DisposedError, typeError } from '../errors';
 import { topkSoftmax } from '../kernels';
 import { Mix } from '../model/mix';
+import { findFile, readJson } from '../engine/model_files';
 import { readRouterConfig, RouterConfig } from './router_config';
 
 export interface RouteMessage {
@@ -45,11 +46,9 @@ export class PersonaRouter {
     if (typeof dir !== 'string' || dir.length === 0) throw typeError('router', 'a router folder', dir);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`The router folder ${dir} does not exist`);
     const config = readRouterConfig(dir);
-    const tokFile = path.join(dir, 'tokenizer.json');
-    if (!fs.existsSync(tokFile)) throw new Error(`The router folder ${dir} has no tokenizer.json`);
-    const cfgFile = path.join(dir, 'tokenizer_config.json');
-    const tokConfig = fs.existsSync(cfgFile) ? JSON.parse(fs.readFileSync(cfgFile, 'utf8')) : {};
-    const tokenizer = new Tokenizer(JSON.parse(fs.readFileSync(tokFile, 'utf8')), tokConfig);
+    const tokFile = findFile([dir], 'tokenizer.json');
+    if (!tokFile) throw new Error(`The router folder ${dir} has no tokenizer.json`);
+    const tokenizer = new Tokenizer(readJson(tokFile), readJson(findFile([dir], 'tokenizer_config.json')));
     const modelFile = path.join(dir, 'model.onnx');
     if (!fs.existsSync(modelFile)) throw new Error(`The router folder ${dir} has no model.onnx`);
     const session = await ort.InferenceSession.create(modelFile, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
