@@ -15,7 +15,6 @@ import { DisposedError, typeError } from '../errors';
 import { foldExperts, LoraBank } from '../kernels';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel } from '../onnx/cache';
-import { InjectionSite } from '../onnx/inject';
 import { Progress } from '../onnx/write';
 import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
@@ -25,7 +24,7 @@ import { decoderSessionOptions } from './session_options';
 import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
 import { Batcher, DecoderModel } from '../engine/batcher';
 import { GenerateOptions } from '../engine/options';
-import { sideFileDirs, findFile } from '../engine/model_files';
+import { sideFileDirs, findFile, idList, readJson } from '../engine/model_files';
 import { TextCodec } from '../engine/text_codec';
 import { WorkerClient } from '../engine/worker_client';
 import { siteShapes } from '../engine/mix_slots';
@@ -161,8 +160,9 @@ export class PersonaModel {
 
   /** The generation engine, made on first use (with its worker thread unless { worker: false }). */
   get engine(): Engine {
-    const decoder = this.decoder(); // throws DisposedError after dispose()
+    // dispose() clears #engine with #session, so an existing engine belongs to a live model
     if (!this.#engine) {
+      const decoder = this.decoder(); // throws DisposedError after dispose()
       const o = this.#options;
       const maxBatch = o.maxBatch ?? 16;
       const runner = o.worker === false
@@ -242,17 +242,11 @@ export class PersonaModel {
 function readPadId(dirs: string[]): number {
   for (const f of ['generation_config.json', 'config.json']) {
     try {
-      const file = findFile(dirs, f);
-      if (!file) continue;
-      const cfg = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-      const pad = cfg.pad_token_id;
-      if (typeof pad === 'number') return pad;
-      if (Array.isArray(pad) && typeof pad[0] === 'number') return pad[0];
+      const [pad] = idList(readJson(findFile(dirs, f)).pad_token_id);
+      if (pad !== undefined) return pad;
     } catch {
       /* absent or unreadable: next */
     }
   }
   return 0;
 }
-
-export type { InjectionSite };

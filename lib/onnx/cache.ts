@@ -4,9 +4,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { injectLora, Injection, InjectionSite, peftModulesOf } from './inject';
+import { injectLora, Injection, peftModulesOf } from './inject';
 import { metadataEntry, ModelProto, readModel } from './proto';
-import { FUSED_MODULES, findLinearTargets, LinearTarget, summarizeTargets } from './targets';
+import { findLinearTargets, LinearTarget, summarizeTargets } from './targets';
 import { Progress, writeModel } from './write';
 
 /** What the injector needs to know of an adapter: the modules it adapts and their shapes. */
@@ -67,7 +67,7 @@ export function planInjection(targets: LinearTarget[], adapters: AdapterShape[])
         );
       }
     }
-    plan.set(t, parts.map((mod, i) => ({ module: mod, dout: present[i]?.m.dout ?? fusedWidth(t, parts, present.map((x) => x?.m.dout), i) })));
+    plan.set(t, parts.map((mod, i) => ({ module: mod, dout: present[i]?.m.dout ?? fusedWidth(t, parts, i) })));
   }
   const unmatched = [...wanted.entries()].filter(([k]) => !matched.has(k));
   if (unmatched.length > 0) {
@@ -78,7 +78,7 @@ export function planInjection(targets: LinearTarget[], adapters: AdapterShape[])
         `The model's linear layers: ${summarizeTargets(targets) || '(none found)'}`,
     );
   }
-  if (plan.size === 0 && adapters.length > 0 && wanted.size === 0) {
+  if (wanted.size === 0 && adapters.length > 0) {
     throw new Error(`The adapters adapt no module. The model's linear layers: ${summarizeTargets(targets)}`);
   }
   return plan;
@@ -86,7 +86,7 @@ export function planInjection(targets: LinearTarget[], adapters: AdapterShape[])
 
 // Width of a fused part no adapter covers: gate_up_proj splits in halves; qkv_proj is
 // q (hidden = din wide) then k and v of equal width. injectLora checks that the parts add up.
-function fusedWidth(t: LinearTarget, parts: string[], _known: (number | undefined)[], i: number): number {
+function fusedWidth(t: LinearTarget, parts: string[], i: number): number {
   if (parts.length === 1) return t.dout;
   if (parts.length === 3) return i === 0 ? t.din : (t.dout - t.din) / 2;
   return t.dout / parts.length;
@@ -129,6 +129,3 @@ export function injectedModel(modelFile: string, adapters: AdapterShape[], opts:
   writeModel(model, file, { sourceDir: path.dirname(modelFile), onProgress: opts.onProgress });
   return { file, model, injection, reused: false };
 }
-
-export { FUSED_MODULES };
-export type { InjectionSite };
