@@ -9,6 +9,7 @@ import { findLinearTargets } from '../onnx/targets';
 import { Progress, writeModel } from '../onnx/write';
 import { mixEntries, Mix } from './mix';
 import { resolveModelFile } from './persona_model';
+import { expertModules } from './site_banks';
 
 export interface MergeOptions {
   model: string;
@@ -36,7 +37,7 @@ export function mergeModel(opts: MergeOptions): { file: string; merged: number }
     const parts: MergePart[] = [];
     let offset = 0;
     for (const sub of subs) {
-      const mods = adapters.map((a) => [...a.modules.values()].find((m) => m.layer === t.layer && m.module === sub.module));
+      const mods = expertModules(adapters, t.layer, sub.module);
       if (mods.some((m) => m)) {
         const bank = buildLoraBank(mods, t.din, sub.dout);
         parts.push({ bank, ids, weights, offset, dout: sub.dout });
