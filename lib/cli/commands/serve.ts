@@ -2,7 +2,7 @@
 // a worker thread so the server keeps answering while the batch decodes.
 import { Command } from 'commander';
 import { startServer } from '../../server/server';
-import { addModelFlags, addPersonaFlags, modelSetup, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, addPersonaFlags, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 import * as path from 'node:path';
 
 export function serveCommand(): Command {
@@ -12,9 +12,8 @@ export function serveCommand(): Command {
     .option('--model-id <id>', 'the model name /v1/models reports (default: the model folder name)')
     .option('--max-batch <n>', 'most requests decoded together', numberFlag('--max-batch'))
     .action(async (flags: ModelFlags & { port: number; host: string; modelId?: string; maxBatch?: number }) => {
-      const setup = modelSetup(flags);
       const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch });
-      const modelId = flags.modelId ?? path.basename(setup.model.endsWith('.onnx') ? path.dirname(setup.model) : setup.model);
+      const modelId = flags.modelId ?? path.basename(model.modelFile.endsWith('.onnx') ? path.dirname(model.modelFile) : model.modelFile);
       const srv = await startServer(model, { port: flags.port, host: flags.host, modelId, defaultPersona: parsePersona(flags.persona) });
       const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router };
       process.stdout.write(flags.json ? `${JSON.stringify(info)}\n`
