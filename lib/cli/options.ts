@@ -128,7 +128,7 @@ export function describeMix(mix: Record<string, number>): string {
  *  is built (first run only; later runs reuse the cache). */
 export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number } = {}): Promise<PersonaModel> {
   const setup = modelSetup(flags);
-  const bar = progressBar(!flags.json && process.stderr.isTTY === true);
+  const bar = progressBar(flags);
   try {
     return await PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, onProgress: bar.onProgress, ...extra });
   } finally {

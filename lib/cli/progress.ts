@@ -1,9 +1,10 @@
-// A progress bar on stderr for long work (injection, merging), only when stderr is a terminal.
+// A progress bar on stderr for long work (injection, merging), only when stderr is a terminal
+// and the output is not --json.
 import { MultiBar, Presets, SingleBar } from 'cli-progress';
 import { Progress } from '../onnx/write';
 
-export function progressBar(enabled = process.stderr.isTTY === true): { onProgress: Progress; stop: () => void } {
-  if (!enabled) return { onProgress: () => undefined, stop: () => undefined };
+export function progressBar(flags: { json?: boolean } = {}): { onProgress: Progress; stop: () => void } {
+  if (flags.json || process.stderr.isTTY !== true) return { onProgress: () => undefined, stop: () => undefined };
   const multi = new MultiBar({ format: ' {stage} |{bar}| {value}/{total}', hideCursor: true, clearOnComplete: false }, Presets.shades_classic);
   const bars = new Map<string, SingleBar>();
   return {

@@ -15,7 +15,7 @@ export function injectCommand(): Command {
       const folders = adapterFolders(flags);
       if (Object.keys(folders).length === 0) throw new Error('inject needs adapters: --adapters DIR or --adapter NAME=PATH');
       const adapters = Object.entries(folders).map(([name, dir]) => loadPeftAdapter(dir, name));
-      const bar = progressBar(!flags.json && process.stderr.isTTY === true);
+      const bar = progressBar(flags);
       const built = injectedModel(file, adapters, { cacheDir: flags.outDir, onProgress: bar.onProgress });
       bar.stop();
       const sites = built.injection.sites.map((s) => ({ layer: s.layer, module: s.module, din: s.din, dout: s.dout, inputs: [s.aInput, s.bInput] }));

@@ -15,7 +15,7 @@ export function mergeCommand(): Command {
       } catch {
         throw new Error(`--mix is not valid JSON: ${flags.mix}`);
       }
-      const bar = progressBar(!flags.json && process.stderr.isTTY === true);
+      const bar = progressBar(flags);
       const res = mergeModel({ model: requireModel(flags), adapters: adapterFolders(flags), mix, out: flags.out, onProgress: bar.onProgress });
       bar.stop();
       output(flags, { ...res, mix }, `wrote ${res.file}: ${res.merged} weights merged`);
