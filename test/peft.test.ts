@@ -4,9 +4,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  buildAdapterBank, buildLoraBank, loadPeftAdapter, parsePeftConfig, patternValue, PeftAdapter, PeftModule,
+  buildAdapterBank, buildLoraBank, encodeSafetensors, loadPeftAdapter, parsePeftConfig, patternValue, PeftAdapter, PeftModule,
+  TensorToWrite,
 } from '../lib/adapters';
-import { readSafetensors, tensorBits16, tensorF32, SafetensorsTensor } from '../lib/adapters/safetensors';
+import {
+  readSafetensors, tensorBits16, tensorF32, SAFETENSORS_DTYPE_SIZES, SafetensorsDtype, SafetensorsTensor,
+} from '../lib/adapters/safetensors';
 import * as kernels from '../lib/kernels';
 import { bf16BitsToF32, f16BitsToF32, toBits, toFloat64 } from '../lib/kernels/dtype';
 import { DisposedError } from '../lib/errors';
@@ -48,20 +51,14 @@ function expectError(fn: () => unknown, ...fragments: (string | RegExp)[]): Erro
 
 const baseConfig = () => JSON.parse(fs.readFileSync(path.join(ADAPTERS, 'openness_high', 'adapter_config.json'), 'utf8'));
 
-function safetensorsBytes(tensors: Record<string, { dtype: string; shape: number[]; bytes?: Uint8Array }>): Uint8Array {
-  const size: Record<string, number> = { F32: 4, F16: 2, BF16: 2, F64: 8 };
-  const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  let offset = 0;
-  const blobs: Uint8Array[] = [];
+/** The tensors with every byte 0x3c, written by the package's own writer. */
+function safetensorsBytes(tensors: Record<string, { dtype: string; shape: number[] }>): Uint8Array {
+  const toWrite: Record<string, TensorToWrite> = {};
   for (const [name, t] of Object.entries(tensors)) {
-    const n = t.shape.reduce((x, y) => x * y, 1) * size[t.dtype];
-    const bytes = t.bytes ?? new Uint8Array(n).fill(0x3c);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    offset += bytes.length;
-    blobs.push(bytes);
+    const dtype = t.dtype as SafetensorsDtype;
+    toWrite[name] = { dtype, shape: t.shape, data: new Uint8Array(t.shape.reduce((n, d) => n * d, SAFETENSORS_DTYPE_SIZES[dtype])).fill(0x3c) };
   }
-  const h = Buffer.from(JSON.stringify(header));
-  return Buffer.concat([Buffer.from(new BigUint64Array([BigInt(h.length)]).buffer), h, ...blobs]);
+  return encodeSafetensors(toWrite, { format: 'pt' });
 }
 
 let dirs = 0;

@@ -4,8 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  MAX_HEADER_BYTES, parseSafetensors, readSafetensors, SafetensorsTensor, tensorBits16, tensorF32,
+  MAX_HEADER_BYTES, parseSafetensors, readSafetensors, SafetensorsDtype, SafetensorsTensor, tensorBits16, tensorF32,
 } from '../lib/adapters/safetensors';
+import { encodeSafetensors, TensorToWrite } from '../lib/adapters/safetensors_write';
 import { bf16BitsToF32, f16BitsToF32 } from '../lib/kernels/dtype';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'tiny-llama');
@@ -44,29 +45,6 @@ function headerFile(header: unknown, dataSize: number): string {
   let text = JSON.stringify(header);
   while ((8 + text.length) % 8) text += ' ';
   return rawFile(text, new Uint8Array(dataSize));
-}
-
-/** A well-formed file from typed tensors, in the order given (offsets consecutive). */
-function validBytes(tensors: Record<string, { dtype: string; shape: number[]; bytes: Uint8Array }>, metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
-    offset += t.bytes.length;
-  }
-  let text = JSON.stringify(header);
-  while ((8 + text.length) % 8) text += ' ';
-  const h = new TextEncoder().encode(text);
-  const out = new Uint8Array(8 + h.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
-  out.set(h, 8);
-  let at = 8 + h.length;
-  for (const t of Object.values(tensors)) {
-    out.set(t.bytes, at);
-    at += t.bytes.length;
-  }
-  return out;
 }
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -157,9 +135,9 @@ describe('typed accessors', () => {
   const bf16 = Uint16Array.from([0x3f80, 0xc040]); // 1, -3
 
   test('aligned tensors are views into the file data (no copy)', () => {
-    const file = readSafetensors(writeFile(validBytes({
-      w: { dtype: 'F32', shape: [3], bytes: bytesOf(f32) },
-      h: { dtype: 'F16', shape: [3], bytes: bytesOf(f16) },
+    const file = readSafetensors(writeFile(encodeSafetensors({
+      w: { dtype: 'F32', shape: [3], data: bytesOf(f32) },
+      h: { dtype: 'F16', shape: [3], data: bytesOf(f16) },
     })));
     const w = file.tensors.get('w')!;
     const view = tensorF32(w);
@@ -171,11 +149,11 @@ describe('typed accessors', () => {
   });
 
   test('unaligned tensors are copied, with the right values', () => {
-    const file = readSafetensors(writeFile(validBytes({
-      pad: { dtype: 'U8', shape: [1], bytes: Uint8Array.from([7]) },
-      h: { dtype: 'BF16', shape: [2], bytes: bytesOf(bf16) },
-      pad2: { dtype: 'U8', shape: [1], bytes: Uint8Array.from([9]) },
-      w: { dtype: 'F32', shape: [3], bytes: bytesOf(f32) },
+    const file = readSafetensors(writeFile(encodeSafetensors({
+      pad: { dtype: 'U8', shape: [1], data: Uint8Array.from([7]) },
+      h: { dtype: 'BF16', shape: [2], data: bytesOf(bf16) },
+      pad2: { dtype: 'U8', shape: [1], data: Uint8Array.from([9]) },
+      w: { dtype: 'F32', shape: [3], data: bytesOf(f32) },
     })));
     const h = file.tensors.get('h')!;
     expect(h.data.byteOffset % 2).toBe(1);
@@ -189,22 +167,22 @@ describe('typed accessors', () => {
   });
 
   test('accessors refuse the wrong dtype', () => {
-    const file = readSafetensors(writeFile(validBytes({
-      w: { dtype: 'F32', shape: [3], bytes: bytesOf(f32) },
-      i: { dtype: 'I64', shape: [1], bytes: new Uint8Array(8) },
+    const file = readSafetensors(writeFile(encodeSafetensors({
+      w: { dtype: 'F32', shape: [3], data: bytesOf(f32) },
+      i: { dtype: 'I64', shape: [1], data: new Uint8Array(8) },
     })));
     expectError(() => tensorBits16(file.tensors.get('w')!, 'w'), 'F16 or BF16', 'F32');
     expectError(() => tensorF32(file.tensors.get('i')!, 'i'), 'F32', 'I64');
   });
 
   test('every dtype of the format is read, zero-size tensors included', () => {
-    const dtypes: [string, number][] = [['F64', 8], ['I64', 8], ['U64', 8], ['I32', 4], ['U32', 4], ['I16', 2],
+    const dtypes: [SafetensorsDtype, number][] = [['F64', 8], ['I64', 8], ['U64', 8], ['I32', 4], ['U32', 4], ['I16', 2],
       ['U16', 2], ['I8', 1], ['U8', 1], ['BOOL', 1], ['F8_E4M3', 1], ['F8_E5M2', 1]];
-    const tensors: Record<string, { dtype: string; shape: number[]; bytes: Uint8Array }> = {};
-    for (const [d, size] of dtypes) tensors[d] = { dtype: d, shape: [2, 1], bytes: new Uint8Array(2 * size).fill(1) };
-    tensors.empty = { dtype: 'F32', shape: [0, 5], bytes: new Uint8Array(0) };
-    tensors.scalar = { dtype: 'F32', shape: [], bytes: bytesOf(Float32Array.from([4])) };
-    const file = readSafetensors(writeFile(validBytes(tensors, { note: 'hi' })));
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [d, size] of dtypes) tensors[d] = { dtype: d, shape: [2, 1], data: new Uint8Array(2 * size).fill(1) };
+    tensors.empty = { dtype: 'F32', shape: [0, 5], data: new Uint8Array(0) };
+    tensors.scalar = { dtype: 'F32', shape: [], data: bytesOf(Float32Array.from([4])) };
+    const file = readSafetensors(writeFile(encodeSafetensors(tensors, { note: 'hi' })));
     expect(file.metadata).toEqual({ note: 'hi' });
     for (const [d, size] of dtypes) expect(file.tensors.get(d)!.data.byteLength).toBe(2 * size);
     expect(tensorF32(file.tensors.get('empty')!).length).toBe(0);
