@@ -106,10 +106,10 @@ describe('personafuse serve', () => {
       child!.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
     });
     expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    const models = await (await fetch(`${info.url}/v1/models`)).json();
+    const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });
-    const body = await res.json();
+    const body = (await res.json()) as { persona: unknown; usage: { completion_tokens: number } };
     expect(body.persona).toEqual({ mix: { extraversion_low: 1 } });
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
   });

@@ -23,7 +23,7 @@ const refs = ev.persona_references as {
 };
 
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-demo-'));
-let model: InstanceType<typeof PersonaModel>;
+let model: Awaited<ReturnType<typeof PersonaModel.load>>;
 
 function argmax(a: Float32Array): number {
   let best = 0;

@@ -11,7 +11,7 @@ import { adapterFolders, FIXTURE, reference, tempDir } from './helpers/model';
 
 const cacheDir = tempDir('engine');
 const opened: PersonaModel[] = [];
-const MIXES = [
+const MIXES: Record<string, number>[] = [
   {},
   { openness_high: 1 },
   { extraversion_low: 0.6, agreeableness_high: 0.4 },

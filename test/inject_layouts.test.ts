@@ -29,7 +29,7 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 function floatInit(name: string, dims: number[], values: Float32Array, dataType = ONNX_FLOAT) {
   const raw = dataType === ONNX_FLOAT16
     ? new Uint8Array(Uint16Array.from(values, f32ToF16Bits).buffer)
-    : new Uint8Array(values.buffer.slice(0));
+    : new Uint8Array(Float32Array.from(values).buffer);
   return create(TensorProtoSchema, { name, dims: dims.map(BigInt), dataType, rawData: raw });
 }
 

@@ -22,6 +22,9 @@ afterAll(async () => {
   fs.rmSync(cacheDir, { recursive: true, force: true });
 });
 
+// response bodies are OpenAI-shaped JSON the assertions walk freely
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = (r: Response): Promise<any> => r.json();
 const post = (body: unknown) => fetch(`${srv.url}/v1/chat/completions`, {
   method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body),
 });
@@ -38,7 +41,7 @@ describe('GET /v1/models', () => {
   test('lists the served model with its experts', async () => {
     const res = await fetch(`${srv.url}/v1/models`);
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await json(res);
     expect(body.object).toBe('list');
     expect(body.data[0].id).toBe('tiny-llama');
     expect(body.data[0].experts).toEqual(model.experts);
@@ -51,7 +54,7 @@ describe('POST /v1/chat/completions', () => {
     const want = await model.generate({ messages, persona: { mix }, maxNewTokens: 12, temperature: 0 });
     const res = await post({ model: 'tiny-llama', messages, persona: { mix }, max_tokens: 12, temperature: 0 });
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body = await json(res);
     expect(body.object).toBe('chat.completion');
     expect(body.choices[0].message).toEqual({ role: 'assistant', content: want.text });
     expect(body.choices[0].finish_reason).toBe(want.finishReason === 'length' ? 'length' : 'stop');
@@ -78,18 +81,18 @@ describe('POST /v1/chat/completions', () => {
   test('persona "auto" (and no persona, with a router loaded) reports the router mix', async () => {
     const routed = (await model.route(messages)).mix;
     for (const persona of ['auto', undefined]) {
-      const body = await (await post({ messages, persona, max_tokens: 3 })).json();
+      const body = await json(await post({ messages, persona, max_tokens: 3 }));
       expect(body.persona.mix).toEqual(routed);
     }
   });
 
   test('stop, seed and top_p are honoured: a seeded request repeats, a stop string cuts', async () => {
     const o = { messages, max_tokens: 16, temperature: 1, top_p: 0.9, seed: 11 };
-    const [a, b] = await Promise.all([post(o).then((r) => r.json()), post(o).then((r) => r.json())]);
+    const [a, b] = await Promise.all([post(o).then(json), post(o).then(json)]);
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
-    const greedy = (await (await post({ messages, max_tokens: 16, temperature: 0 })).json()).choices[0].message.content as string;
+    const greedy = (await json(await post({ messages, max_tokens: 16, temperature: 0 }))).choices[0].message.content as string;
     const stop = greedy.slice(2, 4);
-    const cut = await (await post({ messages, max_tokens: 16, temperature: 0, stop })).json();
+    const cut = await json(await post({ messages, max_tokens: 16, temperature: 0, stop }));
     expect(cut.choices[0].message.content).toBe(greedy.slice(0, greedy.indexOf(stop)));
     expect(cut.choices[0].finish_reason).toBe('stop');
   });
@@ -103,7 +106,7 @@ describe('POST /v1/chat/completions', () => {
     for (const r of reqs) alone.push((await model.generate({ messages: r.messages, persona: r.persona, maxNewTokens: r.max_tokens, temperature: 0 })).text);
     const got = await Promise.all(reqs.map(async (r) => {
       const res = await post(r);
-      if (!r.stream) return (await res.json()).choices[0].message.content as string;
+      if (!r.stream) return (await json(res)).choices[0].message.content as string;
       return (await sse(res)).slice(0, -1).map((d) => JSON.parse(d).choices[0].delta.content ?? '').join('');
     }));
     expect(got).toEqual(alone);
@@ -124,7 +127,7 @@ describe('POST /v1/chat/completions: bad requests', () => {
   ])('%s -> 400 with an OpenAI-style error', async (_, body, message) => {
     const res = await post(body);
     expect(res.status).toBe(400);
-    const err = (await res.json()).error;
+    const err = (await json(res)).error;
     expect(err.type).toBe('invalid_request_error');
     expect(err.message).toMatch(message);
   });
