@@ -21,6 +21,10 @@ export interface DeviceTensor<D extends DeviceDtype = DeviceDtype> extends Nativ
 export type DeviceF32 = DeviceTensor<'f32'>;
 export type DeviceI32 = DeviceTensor<'i32'>;
 
+/** An op's array argument: a host typed array (CPU bank) or a DeviceTensor (bank on cuda). */
+export type F32Input = Float32Array | DeviceF32;
+export type I32Input = Int32Array | DeviceI32;
+
 /** Copies a typed array to the CUDA device (returns when the copy is done). */
 export function toDevice(array: Float32Array): DeviceTensor<'f32'>;
 export function toDevice(array: Int32Array): DeviceTensor<'i32'>;

@@ -7,11 +7,8 @@
 // DeviceTensors.
 import { typeError } from '../errors';
 import { binding } from './binding';
-import type { DeviceTensor } from './device';
+import type { DeviceTensor, F32Input as F32, I32Input as I32 } from './device';
 import { nativeBank } from './lora_bank';
-
-type F32 = Float32Array | DeviceTensor<'f32'>;
-type I32 = Int32Array | DeviceTensor<'i32'>;
 
 export interface FoldOutput {
   a: F32;

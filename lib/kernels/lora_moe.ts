@@ -2,11 +2,8 @@
 //   x [T, din], ids [T, k], weights [T, k] -> y [T, dout] (new, or opts.y accumulated into)
 // With a bank created with device: 'cuda', every array is a DeviceTensor and y is one too.
 import { binding } from './binding';
-import type { DeviceTensor } from './device';
+import type { DeviceTensor, F32Input as F32, I32Input as I32 } from './device';
 import { nativeBank } from './lora_bank';
-
-type F32 = Float32Array | DeviceTensor<'f32'>;
-type I32 = Int32Array | DeviceTensor<'i32'>;
 
 export interface LoraMoeOptions<Y extends F32 = F32> {
   /** Accumulate into this [T, dout] array (and return it) instead of a new zeroed one. */

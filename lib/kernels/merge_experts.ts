@@ -5,11 +5,8 @@
 // weights and w are DeviceTensors and so is the result.
 import { typeError } from '../errors';
 import { binding, LAYOUT_CODES } from './binding';
-import type { DeviceTensor } from './device';
+import type { DeviceTensor, F32Input as F32, I32Input as I32 } from './device';
 import { nativeBank } from './lora_bank';
-
-type F32 = Float32Array | DeviceTensor<'f32'>;
-type I32 = Int32Array | DeviceTensor<'i32'>;
 
 export interface MergeOptions {
   layout?: 'in_out' | 'out_in';
