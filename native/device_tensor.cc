@@ -9,6 +9,20 @@ namespace {
 [[noreturn]] void throw_cuda(Napi::Env env, const CudaPlugin& p, pf_status s) {
   throw status_error(env, s, cuda_error(p));
 }
+
+// `length` elements of `type` on the plugin's device, uninitialised (no allocation for 0).
+std::shared_ptr<DeviceBuffer> allocate(Napi::Env env, const CudaPlugin& p, ElemType type, size_t length) {
+  auto buf = std::make_shared<DeviceBuffer>();
+  buf->plugin = &p;
+  buf->type = type;
+  buf->length = length;
+  if (length > 0) {
+    pf_status s = cuda_enter(p);
+    if (s == PF_OK) s = p.api->malloc_(buf->bytes(), &buf->ptr);
+    if (s != PF_OK) throw_cuda(env, p, s);
+  }
+  return buf;
+}
 }  // namespace
 
 const char* const kHostBankHint =
@@ -60,18 +74,13 @@ DeviceTensor::DeviceTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
     default: throw_type(env, "array", expected, v);
   }
   const CudaPlugin& p = require_cuda(env, "toDevice");
-  auto buf = std::make_shared<DeviceBuffer>();
-  buf->plugin = &p;
-  buf->type = type_;
-  buf->length = arr.ElementLength();
+  std::shared_ptr<DeviceBuffer> buf = allocate(env, p, type_, arr.ElementLength());
   if (buf->length > 0) {
-    pf_status s = cuda_enter(p);
-    if (s == PF_OK) s = p.api->malloc_(buf->bytes(), &buf->ptr);
-    if (s != PF_OK) throw_cuda(env, p, s);
     const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
     // On the one stream, so the copy lands after anything queued earlier; h2d returns when done,
     // so the typed array may change right after.
-    if ((s = p.api->memcpy_h2d(buf->ptr, src, buf->bytes(), p.stream)) != PF_OK) throw_cuda(env, p, s);
+    const pf_status s = p.api->memcpy_h2d(buf->ptr, src, buf->bytes(), p.stream);
+    if (s != PF_OK) throw_cuda(env, p, s);
   }
   buffer_ = std::move(buf);
   length_ = buffer_->length;
@@ -79,17 +88,8 @@ DeviceTensor::DeviceTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<De
 
 Napi::Object DeviceTensor::New(Napi::Env env, ElemType type, size_t length) {
   const CudaPlugin& p = require_cuda(env, "a device op");
-  auto buf = std::make_shared<DeviceBuffer>();
-  buf->plugin = &p;
-  buf->type = type;
-  buf->length = length;
-  if (length > 0) {
-    pf_status s = cuda_enter(p);
-    if (s == PF_OK) s = p.api->malloc_(buf->bytes(), &buf->ptr);
-    if (s != PF_OK) throw_cuda(env, p, s);
-  }
   // The External lives only for this call; the constructor copies the shared_ptr out of it.
-  std::shared_ptr<DeviceBuffer> holder = std::move(buf);
+  std::shared_ptr<DeviceBuffer> holder = allocate(env, p, type, length);
   return addon_data(env).device_tensor.New({Napi::External<std::shared_ptr<DeviceBuffer>>::New(env, &holder)});
 }
 
