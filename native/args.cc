@@ -39,6 +39,14 @@ void expect_length(Napi::Env env, size_t length, size_t expected, const std::str
                 "length " + std::to_string(length));
 }
 
+size_t count_of(Napi::Env env, size_t length, int64_t unit, const std::string& arg,
+                const std::string& unit_name) {
+  if (length % (size_t)unit != 0)
+    throw_range(env, arg, "a length that is a multiple of " + unit_name + " (" + std::to_string(unit) + ")",
+                "length " + std::to_string(length));
+  return length / (size_t)unit;
+}
+
 int64_t integer(Napi::Env env, const Napi::Value& v, const std::string& arg, int64_t lo, int64_t hi) {
   const std::string range = "an integer between " + std::to_string(lo) + " and " + std::to_string(hi);
   if (!v.IsNumber()) throw_type(env, arg, range, v);

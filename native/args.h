@@ -27,6 +27,11 @@ View<uint16_t> u16_array(Napi::Env env, const Napi::Value& v, const std::string&
 void expect_length(Napi::Env env, size_t length, size_t expected, const std::string& arg,
                    const std::string& shape);
 
+// length / unit, or a RangeError naming `arg` unless length is a multiple of unit; `unit_name`
+// says what unit is, e.g. "din" reads "a length that is a multiple of din (4096)".
+size_t count_of(Napi::Env env, size_t length, int64_t unit, const std::string& arg,
+                const std::string& unit_name);
+
 // An integer in [lo, hi] or a TypeError/RangeError naming `arg`.
 int64_t integer(Napi::Env env, const Napi::Value& v, const std::string& arg, int64_t lo, int64_t hi);
 

@@ -38,23 +38,8 @@ CudaMoeJob parse(const Napi::CallbackInfo& info) {
   auto x = DeviceTensor::from(env, info[1], "x", ElemType::F32);
   auto ids = DeviceTensor::from(env, info[2], "ids", ElemType::I32);
   auto w = DeviceTensor::from(env, info[3], "weights", ElemType::F32);
-  if (x->length % s.din != 0)
-    throw_range(env, "x", "a length that is a multiple of din (" + std::to_string(s.din) + ")",
-                "length " + std::to_string(x->length));
-  job.T = (int64_t)(x->length / s.din);
-  if (job.T > 0) {
-    if (ids->length == 0 || ids->length % job.T != 0)
-      throw_range(env, "ids", "length T * k with T = " + std::to_string(job.T) + " tokens",
-                  "length " + std::to_string(ids->length));
-    const int64_t k = (int64_t)(ids->length / job.T);
-    if (k > s.experts)
-      throw_range(env, "ids", "at most experts (" + std::to_string(s.experts) + ") slots per token",
-                  std::to_string(k));
-    job.k = (int32_t)k;
-  } else {
-    job.k = 1;
-    expect_length(env, ids->length, 0, "ids", "T * k with T = 0");
-  }
+  job.T = (int64_t)count_of(env, x->length, s.din, "x", "din");
+  job.k = moe_slots(env, job.T, ids->length, s.experts);
   expect_length(env, w->length, ids->length, "weights", "T * k, as ids");
   job.dout = s.dout;
   Napi::Object y;

@@ -38,19 +38,13 @@ FoldJob parse(const Napi::CallbackInfo& info) {
   View<int32_t> ids = i32_array(env, info[1], "ids");
   View<float> w = f32_array(env, info[2], "weights");
   job.k = (int32_t)integer(env, info[3], "k", 1, s.experts);
-  if (ids.length % job.k != 0)
-    throw_range(env, "ids", "a length that is a multiple of k (" + std::to_string(job.k) + ")",
-                "length " + std::to_string(ids.length));
+  job.B = (int64_t)count_of(env, ids.length, job.k, "ids", "k");
   expect_length(env, w.length, ids.length, "weights", "B * k, as ids");
-  job.B = (int64_t)(ids.length / job.k);
   View<float> a = f32_array(env, info[4], "out.a");
   View<float> b = f32_array(env, info[5], "out.b");
   job.R = (int32_t)integer(env, info[6], "out.rankCapacity", job.k * s.rank, 1 << 20);
   const int64_t a_slot = s.din * job.R, b_slot = (int64_t)job.R * s.dout;
-  if (a.length % a_slot != 0)
-    throw_range(env, "out.a", "a length that is a multiple of din * rankCapacity (" + std::to_string(a_slot) + ")",
-                "length " + std::to_string(a.length));
-  job.num_slots = (int64_t)(a.length / a_slot);
+  job.num_slots = (int64_t)count_of(env, a.length, a_slot, "out.a", "din * rankCapacity");
   expect_length(env, b.length, job.num_slots * b_slot, "out.b",
                 "numSlots * rankCapacity * dout with numSlots = " + std::to_string(job.num_slots));
   job.slots = nullptr;

@@ -22,6 +22,24 @@ struct MoeJob : Job {
   pf_status run() { return T == 0 ? PF_OK : pf_lora_moe(bank.get(), x, T, ids, w, k, y); }
 };
 
+}  // namespace
+
+int32_t moe_slots(Napi::Env env, int64_t T, size_t ids_length, int64_t experts) {
+  if (T == 0) {
+    expect_length(env, ids_length, 0, "ids", "T * k with T = 0");
+    return 1;
+  }
+  if (ids_length == 0 || ids_length % T != 0)
+    throw_range(env, "ids", "length T * k with T = " + std::to_string(T) + " tokens",
+                "length " + std::to_string(ids_length));
+  const int64_t k = (int64_t)(ids_length / T);
+  if (k > experts)
+    throw_range(env, "ids", "at most experts (" + std::to_string(experts) + ") slots per token", std::to_string(k));
+  return (int32_t)k;
+}
+
+namespace {
+
 MoeJob parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MoeJob job;
@@ -34,23 +52,8 @@ MoeJob parse(const Napi::CallbackInfo& info) {
   View<float> x = f32_array(env, info[1], "x");
   View<int32_t> ids = i32_array(env, info[2], "ids");
   View<float> w = f32_array(env, info[3], "weights");
-  if (x.length % s.din != 0)
-    throw_range(env, "x", "a length that is a multiple of din (" + std::to_string(s.din) + ")",
-                "length " + std::to_string(x.length));
-  job.T = (int64_t)(x.length / s.din);
-  if (job.T > 0) {
-    if (ids.length == 0 || ids.length % job.T != 0)
-      throw_range(env, "ids", "length T * k with T = " + std::to_string(job.T) + " tokens",
-                  "length " + std::to_string(ids.length));
-    const int64_t k = (int64_t)(ids.length / job.T);
-    if (k > s.experts)
-      throw_range(env, "ids", "at most experts (" + std::to_string(s.experts) + ") slots per token",
-                  std::to_string(k));
-    job.k = (int32_t)k;
-  } else {
-    job.k = 1;
-    expect_length(env, ids.length, 0, "ids", "T * k with T = 0");
-  }
+  job.T = (int64_t)count_of(env, x.length, s.din, "x", "din");
+  job.k = moe_slots(env, job.T, ids.length, s.experts);
   expect_length(env, w.length, ids.length, "weights", "T * k, as ids");
   Napi::Float32Array y;
   if (info[4].IsUndefined()) {

@@ -2,6 +2,8 @@
 #ifndef PF_NATIVE_SHAPE_H
 #define PF_NATIVE_SHAPE_H
 
+#include <napi.h>
+
 #include "personafuse.h"
 
 namespace pfn {
@@ -21,6 +23,10 @@ inline BankShape shape_of(const pf_bank* bank) {
   s.dout = o;
   return s;
 }
+
+// loraMoe's k from the length of ids for T tokens (1 when T = 0), or the RangeError naming
+// ids; shared by both paths (native/lora_moe.cc, native/cuda_lora_moe.cc).
+int32_t moe_slots(Napi::Env env, int64_t T, size_t ids_length, int64_t experts);
 
 }  // namespace pfn
 #endif

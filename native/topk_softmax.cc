@@ -25,10 +25,7 @@ TopkJob parse(const Napi::CallbackInfo& info) {
   View<float> logits = f32_array(env, info[0], "logits");
   job.E = (int32_t)integer(env, info[1], "experts", 1, 1024);
   job.k = (int32_t)integer(env, info[2], "k", 1, job.E);
-  if (logits.length % job.E != 0)
-    throw_range(env, "logits", "a length that is a multiple of experts (" + std::to_string(job.E) + ")",
-                "length " + std::to_string(logits.length));
-  job.T = (int64_t)(logits.length / job.E);
+  job.T = (int64_t)count_of(env, logits.length, job.E, "logits", "experts");
   job.renormalize = info[3].ToBoolean().Value();
   job.logits = logits.data;
   Napi::Int32Array ids = Napi::Int32Array::New(env, job.T * job.k);
