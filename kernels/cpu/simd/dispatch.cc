@@ -29,8 +29,8 @@ std::atomic<int> g_cap{kAvx512};
 }  // namespace
 
 const SimdOps& simd() {
-  const int level = kBest < g_cap.load(std::memory_order_relaxed) ? kBest : g_cap.load();
 #if defined(__x86_64__) || defined(_M_X64)
+  const int level = kBest < g_cap.load(std::memory_order_relaxed) ? kBest : g_cap.load();
   if (level == kAvx512) return simd_avx512();
   if (level == kAvx2) return simd_avx2();
 #endif
