@@ -6,7 +6,7 @@
 //   scales[e] = expert e's PEFT scale for that module (alpha / r or alpha / sqrt(r)); 0 where it lacks it
 //   dtype: the experts' common dtype, f32 when they differ (or options.dtype)
 import { createLoraBank, LoraBank } from '../kernels';
-import { BankDtype, bf16BitsToF32, f16BitsToF32, toBits } from '../kernels/dtype';
+import { BankDtype, fromBits, toBits } from '../kernels/dtype';
 import { DisposedError, rangeError, typeError } from '../errors';
 import { PeftAdapter, PeftModule } from './peft';
 
@@ -148,12 +148,6 @@ function commonDtype(dtypes: BankDtype[]): BankDtype {
 /** Values in `to`'s representation (Float32Array for f32, Uint16Array bits otherwise); no copy when equal. */
 function convert(v: Float32Array | Uint16Array, from: BankDtype, to: BankDtype): Float32Array | Uint16Array {
   if (from === to) return v;
-  let f32: Float32Array;
-  if (from === 'f32') f32 = v as Float32Array;
-  else {
-    const conv = from === 'f16' ? f16BitsToF32 : bf16BitsToF32;
-    f32 = new Float32Array(v.length);
-    for (let i = 0; i < v.length; i++) f32[i] = conv(v[i]);
-  }
+  const f32 = from === 'f32' ? (v as Float32Array) : fromBits(v as Uint16Array, from);
   return to === 'f32' ? f32 : toBits(f32, to);
 }

@@ -12,7 +12,7 @@
 // Config fields that change the maths and are not implemented are refused, never ignored.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BankDtype, bf16BitsToF32, f16BitsToF32 } from '../kernels/dtype';
+import { BankDtype, fromBits } from '../kernels/dtype';
 import { describe, rangeError, typeError } from '../errors';
 import { readSafetensors, SafetensorsTensor, tensorBits16, tensorF32 } from './safetensors';
 
@@ -325,11 +325,7 @@ function values(t: SafetensorsTensor, key: string): Float32Array | Uint16Array {
 
 function toF32(t: SafetensorsTensor, key: string): Float32Array {
   if (t.dtype === 'F32') return tensorF32(t, key);
-  const bits = tensorBits16(t, key);
-  const conv = t.dtype === 'BF16' ? bf16BitsToF32 : f16BitsToF32;
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = conv(bits[i]);
-  return out;
+  return fromBits(tensorBits16(t, key), t.dtype === 'BF16' ? 'bf16' : 'f16');
 }
 
 function layerOf(segments: string[], layersPattern: string[] | string | null): number | null {

@@ -64,6 +64,14 @@ export function toFloat64(data: Float32Array | Uint16Array, dtype: BankDtype): F
   return out;
 }
 
+/** 16-bit dtype bits widened to float32 (exact). */
+export function fromBits(bits: Uint16Array, dtype: 'f16' | 'bf16'): Float32Array {
+  const conv = dtype === 'f16' ? f16BitsToF32 : bf16BitsToF32;
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = conv(bits[i]);
+  return out;
+}
+
 /** Float values rounded to a 16-bit dtype's bits. */
 export function toBits(data: ArrayLike<number>, dtype: 'f16' | 'bf16'): Uint16Array {
   const conv = dtype === 'f16' ? f32ToF16Bits : f32ToBf16Bits;

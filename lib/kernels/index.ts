@@ -16,7 +16,7 @@ export type { MergeOptions } from './merge_experts';
 export { LoraBank } from './lora_bank';
 export type { LoraBankOptions } from './lora_bank';
 export type { BankDtype } from './dtype';
-export { f16BitsToF32, f32ToF16Bits, bf16BitsToF32, f32ToBf16Bits, toBits, toFloat64 } from './dtype';
+export { f16BitsToF32, f32ToF16Bits, bf16BitsToF32, f32ToBf16Bits, fromBits, toBits, toFloat64 } from './dtype';
 
 export function createLoraBank(options: LoraBankOptions): LoraBank {
   return new LoraBank(options);

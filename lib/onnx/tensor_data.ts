@@ -4,7 +4,7 @@
 // models over 2 GB keep working.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { f16BitsToF32, bf16BitsToF32, f32ToF16Bits, f32ToBf16Bits } from '../kernels/dtype';
+import { fromBits, f32ToF16Bits, f32ToBf16Bits } from '../kernels/dtype';
 import { metadataEntry, ONNX_BFLOAT16, ONNX_FLOAT, ONNX_FLOAT16, TensorProto } from './proto';
 
 /** TensorProto.DataLocation.EXTERNAL */
@@ -70,11 +70,7 @@ export function tensorFloat32(t: TensorProto, modelDir: string): Float32Array {
   // a copy, not bytes.slice(): protobuf may hand out Buffers, whose slice() is a view
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
   if (t.dataType === ONNX_FLOAT) return new Float32Array(aligned.buffer, aligned.byteOffset, n).slice();
-  const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
-  const conv = t.dataType === ONNX_FLOAT16 ? f16BitsToF32 : bf16BitsToF32;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = conv(bits[i]);
-  return out;
+  return fromBits(new Uint16Array(aligned.buffer, aligned.byteOffset, n), t.dataType === ONNX_FLOAT16 ? 'f16' : 'bf16');
 }
 
 /** float32 values encoded in the initializer's own data type. */
