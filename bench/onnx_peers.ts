@@ -19,30 +19,21 @@
 // see lora_moe.ts). The public session gives the outputs the correctness checks compare.
 import { create, toBinary } from '@bufbuild/protobuf';
 import {
-  AttributeProto,
-  AttributeProtoSchema,
-  AttributeProto_AttributeType,
   GraphProtoSchema,
   ModelProtoSchema,
   NodeProto,
-  NodeProtoSchema,
   OperatorSetIdProtoSchema,
   TensorProto,
   TensorProtoSchema,
   TensorProto_DataType,
-  TensorShapeProtoSchema,
-  TensorShapeProto_DimensionSchema,
-  TypeProtoSchema,
-  TypeProto_TensorSchema,
   ValueInfoProto,
-  ValueInfoProtoSchema,
 } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
+import { Dim, node as protoNode, tensorValueInfo } from '../lib/onnx/proto';
 
 export const OPSET = 17;
 export const IR_VERSION = 8n;
 
-type Dim = number | string;
 type Elem = 'f32' | 'f16' | 'i64';
 
 const ELEM: Record<Elem, number> = {
@@ -54,44 +45,12 @@ const ELEM: Record<Elem, number> = {
 // ---- graph building -------------------------------------------------------------------------
 
 function valueInfo(name: string, elem: Elem, dims: Dim[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: create(TypeProtoSchema, {
-      value: {
-        case: 'tensorType',
-        value: create(TypeProto_TensorSchema, {
-          elemType: ELEM[elem],
-          shape: create(TensorShapeProtoSchema, {
-            dim: dims.map((d) =>
-              create(TensorShapeProto_DimensionSchema, {
-                value: typeof d === 'number' ? { case: 'dimValue', value: BigInt(d) } : { case: 'dimParam', value: d },
-              }),
-            ),
-          }),
-        }),
-      },
-    }),
-  });
+  return tensorValueInfo(name, ELEM[elem], dims);
 }
 
-type AttrValue = number | number[] | { float: number };
-
-function attr(name: string, v: AttrValue): AttributeProto {
-  if (Array.isArray(v)) {
-    return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INTS, ints: v.map(BigInt) });
-  }
-  if (typeof v === 'object') return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.FLOAT, f: v.float });
-  return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.INT, i: BigInt(v) });
-}
-
-function node(opType: string, input: string[], output: string[], attrs: Record<string, AttrValue> = {}): NodeProto {
-  return create(NodeProtoSchema, {
-    opType,
-    input,
-    output,
-    name: `${opType}_${output[0]}`,
-    attribute: Object.entries(attrs).map(([k, v]) => attr(k, v)),
-  });
+/** A node named after its op and first output. */
+function node(opType: string, input: string[], output: string[], attrs: Record<string, number | number[]> = {}): NodeProto {
+  return protoNode(opType, input, output, `${opType}_${output[0]}`, attrs);
 }
 
 function bytesOf(a: ArrayBufferView): Uint8Array<ArrayBuffer> {
