@@ -12,6 +12,7 @@ import {
   BenchContext,
   CaseResult,
   ImplResult,
+  gbps,
   implResult,
   measureFew,
   measureInterleaved,
@@ -23,7 +24,7 @@ import {
   rotating,
   rotationCount,
 } from './harness';
-import { DIMS, E, K, R } from './lora_moe';
+import { DIMS, E, K, R, randomBanks } from './lora_moe';
 
 export const BATCHES = [1, 8, 64];
 const RC = K * R; // rank capacity
@@ -33,15 +34,7 @@ export async function benchFoldExperts(ctx: BenchContext, dims = DIMS): Promise<
   for (const din of dims) {
     const dout = din;
     const rand = rng(2000 + din);
-    const a16 = kernels.toBits(randomF32(E * R * din, rand, 1 / Math.sqrt(din)), 'f16');
-    const b16 = kernels.toBits(randomF32(E * dout * R, rand, 1 / Math.sqrt(R)), 'f16');
-    const a = Float32Array.from(a16, kernels.f16BitsToF32);
-    const b = Float32Array.from(b16, kernels.f16BitsToF32);
-    const scales = Float32Array.from({ length: E }, (_, e) => 2 / (1 + (e % 3)));
-    const banks = {
-      f16: kernels.createLoraBank({ experts: E, rank: R, din, dout, a: a16, b: b16, dtype: 'f16', scales }),
-      f32: kernels.createLoraBank({ experts: E, rank: R, din, dout, a, b, dtype: 'f32', scales }),
-    };
+    const { a, b, scales, banks } = randomBanks(din, dout, rand);
     const refBank = ctx.reference ? reference.refBank({ experts: E, rank: R, din, dout, a, b, scales }) : null;
     for (const B of BATCHES) {
       const written = B * RC * (din + dout) * 4;
@@ -112,8 +105,8 @@ export async function benchFoldExperts(ctx: BenchContext, dims = DIMS): Promise<
             fraction_of_memcpy_speed: ofMemcpy,
             fraction_of_memcpy_speed_p10: impls.memcpy.p10_us / impls.ours.p10_us,
             fraction_of_memcpy_speed_paired: pairedRatio(impls.memcpy, impls.ours),
-            written_gbps: written / o / 1e3,
-            memcpy_copy_gbps: written / impls.memcpy.median_us / 1e3,
+            written_gbps: gbps(written, o),
+            memcpy_copy_gbps: gbps(written, impls.memcpy.median_us),
             vs_reference: impls.reference ? impls.reference.median_us / o : null,
             gbps_vs_memcpy: impls.ours.gbps / ctx.memcpyTrafficGBps,
           },

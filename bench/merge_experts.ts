@@ -14,6 +14,7 @@ import {
   CaseResult,
   Impl,
   ImplResult,
+  fastest,
   implResult,
   measureFew,
   measureInterleaved,
@@ -26,7 +27,7 @@ import {
   rotationCount,
 } from './harness';
 import { OrtPeer, PeerBank, PeerSettings, mergeDenseModel, mergeGatherModel, ort } from './onnx_peers';
-import { DIMS, E, K, R } from './lora_moe';
+import { DIMS, E, K, R, randomBanks } from './lora_moe';
 
 const LAYOUTS = ['in_out', 'out_in'] as const;
 
@@ -35,15 +36,7 @@ export async function benchMergeExperts(ctx: BenchContext, peerSettings: PeerSet
   for (const din of dims) {
     const dout = din;
     const rand = rng(3000 + din);
-    const a16 = kernels.toBits(randomF32(E * R * din, rand, 1 / Math.sqrt(din)), 'f16');
-    const b16 = kernels.toBits(randomF32(E * dout * R, rand, 1 / Math.sqrt(R)), 'f16');
-    const a = Float32Array.from(a16, kernels.f16BitsToF32);
-    const b = Float32Array.from(b16, kernels.f16BitsToF32);
-    const scales = Float32Array.from({ length: E }, (_, e) => 2 / (1 + (e % 3)));
-    const banks = {
-      f16: kernels.createLoraBank({ experts: E, rank: R, din, dout, a: a16, b: b16, dtype: 'f16', scales }),
-      f32: kernels.createLoraBank({ experts: E, rank: R, din, dout, a, b, dtype: 'f32', scales }),
-    };
+    const { a, b, scales, banks } = randomBanks(din, dout, rand);
     const pb: PeerBank = { E, r: R, din, dout, a, b, scales };
     const runRef = ctx.reference && din <= 896;
     const refBank = runRef ? reference.refBank({ experts: E, rank: R, din, dout, a, b, scales }) : null;
@@ -109,7 +102,7 @@ export async function benchMergeExperts(ctx: BenchContext, peerSettings: PeerSet
         };
         if (dense) res['ort-dense'] = implResult(stats['ort-dense'], 'peer', 2 * wBytes + K * R * (din + dout) * 4, flops);
         if (refStats) res.reference = implResult(refStats, 'reference', bytes, flops);
-        const peer = dense && res['ort-dense'].median_us < res['ort-gather'].median_us ? 'ort-dense' : 'ort-gather';
+        const peer = fastest(res, 'peer')!;
         const o = res.ours.median_us;
         results.push({
           op: 'merge_experts',

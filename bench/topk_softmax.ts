@@ -10,6 +10,7 @@ import {
   BenchContext,
   CaseResult,
   ImplResult,
+  fastest,
   implResult,
   measureFew,
   measureInterleaved,
@@ -79,7 +80,7 @@ export async function benchTopkSoftmax(ctx: BenchContext, peerSettings: PeerSett
           null,
         );
       }
-      const peerName = impls.ort.median_us <= impls['ort-prealloc'].median_us ? 'ort' : 'ort-prealloc';
+      const peerName = fastest(impls, 'peer')!;
       const vsPeer = impls[peerName].median_us / impls.ours.median_us;
       results.push({
         op: 'topk_softmax',
