@@ -19,31 +19,16 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import { PersonaModel, mergeModel } from '../lib';
-import { table } from './harness';
-import { writeRandomAdapters } from './random_adapters';
+import { median, resultsFile, slug, table } from './harness';
+import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 import { packageRoot } from '../lib/kernels/binding';
 
 const DEMO_DIR = path.join(packageRoot(), 'models', 'persona-demo');
-const POLES = [
-  'openness_high', 'openness_low', 'conscientiousness_high', 'conscientiousness_low', 'extraversion_high',
-  'extraversion_low', 'agreeableness_high', 'agreeableness_low', 'neuroticism_high', 'neuroticism_low',
-];
-let EXPERTS = POLES;
 const PROMPT = 32;
 
 function prompts(n: number, vocab: number): number[][] {
   return Array.from({ length: n }, (_, r) => Array.from({ length: PROMPT }, (_, i) => 3 + ((r * 131 + i * 37) % (vocab - 3))));
 }
-
-function rowMix(b: number): Record<string, number> {
-  const n = EXPERTS.length;
-  return { [EXPERTS[b % n]]: 0.7, [EXPERTS[(b + 3) % n]]: 0.3 };
-}
-
-const median = (v: number[]) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 type Run = () => Promise<number>; // resolves to the number of tokens generated
 
@@ -68,9 +53,10 @@ async function main(): Promise<void> {
     const adapters = fs.existsSync(own)
       ? Object.fromEntries(fs.readdirSync(own).sort().map((d) => [d, path.join(own, d)]))
       : writeRandomAdapters(path.join(work, 'adapters'), POLES, path.join(MODEL_DIR, 'config.json'), { rank: 16 });
-    EXPERTS = Object.keys(adapters);
+    const experts = Object.keys(adapters);
+    const mix = (b: number) => rowMix(experts, b);
     const mergedFile = path.join(work, 'merged.onnx');
-    mergeModel({ model: modelFile, adapters, mix: rowMix(0), out: mergedFile });
+    mergeModel({ model: modelFile, adapters, mix: mix(0), out: mergedFile });
     const load = async (file: string, withAdapters: boolean) => {
       const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32 });
       opened.push(m);
@@ -86,7 +72,7 @@ async function main(): Promise<void> {
     };
     const serial = (m: PersonaModel, rows: number[][]): Run => async () => {
       let n = 0;
-      for (const [b, ids] of rows.entries()) n += (await m.generate({ inputIds: ids, persona: { mix: rowMix(b) }, maxNewTokens, temperature: 0, ignoreEos: true })).usage.completionTokens;
+      for (const [b, ids] of rows.entries()) n += (await m.generate({ inputIds: ids, persona: { mix: mix(b) }, maxNewTokens, temperature: 0, ignoreEos: true })).usage.completionTokens;
       return n;
     };
     const none = () => ({});
@@ -121,7 +107,7 @@ async function main(): Promise<void> {
     for (const batch of [1, 8, 32]) {
       const rows = prompts(batch, cfg.vocab_size);
       cases.push({ name: `base b${batch}`, batch, run: gen(base, rows, none) });
-      cases.push({ name: `injected b${batch}`, batch, run: gen(injected, rows, rowMix) });
+      cases.push({ name: `injected b${batch}`, batch, run: gen(injected, rows, mix) });
       cases.push({ name: `merged b${batch}`, batch, run: gen(merged, rows, none) });
     }
     cases.push({ name: 'injected serial x8', batch: 8, run: serial(injected, prompts(8, cfg.vocab_size)) });
@@ -168,11 +154,10 @@ async function main(): Promise<void> {
     ])));
     console.log(`event-loop delay while serving batch 32 (engine in its worker thread): p99 ${p99.toFixed(1)} ms (median over runs), max ${maxDelay.toFixed(1)} ms`);
     const cpu = os.cpus()[0]?.model ?? 'unknown';
-    const file = o.out ?? path.join(__dirname, '..', '..', 'bench', 'results',
-      `generate-${path.basename(MODEL_DIR)}-${new Date().toISOString().slice(0, 10)}-${cpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')}.json`);
+    const file = o.out ?? resultsFile(`generate-${path.basename(MODEL_DIR)}-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'generate', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
-      model: path.relative(packageRoot(), MODEL_DIR), experts: EXPERTS, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
+      model: path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
       tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);

@@ -12,6 +12,7 @@
 //      shared machine) hits every implementation alike; rounds run until the time budget is
 //      spent and each closure has minSamples samples;
 //   4. statistics of the per-call time (sample time / reps): median, p10, p90, mean, min.
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 /** One call of an op on the next rotated input set. */
@@ -65,6 +66,11 @@ function quantile(sorted: number[], q: number): number {
   const lo = Math.floor(pos);
   const hi = Math.ceil(pos);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+/** The median of unsorted values. */
+export function median(v: number[]): number {
+  return quantile([...v].sort((a, b) => a - b), 0.5);
 }
 
 export function summarize(perCallUs: number[], reps: number): Stats {
@@ -247,6 +253,12 @@ export function table(headers: string[], rows: (string | number)[][]): string {
   const line = (r: string[]) => r.map((v, c) => (c === 0 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  ');
   return [line(cells[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
 }
+
+/** A CPU model or host name as part of a file name: 'AMD EPYC (R)' -> 'amd-epyc-r'. */
+export const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+
+/** The default place of a results file: bench/results/<name> in the package (this file runs from dist/bench). */
+export const resultsFile = (name: string): string => path.join(__dirname, '..', '..', 'bench', 'results', name);
 
 /** GB/s for `bytes` moved in `us` microseconds. */
 export const gbps = (bytes: number, us: number): number => bytes / us / 1e3;

@@ -9,7 +9,7 @@
 //            includes onnxruntime-node's copy of C into a new array: ~1-2% at 1024³).
 import { Worker } from 'node:worker_threads';
 
-import { Impl, MeasureOptions, Stats, measureInterleaved, randomF32, rng, rotating } from './harness';
+import { Impl, MeasureOptions, Stats, gbps, gflops, measureInterleaved, randomF32, rng, rotating } from './harness';
 import { OrtPeer, PeerSettings, matmulModel, ort } from './onnx_peers';
 
 export interface CopyLimit extends Stats {
@@ -28,7 +28,7 @@ export interface Limits {
 }
 
 function copyLimit(stats: Stats, bytes: number): CopyLimit {
-  const copy = bytes / stats.median_us / 1e3;
+  const copy = gbps(bytes, stats.median_us);
   return { ...stats, bytes, copy_gbps: copy, traffic_gbps: 2 * copy };
 }
 
@@ -119,7 +119,7 @@ export async function measureLimits(
       { ...measure, minSamples: 5, budgetMs: quick ? 500 : 1500, targetSampleUs: 1000 },
     ).matmul;
     const flops = 2 * n * n * n;
-    gemm[`matmul_${n}`] = { ...st, flops, gflops: flops / st.median_us / 1e3 };
+    gemm[`matmul_${n}`] = { ...st, flops, gflops: gflops(flops, st.median_us) };
     await peer.release();
   }
   return {

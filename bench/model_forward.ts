@@ -19,14 +19,11 @@ import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
 import { decoderSessionOptions } from '../lib/model/session_options';
-import { summarize, Stats, fmtUs, table, rng } from './harness';
-import { writeRandomAdapters } from './random_adapters';
+import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
+import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 
 const MODEL_DIR = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
-const EXPERTS = [
-  'openness_high', 'openness_low', 'conscientiousness_high', 'conscientiousness_low', 'extraversion_high',
-  'extraversion_low', 'agreeableness_high', 'agreeableness_low', 'neuroticism_high', 'neuroticism_low',
-];
+const EXPERTS = POLES;
 const RANK = 16;
 const K = 2;
 const PAST = 128;
@@ -46,11 +43,6 @@ interface CaseResult {
   injected_vs_base_paired: number;
   merged_vs_base: number;
   target_met: boolean;
-}
-
-/** The k = 2 mix of row b: two different experts, 0.7 / 0.3. */
-function rowMix(b: number): Record<string, number> {
-  return { [EXPERTS[b % 10]]: 0.7, [EXPERTS[(b + 3) % 10]]: 0.3 };
 }
 
 function decoderInputs(cfg: { num_key_value_heads: number; hidden_size: number; num_attention_heads: number; head_dim?: number; vocab_size: number },
@@ -91,11 +83,6 @@ async function measure(variants: Variant[], budgetMs: number): Promise<Record<st
   return samples;
 }
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
 async function main(): Promise<void> {
   const o = new Command('model_forward')
     .option('--budget <ms>', 'time budget of each case', '4000')
@@ -112,7 +99,7 @@ async function main(): Promise<void> {
     const sessionOptions = decoderSessionOptions({ intraOpNumThreads: threads });
     const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads });
     const mergedFile = path.join(work, 'merged.onnx');
-    mergeModel({ model: modelFile, adapters, mix: rowMix(0), out: mergedFile });
+    mergeModel({ model: modelFile, adapters, mix: rowMix(EXPERTS, 0), out: mergedFile });
     const base = await ort.InferenceSession.create(modelFile, sessionOptions);
     const merged = await ort.InferenceSession.create(mergedFile, sessionOptions);
     console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, ` +
@@ -123,7 +110,7 @@ async function main(): Promise<void> {
     for (const phase of ['decode', 'prefill'] as const) {
       for (const batch of [1, 8]) {
         const plain = decoderInputs(cfg, base, batch, phase);
-        const mixes = Array.from({ length: batch }, (_, b) => rowMix(b));
+        const mixes = Array.from({ length: batch }, (_, b) => rowMix(EXPERTS, b));
         const ids = new Int32Array(batch * K);
         const weights = new Float32Array(batch * K);
         mixes.forEach((m, b) => Object.entries(m).forEach(([name, w], j) => {
@@ -163,8 +150,7 @@ async function main(): Promise<void> {
     console.log(`\nfolding a batch's mixes into A_in/B_in of all ${model.sites.length} sites (once per joining request): ` +
       folds.map((f) => `batch ${f.batch}: ${fmtUs(f.fold_us)}`).join(', '));
     const cpu = os.cpus()[0]?.model ?? 'unknown';
-    const file = o.out ?? path.join(__dirname, '..', '..', 'bench', 'results',
-      `model-${new Date().toISOString().slice(0, 10)}-${cpu.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')}.json`);
+    const file = o.out ?? resultsFile(`model-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'model_forward', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),

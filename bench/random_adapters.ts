@@ -3,8 +3,18 @@
 // adapter. Values are random (lora_B too, unlike PEFT's zero init) so every path does real work.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BIG_FIVE } from '../lib';
 import { writeSafetensors, TensorToWrite } from '../lib/adapters';
 import { rng } from './harness';
+
+/** The ten Big Five pole experts: openness_high, openness_low, conscientiousness_high, ... */
+export const POLES: string[] = BIG_FIVE.flatMap((t) => [`${t}_high`, `${t}_low`]);
+
+/** The k = 2 mix of batch row b: two different experts, 0.7 / 0.3. */
+export function rowMix(experts: readonly string[], b: number): Record<string, number> {
+  const n = experts.length;
+  return { [experts[b % n]]: 0.7, [experts[(b + 3) % n]]: 0.3 };
+}
 
 export const LLAMA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
@@ -46,7 +56,7 @@ export function writeRandomAdapters(
     for (let layer = 0; layer < cfg.num_hidden_layers; layer++) {
       for (const mod of LLAMA_TARGETS) {
         const [din, dout] = shapes[mod];
-        const block = mod.endsWith('_proj') && ['gate_proj', 'up_proj', 'down_proj'].includes(mod) ? 'mlp' : 'self_attn';
+        const block = ['gate_proj', 'up_proj', 'down_proj'].includes(mod) ? 'mlp' : 'self_attn';
         const key = `base_model.model.model.layers.${layer}.${block}.${mod}`;
         const a = Float32Array.from({ length: r * din }, () => (next() * 2 - 1) / Math.sqrt(din));
         const b = Float32Array.from({ length: dout * r }, () => (next() * 2 - 1) * 0.02);

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 
 import { kernels } from '../lib';
-import { BenchContext, CaseResult, fmtRatio, fmtUs, table } from './harness';
+import { BenchContext, CaseResult, fmtRatio, fmtUs, resultsFile, slug, table } from './harness';
 import { benchFoldExperts } from './fold_experts';
 import { Limits, measureLimits } from './limits';
 import { DIMS, benchLoraMoe } from './lora_moe';
@@ -77,8 +77,6 @@ function machineLoad(): { loadavg: number[]; cpu_pressure_some_avg10: number | n
   }
   return { loadavg: os.loadavg(), cpu_pressure_some_avg10: psi };
 }
-
-const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 
 function pct(r: number | null | undefined): string {
   return r === null || r === undefined || !Number.isFinite(r) ? '—' : `${(100 * r).toFixed(0)}%`;
@@ -286,8 +284,7 @@ async function main(): Promise<void> {
   );
 
   const date = new Date().toISOString().slice(0, 10);
-  const file =
-    o.out ?? path.join(__dirname, '..', '..', 'bench', 'results', `cpu-${date}-${slug(cpu.model)}-${slug(os.hostname())}.json`);
+  const file = o.out ?? resultsFile(`cpu-${date}-${slug(cpu.model)}-${slug(os.hostname())}.json`);
   const report = {
     schema: 'personafuse-bench-cpu/1',
     date: new Date().toISOString(),
