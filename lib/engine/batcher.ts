@@ -13,6 +13,7 @@
 // shift positions: each row then keeps its own cache and decodes alone (batch of 1).
 import * as ort from 'onnxruntime-node';
 import { decoderFeeds, DecoderIO } from '../model/feeds';
+import { lastLogits } from '../model/logits';
 import { KvBatch, PastSpec } from './kv_batch';
 import { FoldedMix, MixEntries, MixSlots, SiteShape } from './mix_slots';
 import { Rng } from './rng';
@@ -245,11 +246,4 @@ export class Batcher {
     this.#rows = [];
     this.#kv = KvBatch.empty(this.#specs);
   }
-}
-
-/** Each row's logits at its last real position: logits [B, L, V], lens[b] <= L. */
-function lastLogits(t: ort.Tensor, lens: number[]): Float32Array[] {
-  const [, L, V] = t.dims.map(Number);
-  const data = t.data as Float32Array;
-  return lens.map((n, b) => data.subarray((b * L + n - 1) * V, (b * L + n) * V));
 }

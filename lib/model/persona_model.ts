@@ -19,6 +19,7 @@ import { Progress } from '../onnx/write';
 import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
 import { checkRows, decoderFeeds, DecoderIO } from './feeds';
+import { lastLogits } from './logits';
 import { SiteBank, siteBanks } from './site_banks';
 import { decoderSessionOptions } from './session_options';
 import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
@@ -204,9 +205,8 @@ export class PersonaModel {
     const feeds = { ...decoderFeeds(this.#io, rows, this.padId), ...this.adapterFeeds(mix.ids, mix.weights, mix.k, rows.length) };
     const out = await session.run(feeds, ['logits']);
     const logits = out.logits;
-    const [B, L, V] = logits.dims.map(Number);
-    const data = logits.data as Float32Array;
-    const result = rows.map((r, b) => data.slice((b * L + r.length - 1) * V, (b * L + r.length) * V));
+    const B = Number(logits.dims[0]);
+    const result = lastLogits(logits, rows.map((r) => r.length)).map((v) => v.slice()); // copies: the tensor is freed next
     logits.dispose?.();
     if (B !== rows.length) throw new Error(`The model returned ${B} rows of logits for ${rows.length} inputs`);
     return result;
