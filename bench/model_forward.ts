@@ -122,7 +122,7 @@ async function main(): Promise<void> {
         if (phase === 'decode') folds.push({ batch, fold_us: (performance.now() - f0) * 1000 });
         const variants: Variant[] = [
           { name: 'base', session: base, feeds: plain },
-          { name: 'injected', session: model.session, feeds: { ...plain, ...adapterFeeds } },
+          { name: 'injected', session: await model.openSession(), feeds: { ...plain, ...adapterFeeds } },
           { name: 'merged', session: merged, feeds: plain },
         ];
         const samples = await measure(variants, Number(o.budget));

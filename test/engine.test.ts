@@ -3,6 +3,7 @@
 // Everything greedy compares token ids exactly.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { PersonaModel } from '../lib';
 import { argmax } from '../lib/engine/sampler';
 import { checkStop } from '../lib/engine/stop';
@@ -312,6 +313,30 @@ describe('generate: worker thread', () => {
     // the worker holds no banks and never loads the addon, so in-thread work is unaffected by it
     const again = await Promise.all(opts.map((o) => inline.generate(o)));
     expect(again.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+  });
+});
+
+describe('generate: one copy of the weights', () => {
+  test('a model that generates in its worker opens no session on the main thread; forward opens one and keeps it', async () => {
+    const create = jest.spyOn(ort.InferenceSession, 'create');
+    try {
+      const m = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir });
+      try {
+        const res = await m.generate({ inputIds: PROMPTS[1], persona: { mix: MIXES[2] }, maxNewTokens: 4, temperature: 0 });
+        expect(res.tokens.length).toBeGreaterThan(0);
+        expect(create).not.toHaveBeenCalled(); // the worker's session is created in the worker's own module instance
+        const [a] = await m.forward({ inputIds: [PROMPTS[1]], mix: [MIXES[2]] });
+        const [b] = await m.forward({ inputIds: [PROMPTS[1]], mix: [MIXES[2]] });
+        expect(create).toHaveBeenCalledTimes(1);
+        expect(argmax(a)).toBe(res.tokens[0]);
+        expect(b).toEqual(a);
+      } finally {
+        await m.dispose();
+      }
+      await expect(m.forward({ inputIds: [PROMPTS[1]], mix: [{}] })).rejects.toThrow(/disposed/);
+    } finally {
+      create.mockRestore();
+    }
   });
 });
 

@@ -5,6 +5,9 @@
 //            A_in/B_in inputs per adapted module (cached next to the model), open a session
 //   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
 //            and run; return each row's last-position logits
+// The main thread's session opens on first use (forward, or generation with { worker: false }):
+// generation in the worker thread has a session of its own, and a model that only generates
+// should not hold its weights twice.
 //   generate / stream: text generation with continuous batching (lib/engine), in a worker thread
 //            by default; the tokenizer and configs are read from the model's folder or its parent,
 //            and a router folder (lib/router) enables persona 'auto'
@@ -80,6 +83,8 @@ export class PersonaModel {
   /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
   readonly vocab: number | null;
   #session: ort.InferenceSession | undefined;
+  #opening: Promise<ort.InferenceSession> | undefined;
+  #disposed = false;
   readonly #io: DecoderIO;
   /** text <-> ids, chat template, EOS ids; undefined when no tokenizer.json was found */
   readonly codec: TextCodec | undefined;
@@ -88,7 +93,7 @@ export class PersonaModel {
   #engine: Engine | undefined;
 
   private constructor(init: {
-    experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session: ort.InferenceSession;
+    experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session?: ort.InferenceSession;
     io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: PersonaRouter; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
@@ -113,8 +118,11 @@ export class PersonaModel {
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress });
     const sites = siteBanks(built.injection.sites, adapters);
-    const session = await ort.InferenceSession.create(built.file, decoderSessionOptions(options));
+    // generating on this thread: its session is the one generation runs, open it now
+    const session = options.worker === false ? await ort.InferenceSession.create(built.file, decoderSessionOptions(options)) : undefined;
     const graph = built.model.graph!;
+    const initializers = new Set(graph.initializer.map((t) => t.name));
+    const inputNames = graph.input.map((i) => i.name).filter((n) => !initializers.has(n));
     const past = graph.input
       .filter((i) => i.name.startsWith('past_key_values.') || i.name.startsWith('past.'))
       .map((i) => {
@@ -132,21 +140,31 @@ export class PersonaModel {
     const unrouted = router?.config.experts.filter((e) => !experts.includes(e)) ?? [];
     if (unrouted.length) {
       await router!.dispose();
-      await session.release();
+      await session?.release();
       throw new Error(`The router ${options.router} routes to experts not loaded as adapters: ${unrouted.join(', ')} (loaded: ${experts.join(', ') || 'none'})`);
     }
     const logitsOut = graph.output.find((o) => o.name === 'logits');
     const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
-      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames: session.inputNames, past }, padId, vocab,
+      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames, past }, padId, vocab,
       codec, router, options: { ...options, onProgress: undefined },
     });
   }
 
-  get session(): ort.InferenceSession {
-    if (!this.#session) throw new DisposedError('PersonaModel');
-    return this.#session;
+  /** The main thread's onnxruntime session of the injected model (opened on first call). */
+  openSession(): Promise<ort.InferenceSession> {
+    if (this.#disposed) return Promise.reject(new DisposedError('PersonaModel'));
+    if (this.#session) return Promise.resolve(this.#session);
+    this.#opening ??= ort.InferenceSession.create(this.injectedFile, decoderSessionOptions(this.#options)).then(async (s) => {
+      if (this.#disposed) {
+        await s.release();
+        throw new DisposedError('PersonaModel');
+      }
+      this.#session = s;
+      return s;
+    });
+    return this.#opening;
   }
 
   /** The decoder's ordinary inputs and its cache inputs. */
@@ -154,24 +172,21 @@ export class PersonaModel {
     return this.#io;
   }
 
-  /** What the Batcher runs: the session, the sites' banks, the decoder inputs. */
-  decoder(): DecoderModel {
-    return { session: this.session, sites: siteShapes(this.sites), io: this.#io, padId: this.padId };
-  }
-
   /** The generation engine, made on first use (with its worker thread unless { worker: false }). */
   get engine(): Engine {
-    // dispose() clears #engine with #session, so an existing engine belongs to a live model
+    // dispose() clears #engine, so an existing engine belongs to a live model
     if (!this.#engine) {
-      const decoder = this.decoder(); // throws DisposedError after dispose()
+      if (this.#disposed) throw new DisposedError('PersonaModel');
       const o = this.#options;
       const maxBatch = o.maxBatch ?? 16;
+      const sites = siteShapes(this.sites);
+      // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
-        ? new Batcher(decoder, { maxBatch })
+        ? new Batcher({ session: this.#session!, sites, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
           file: this.injectedFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads,
           io: this.#io, padId: this.padId, maxBatch,
-        }, decoder.sites);
+        }, sites);
       this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab });
     }
     return this.#engine;
@@ -195,7 +210,7 @@ export class PersonaModel {
 
   /** Last-position logits of each row, each row with its own mix. */
   async forward(opts: ForwardOptions): Promise<Float32Array[]> {
-    const session = this.session;
+    if (this.#disposed) throw new DisposedError('PersonaModel');
     if (typeof opts !== 'object' || opts === null) throw typeError('options', 'an object { inputIds, mix }', opts);
     const rows = checkRows(opts.inputIds, 'inputIds', this.vocab);
     if (!Array.isArray(opts.mix) || opts.mix.length !== rows.length) {
@@ -203,6 +218,7 @@ export class PersonaModel {
     }
     const mix = batchMix(opts.mix, this.experts);
     const feeds = { ...decoderFeeds(this.#io, rows, this.padId), ...this.adapterFeeds(mix.ids, mix.weights, mix.k, rows.length) };
+    const session = await this.openSession();
     const out = await session.run(feeds, ['logits']);
     const logits = out.logits;
     const B = Number(logits.dims[0]);
@@ -227,7 +243,9 @@ export class PersonaModel {
   }
 
   async dispose(): Promise<void> {
-    const session = this.#session;
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const session = this.#session ?? (await this.#opening?.catch(() => undefined));
     this.#session = undefined;
     const engine = this.#engine;
     this.#engine = undefined;

@@ -47,6 +47,9 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Adapters that need more than --adapter-steps to show their style (100 steps gave blunt replies in ~60% of
+# sampled agreeableness_low answers, 300 give 96%); part of the defaults so one run reproduces the shipped files.
+ADAPTER_STEPS = {"agreeableness_low": 300}
 MODEL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=512)
 
@@ -221,7 +224,7 @@ def stage_base(work: Path, steps: int, batch_size: int) -> dict:
 
 
 def stage_adapters(work: Path, steps: int, batch_size: int, only: list[str] | None, first_weight: float,
-                   lr: float) -> dict:
+                   lr: float, use_overrides: bool) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaForCausalLM
 
@@ -239,7 +242,8 @@ def stage_adapters(work: Path, steps: int, batch_size: int, only: list[str] | No
         pm = get_peft_model(base, cfg)
         mine = encode_dialogues(tok, [d for d in dialogues if d["pole"] == name])
         params = [p for p in pm.parameters() if p.requires_grad]
-        info = train_loop(pm, params, batches(mine, batch_size, random.Random(k), first_weight), steps, lr=lr,
+        n_steps = ADAPTER_STEPS.get(name, steps) if use_overrides else steps
+        info = train_loop(pm, params, batches(mine, batch_size, random.Random(k), first_weight), n_steps, lr=lr,
                           name=name, warmup=20)
         info.update(first_token_weight=first_weight, lr=lr)
         held_mine = encode_dialogues(tok, [d for d in held if d["pole"] == name])
@@ -356,7 +360,8 @@ def main() -> None:
     ap.add_argument("--stage", choices=["all", "corpus", "tokenizer", "base", "adapters", "router"], default="all")
     ap.add_argument("--per-pair", type=int, default=150)
     ap.add_argument("--base-steps", type=int, default=1000)
-    ap.add_argument("--adapter-steps", type=int, default=100)
+    ap.add_argument("--adapter-steps", type=int, default=None,
+                    help="adapters: steps for every expert (default 100, and ADAPTER_STEPS's overrides)")
     ap.add_argument("--router-steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--only", nargs="*", help="adapters: train only these")
@@ -379,8 +384,8 @@ def main() -> None:
         elif s == "base":
             report["base"] = stage_base(a.work, a.base_steps, a.batch)
         elif s == "adapters":
-            report.setdefault("adapters", {}).update(stage_adapters(a.work, a.adapter_steps, a.batch, a.only, a.first_weight,
-                                                                  a.adapter_lr))
+            report.setdefault("adapters", {}).update(stage_adapters(a.work, a.adapter_steps or 100, a.batch, a.only, a.first_weight,
+                                                                  a.adapter_lr, a.adapter_steps is None))
         elif s == "router":
             report["router"] = stage_router(a.work, a.router_steps)
         report.setdefault("stage_seconds", {})[s] = round(time.time() - t0, 1)
