@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
+import { withProgressBar } from '../lib/cli/progress';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const dir = tempDir('cli');
@@ -112,5 +113,54 @@ describe('personafuse serve', () => {
     const body = (await res.json()) as { persona: unknown; usage: { completion_tokens: number } };
     expect(body.persona).toEqual({ mix: { extraversion_low: 1 } });
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe('progress bar (withProgressBar)', () => {
+  // the bar draws only on a terminal: pretend stderr is one and record what it is sent
+  async function onFakeTerminal(fn: () => unknown): Promise<string> {
+    const written: string[] = [];
+    const wasTTY = process.stderr.isTTY;
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    process.stderr.isTTY = true;
+    try {
+      await fn();
+    } finally {
+      process.stderr.isTTY = wasTTY;
+      write.mockRestore();
+    }
+    return written.join('');
+  }
+  const SHOW_CURSOR = '\x1B[?25h';
+
+  test('a failing step still stops the bar and gives the cursor back, and its error reaches the caller', async () => {
+    const written = await onFakeTerminal(() => {
+      expect(() => withProgressBar({}, (onProgress) => {
+        onProgress('writing weights', 3, 10);
+        throw new Error('disk full');
+      })).toThrow('disk full');
+    });
+    expect(written).toContain(SHOW_CURSOR);
+  });
+
+  test('a rejected promise stops the bar too', async () => {
+    const written = await onFakeTerminal(() => expect(withProgressBar({}, async (onProgress) => {
+      onProgress('injecting', 0, 4);
+      throw new Error('bad adapter');
+    })).rejects.toThrow('bad adapter'));
+    expect(written).toContain(SHOW_CURSOR);
+  });
+
+  test('--json draws nothing', async () => {
+    const written = await onFakeTerminal(() => {
+      expect(withProgressBar({ json: true }, (onProgress) => {
+        onProgress('injecting', 1, 2);
+        return 7;
+      })).toBe(7);
+    });
+    expect(written).toBe('');
   });
 });

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { packageRoot } from '../kernels/binding';
 import { PersonaModel } from '../model/persona_model';
-import { progressBar } from './progress';
+import { withProgressBar } from './progress';
 import type { Persona } from '../router/persona';
 
 export interface ModelFlags {
@@ -128,10 +128,6 @@ export function describeMix(mix: Record<string, number>): string {
  *  is built (first run only; later runs reuse the cache). */
 export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number } = {}): Promise<PersonaModel> {
   const setup = modelSetup(flags);
-  const bar = progressBar(flags);
-  try {
-    return await PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, onProgress: bar.onProgress, ...extra });
-  } finally {
-    bar.stop();
-  }
+  return withProgressBar(flags, (onProgress) =>
+    PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, onProgress, ...extra }));
 }

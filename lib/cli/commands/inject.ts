@@ -5,7 +5,7 @@ import { loadPeftAdapter } from '../../adapters';
 import { injectedModel } from '../../onnx/cache';
 import { resolveModelFile } from '../../model/persona_model';
 import { addModelFlags, adapterFolders, ModelFlags, output, requireModel } from '../options';
-import { progressBar } from '../progress';
+import { withProgressBar } from '../progress';
 
 export function injectCommand(): Command {
   return addModelFlags(new Command('inject').description('add LoRA inputs for the adapters to an ONNX model (cached)'))
@@ -15,9 +15,7 @@ export function injectCommand(): Command {
       const folders = adapterFolders(flags);
       if (Object.keys(folders).length === 0) throw new Error('inject needs adapters: --adapters DIR or --adapter NAME=PATH');
       const adapters = Object.entries(folders).map(([name, dir]) => loadPeftAdapter(dir, name));
-      const bar = progressBar(flags);
-      const built = injectedModel(file, adapters, { cacheDir: flags.outDir, onProgress: bar.onProgress });
-      bar.stop();
+      const built = withProgressBar(flags, (onProgress) => injectedModel(file, adapters, { cacheDir: flags.outDir, onProgress }));
       const sites = built.injection.sites.map((s) => ({ layer: s.layer, module: s.module, din: s.din, dout: s.dout, inputs: [s.aInput, s.bInput] }));
       output(flags, { file: built.file, reused: built.reused, sites },
         `${built.reused ? 'reused' : 'wrote'} ${path.relative(process.cwd(), built.file) || built.file}: ${sites.length} adapted modules`);

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { mergeModel } from '../../model/merge_model';
 import { addModelFlags, adapterFolders, ModelFlags, output, requireModel } from '../options';
-import { progressBar } from '../progress';
+import { withProgressBar } from '../progress';
 
 export function mergeCommand(): Command {
   return addModelFlags(new Command('merge').description('merge a fixed persona mix into the base weights'))
@@ -15,9 +15,7 @@ export function mergeCommand(): Command {
       } catch {
         throw new Error(`--mix is not valid JSON: ${flags.mix}`);
       }
-      const bar = progressBar(flags);
-      const res = mergeModel({ model: requireModel(flags), adapters: adapterFolders(flags), mix, out: flags.out, onProgress: bar.onProgress });
-      bar.stop();
+      const res = withProgressBar(flags, (onProgress) => mergeModel({ model: requireModel(flags), adapters: adapterFolders(flags), mix, out: flags.out, onProgress }));
       output(flags, { ...res, mix }, `wrote ${res.file}: ${res.merged} weights merged`);
     });
 }
