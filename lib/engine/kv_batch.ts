@@ -101,10 +101,10 @@ export class KvBatch {
       feeds[s.name] = new ort.Tensor(s.type, this.data[i].subarray(0, B * s.heads * T * s.headDim), [B, s.heads, T, s.headDim]);
     });
     if (inputNames.includes('attention_mask')) {
-      const mask = new BigInt64Array(B * (T + 1));
+      // mostly ones: fill, then clear the holes (no BigInt made per element)
+      const mask = new BigInt64Array(B * (T + 1)).fill(1n);
       for (let b = 0; b < B; b++) {
-        for (let t = 0; t < T; t++) mask[b * (T + 1) + t] = BigInt(this.mask[b * T + t]);
-        mask[b * (T + 1) + T] = 1n;
+        for (let t = 0; t < T; t++) if (this.mask[b * T + t] === 0) mask[b * (T + 1) + t] = 0n;
       }
       feeds.attention_mask = new ort.Tensor('int64', mask, [B, T + 1]);
     }
