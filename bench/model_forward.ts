@@ -8,8 +8,11 @@
 //   merged    one fixed mix merged into the weights (personafuse merge): zero adapter overhead
 // Phases: decode (1 new token per row over a 128-token cache) and prefill (64 tokens per row),
 // batch 1 and 8. Throughput = tokens per second; the target is injected >= 85% of base.
+// --vocab N runs the same layers with an N-token vocabulary instead of the committed 512 (the
+// embedding and LM head widened with random weights in a temporary copy): real decoders have
+// 32k-150k tokens, and the LM head they read every step dilutes the adapters' share.
 //
-//   node dist/bench/model_forward.js [--budget MS] [--threads N] [--out FILE]
+//   node dist/bench/model_forward.js [--budget MS] [--threads N] [--vocab N] [--out FILE]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,6 +21,8 @@ import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
+import { ModelProto, readModel, TensorProto, valueInfoDims } from '../lib/onnx/proto';
+import { writeModel } from '../lib/onnx/write';
 import { decoderSessionOptions } from '../lib/model/session_options';
 import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
@@ -66,6 +71,32 @@ function decoderInputs(cfg: { num_key_value_heads: number; hidden_size: number; 
   return feeds;
 }
 
+/** A copy of the model with a `vocab`-token embedding and LM head (random weights), in `dir`. */
+function widenVocab(modelFile: string, vocab: number, dir: string): string {
+  const model: ModelProto = readModel(modelFile);
+  const graph = model.graph!;
+  const init = new Map(graph.initializer.map((t) => [t.name, t]));
+  const head = graph.node.find((n) => n.output.includes('logits'));
+  const embed = graph.node.find((n) => n.opType === 'Gather' && n.input[1] === 'input_ids' && init.has(n.input[0]));
+  const headW = head?.opType === 'MatMul' ? init.get(head.input[1]) : undefined;
+  const embedW = embed ? init.get(embed.input[0]) : undefined;
+  if (!headW || !embedW) throw new Error(`--vocab: ${modelFile} has no Gather embedding and MatMul LM head to widen`);
+  const next = rng(11);
+  const refill = (t: TensorProto, dims: number[]) => {
+    const data = Float32Array.from({ length: dims[0] * dims[1] }, () => (next() - 0.5) * 0.04);
+    t.dims = dims.map(BigInt);
+    t.rawData = new Uint8Array(data.buffer);
+  };
+  refill(embedW, [vocab, Number(embedW.dims[1])]);
+  refill(headW, [Number(headW.dims[0]), vocab]);
+  const logits = graph.output.find((o) => o.name === 'logits');
+  const dim = logits?.type?.value.case === 'tensorType' ? logits.type.value.value.shape?.dim[2] : undefined;
+  if (dim && typeof valueInfoDims(logits!)?.[2] === 'number') dim.value = { case: 'dimValue', value: BigInt(vocab) };
+  const file = path.join(dir, `model-vocab${vocab}.onnx`);
+  writeModel(model, file, { sourceDir: path.dirname(modelFile) });
+  return file;
+}
+
 /** Interleaved rounds (start rotating), one call per sample, until the budget and >= 7 rounds. */
 async function measure(variants: Variant[], budgetMs: number): Promise<Record<string, number[]>> {
   for (const v of variants) for (let i = 0; i < 3; i++) await v.session.run(v.feeds);
@@ -87,13 +118,15 @@ async function main(): Promise<void> {
   const o = new Command('model_forward')
     .option('--budget <ms>', 'time budget of each case', '4000')
     .option('--threads <n>', 'onnxruntime intraOpNumThreads (default: all cores)')
+    .option('--vocab <n>', 'widen the vocabulary to n tokens (random embedding and LM head)')
     .option('--out <file>', 'JSON results file')
     .parse(process.argv)
-    .opts<{ budget: string; threads?: string; out?: string }>();
+    .opts<{ budget: string; threads?: string; vocab?: string; out?: string }>();
   const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
-  const modelFile = path.join(MODEL_DIR, 'onnx', 'model.onnx');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
   try {
+    if (o.vocab) cfg.vocab_size = Number(o.vocab);
+    const modelFile = o.vocab ? widenVocab(path.join(MODEL_DIR, 'onnx', 'model.onnx'), cfg.vocab_size, work) : path.join(MODEL_DIR, 'onnx', 'model.onnx');
     const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
     const threads = o.threads ? Number(o.threads) : os.cpus().length;
     const sessionOptions = decoderSessionOptions({ intraOpNumThreads: threads });
@@ -102,7 +135,7 @@ async function main(): Promise<void> {
     mergeModel({ model: modelFile, adapters, mix: rowMix(EXPERTS, 0), out: mergedFile });
     const base = await ort.InferenceSession.create(modelFile, sessionOptions);
     const merged = await ort.InferenceSession.create(mergedFile, sessionOptions);
-    console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, ` +
+    console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, vocab ${cfg.vocab_size}, ` +
       `${model.sites.length} adapted modules, ${EXPERTS.length} experts r=${RANK}, k=${K}; onnxruntime threads ${threads}`);
 
     const results: CaseResult[] = [];
