@@ -135,6 +135,7 @@ async function main(): Promise<void> {
     mergeModel({ model: modelFile, adapters, mix: rowMix(EXPERTS, 0), out: mergedFile });
     const base = await ort.InferenceSession.create(modelFile, sessionOptions);
     const merged = await ort.InferenceSession.create(mergedFile, sessionOptions);
+    const injected = await ort.InferenceSession.create(model.injectedFile, sessionOptions);
     console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, vocab ${cfg.vocab_size}, ` +
       `${model.sites.length} adapted modules, ${EXPERTS.length} experts r=${RANK}, k=${K}; onnxruntime threads ${threads}`);
 
@@ -155,7 +156,8 @@ async function main(): Promise<void> {
         if (phase === 'decode') folds.push({ batch, fold_us: (performance.now() - f0) * 1000 });
         const variants: Variant[] = [
           { name: 'base', session: base, feeds: plain },
-          { name: 'injected', session: await model.openSession(), feeds: { ...plain, ...adapterFeeds } },
+          // the injected model as written (logits at every position, as base and merged compute them)
+          { name: 'injected', session: injected, feeds: { ...plain, ...adapterFeeds } },
           { name: 'merged', session: merged, feeds: plain },
         ];
         const samples = await measure(variants, Number(o.budget));
@@ -194,6 +196,7 @@ async function main(): Promise<void> {
     await model.dispose();
     await base.release();
     await merged.release();
+    await injected.release();
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@
 // After a step the model's present.* outputs (T + 1 columns) become the next step's past as they
 // are, without copying; rows are copied only when the batch changes (a row joins or leaves).
 import * as ort from 'onnxruntime-node';
+import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 
 export type KvArray = Float32Array | Uint16Array;
 
@@ -111,6 +112,8 @@ export class KvBatch {
     if (inputNames.includes('position_ids')) {
       feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(this.lens.map(BigInt)), [B, 1]);
     }
+    // one new token per row: its logits are at position 0
+    if (inputNames.includes(LAST_INDEX_INPUT)) feeds[LAST_INDEX_INPUT] = new ort.Tensor('int64', new BigInt64Array(B), [B, 1]);
     return feeds;
   }
 

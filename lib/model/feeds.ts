@@ -7,8 +7,10 @@
 //   attention_mask [B, L] int64, 1 on real tokens
 //   position_ids   [B, L] int64, 0..len-1 then repeated len-1 on the padding
 //   past_key_values.N.key/value  [B, heads, 0, head_dim]   (empty cache)
+//   persona_last_index [B, 1] int64, len-1: the position whose logits are wanted (runtime graphs)
 import * as ort from 'onnxruntime-node';
 import { rangeError, typeError } from '../errors';
+import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 
 export interface DecoderIO {
   inputNames: readonly string[];
@@ -48,6 +50,9 @@ export function decoderFeeds(io: DecoderIO, rows: number[][], padId: number): Re
   const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', ids, [B, L]) };
   if (io.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', mask, [B, L]);
   if (io.inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', pos, [B, L]);
+  if (io.inputNames.includes(LAST_INDEX_INPUT)) {
+    feeds[LAST_INDEX_INPUT] = new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.length - 1)), [B, 1]);
+  }
   for (const p of io.past) {
     const data = p.type === 'float16' ? new Uint16Array(0) : new Float32Array(0);
     feeds[p.name] = new ort.Tensor(p.type, data, [B, p.heads, 0, p.headDim]);

@@ -17,7 +17,8 @@ import * as ort from 'onnxruntime-node';
 import { DisposedError, typeError } from '../errors';
 import { foldExperts, LoraBank } from '../kernels';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
-import { injectedModel } from '../onnx/cache';
+import { injectedModel, runtimeModel } from '../onnx/cache';
+import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
 import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
@@ -77,7 +78,10 @@ export function resolveModelFile(model: string): string {
 export class PersonaModel {
   readonly experts: string[];
   readonly modelFile: string;
+  /** the injected model (what `personafuse inject` writes) */
   readonly injectedFile: string;
+  /** what the sessions run: the injected model computing logits only where they are read */
+  readonly #runtimeFile: string;
   readonly sites: readonly SiteBank[];
   readonly padId: number;
   /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
@@ -93,12 +97,13 @@ export class PersonaModel {
   #engine: Engine | undefined;
 
   private constructor(init: {
-    experts: string[]; modelFile: string; injectedFile: string; sites: SiteBank[]; session?: ort.InferenceSession;
+    experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; sites: SiteBank[]; session?: ort.InferenceSession;
     io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: PersonaRouter; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
     this.modelFile = init.modelFile;
     this.injectedFile = init.injectedFile;
+    this.#runtimeFile = init.runtimeFile;
     this.sites = init.sites;
     this.#session = init.session;
     this.#io = init.io;
@@ -118,11 +123,13 @@ export class PersonaModel {
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress });
     const sites = siteBanks(built.injection.sites, adapters);
+    const runtime = runtimeModel(built);
     // generating on this thread: its session is the one generation runs, open it now
-    const session = options.worker === false ? await ort.InferenceSession.create(built.file, decoderSessionOptions(options)) : undefined;
+    const session = options.worker === false ? await ort.InferenceSession.create(runtime.file, decoderSessionOptions(options)) : undefined;
     const graph = built.model.graph!;
     const initializers = new Set(graph.initializer.map((t) => t.name));
     const inputNames = graph.input.map((i) => i.name).filter((n) => !initializers.has(n));
+    if (runtime.lastIndex) inputNames.push(LAST_INDEX_INPUT);
     const past = graph.input
       .filter((i) => i.name.startsWith('past_key_values.') || i.name.startsWith('past.'))
       .map((i) => {
@@ -147,7 +154,7 @@ export class PersonaModel {
     const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
-      experts, modelFile, injectedFile: built.file, sites, session, io: { inputNames, past }, padId, vocab,
+      experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, sites, session, io: { inputNames, past }, padId, vocab,
       codec, router, options: { ...options, onProgress: undefined },
     });
   }
@@ -156,7 +163,7 @@ export class PersonaModel {
   openSession(): Promise<ort.InferenceSession> {
     if (this.#disposed) return Promise.reject(new DisposedError('PersonaModel'));
     if (this.#session) return Promise.resolve(this.#session);
-    this.#opening ??= ort.InferenceSession.create(this.injectedFile, decoderSessionOptions(this.#options)).then(async (s) => {
+    this.#opening ??= ort.InferenceSession.create(this.#runtimeFile, decoderSessionOptions(this.#options)).then(async (s) => {
       if (this.#disposed) {
         await s.release();
         throw new DisposedError('PersonaModel');
@@ -184,7 +191,7 @@ export class PersonaModel {
       const runner = o.worker === false
         ? new Batcher({ session: this.#session!, sites, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
-          file: this.injectedFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads,
+          file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads,
           io: this.#io, padId: this.padId, maxBatch,
         }, sites);
       this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab });

@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { injectLora, Injection, peftModulesOf } from './inject';
-import { metadataEntry, ModelProto, readModel } from './proto';
+import { keepLastLogits } from './last_logits';
+import { cloneModel, metadataEntry, ModelProto, readModel } from './proto';
 import { findLinearTargets, LinearTarget, summarizeTargets } from './targets';
 import { Progress, writeModel } from './write';
 
@@ -29,6 +30,7 @@ export interface InjectedModel {
 }
 
 const INJECT_VERSION = 2;
+const RUNTIME_VERSION = 1;
 const SITES_KEY = 'personafuse.injection';
 
 function siteKey(layer: number | null, module: string): string {
@@ -105,6 +107,20 @@ function hashPlan(modelFile: string, plan: Map<LinearTarget, { module: string; d
 export interface InjectOptions {
   cacheDir?: string;
   onProgress?: Progress;
+}
+
+/**
+ * What the sessions run: the injected model with logits at one position per row (last_logits.ts),
+ * beside it and sharing its weights file; the injected model itself when its LM head has another
+ * form. lastIndex: whether it takes the persona_last_index input.
+ */
+export function runtimeModel(built: InjectedModel): { file: string; lastIndex: boolean } {
+  const file = built.file.replace(/\.onnx$/, `.last${RUNTIME_VERSION}.onnx`);
+  if (fs.existsSync(file)) return { file, lastIndex: true };
+  const model = cloneModel(built.model);
+  if (!keepLastLogits(model)) return { file: built.file, lastIndex: false };
+  writeModel(model, file, { sourceDir: path.dirname(built.file) });
+  return { file, lastIndex: true };
 }
 
 /** The injected model for these adapters: reused from the cache when present, else built. */

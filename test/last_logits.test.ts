@@ -1,0 +1,95 @@
+// The runtime graph (lib/onnx/last_logits.ts): logits at one position per row, the rest of the
+// model unchanged. Checked against the injected model's full logits on every fixture export, by
+// plain onnxruntime runs; and the exports it cannot rewrite keep their full logits.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { loadPeftAdapter } from '../lib/adapters';
+import { injectedModel, runtimeModel } from '../lib/onnx/cache';
+import { keepLastLogits, LAST_INDEX_INPUT } from '../lib/onnx/last_logits';
+import { cloneModel, readModel } from '../lib/onnx/proto';
+import { adapterFolders, FIXTURE, reference, tempDir, VARIANTS } from './helpers/model';
+
+const cacheDir = tempDir('last-logits');
+afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
+const adapters = Object.entries(adapterFolders()).map(([name, dir]) => loadPeftAdapter(dir, name));
+const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
+
+/** Right-padded rows of different lengths, zero adapter ranks, an empty cache where there is one. */
+function feedsFor(session: ort.InferenceSession, rows: number[][], withLast: boolean, sites: { aInput: string; bInput: string; din: number; dout: number }[]) {
+  const B = rows.length;
+  const L = Math.max(...rows.map((r) => r.length));
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => BigInt(r[t] ?? 0)))), [B, L]),
+  };
+  if (session.inputNames.includes('attention_mask')) {
+    feeds.attention_mask = new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => (t < r.length ? 1n : 0n)))), [B, L]);
+  }
+  if (session.inputNames.includes('position_ids')) {
+    feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => BigInt(Math.min(t, r.length - 1))))), [B, L]);
+  }
+  const headDim = config.head_dim ?? config.hidden_size / config.num_attention_heads;
+  for (const name of session.inputNames.filter((n) => n.startsWith('past_key_values.'))) {
+    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [B, config.num_key_value_heads, 0, headDim]);
+  }
+  for (const s of sites) {
+    feeds[s.aInput] = new ort.Tensor('float32', new Float32Array(0), [B, s.din, 0]);
+    feeds[s.bInput] = new ort.Tensor('float32', new Float32Array(0), [B, 0, s.dout]);
+  }
+  if (withLast) feeds[LAST_INDEX_INPUT] = new ort.Tensor('int64', BigInt64Array.from(rows, (r) => BigInt(r.length - 1)), [B, 1]);
+  return feeds;
+}
+
+describe('keepLastLogits (runtime graph)', () => {
+  const rows = [reference.sequences[0].slice(0, 5), reference.sequences[1].slice(0, 11), reference.sequences[2].slice(0, 2)];
+
+  test.each(VARIANTS)('%s: each row\'s logits equal the full model\'s at its last position, as [batch, 1, vocab]', async (variant) => {
+    const built = injectedModel(path.join(FIXTURE, variant, 'model.onnx'), adapters, { cacheDir });
+    const runtime = runtimeModel(built);
+    expect(runtime.lastIndex).toBe(true);
+    expect(runtime.file).not.toBe(built.file);
+    const full = await ort.InferenceSession.create(built.file);
+    const last = await ort.InferenceSession.create(runtime.file);
+    try {
+      expect(last.inputNames).toContain(LAST_INDEX_INPUT);
+      const a = await full.run(feedsFor(full, rows, false, built.injection.sites), ['logits']);
+      const b = await last.run(feedsFor(last, rows, true, built.injection.sites), ['logits']);
+      const [, L, V] = a.logits.dims.map(Number);
+      expect(b.logits.dims.map(Number)).toEqual([rows.length, 1, V]);
+      const fa = a.logits.data as Float32Array;
+      const fb = b.logits.data as Float32Array;
+      rows.forEach((r, i) => {
+        const want = fa.subarray((i * L + r.length - 1) * V, (i * L + r.length) * V);
+        const got = fb.subarray(i * V, (i + 1) * V);
+        let worst = 0;
+        want.forEach((w, j) => (worst = Math.max(worst, Math.abs(w - got[j]) / (Math.abs(w) + 1e-3))));
+        expect(worst).toBeLessThan(1e-5);
+      });
+    } finally {
+      await full.release();
+      await last.release();
+    }
+  });
+
+  test('the runtime copy shares the injected model\'s weights file and is reused', () => {
+    const built = injectedModel(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'), adapters, { cacheDir });
+    const first = runtimeModel(built);
+    const mtime = fs.statSync(first.file).mtimeMs;
+    expect(runtimeModel(built).file).toBe(first.file);
+    expect(fs.statSync(first.file).mtimeMs).toBe(mtime);
+    expect(fs.existsSync(`${first.file}.data`)).toBe(false);
+    expect(fs.statSync(first.file).size).toBeLessThan(fs.statSync(built.file).size * 1.1 + 4096);
+  });
+
+  test('an LM head that is not a MatMul, or an opset before 12, is left alone', () => {
+    const model = readModel(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'));
+    const gemm = cloneModel(model);
+    gemm.graph!.node.find((n) => n.output[0] === 'logits')!.opType = 'Gemm';
+    expect(keepLastLogits(gemm)).toBe(false);
+    expect(gemm.graph!.input.map((i) => i.name)).not.toContain(LAST_INDEX_INPUT);
+    const old = cloneModel(model);
+    old.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')!.version = 11n;
+    expect(keepLastLogits(old)).toBe(false);
+    expect(old.graph!.node.length).toBe(model.graph!.node.length);
+  });
+});
