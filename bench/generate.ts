@@ -14,7 +14,10 @@
 // taken per round (the two cases ran seconds apart) and its median reported as `paired`: on a
 // shared machine that is the steadier of the two, and the one the targets are judged by.
 //
-//   node dist/bench/generate.js [--model DIR] [--rounds N] [--new-tokens N] [--out FILE]
+// --vocab N: the model's layers with an N-token vocabulary (bench/widen_vocab.ts), for every variant
+// and transformers.js alike.
+//
+//   node dist/bench/generate.js [--model DIR] [--vocab N] [--rounds N] [--new-tokens N] [--out FILE]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -24,6 +27,7 @@ import { PersonaModel, mergeModel } from '../lib';
 import { median, resultsFile, slug, table } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 import { packageRoot } from '../lib/kernels/binding';
+import { widenedModelDir } from './widen_vocab';
 
 const DEMO_DIR = path.join(packageRoot(), 'models', 'persona-demo');
 const PROMPT = 32;
@@ -37,20 +41,21 @@ type Run = () => Promise<number>; // resolves to the number of tokens generated
 async function main(): Promise<void> {
   const o = new Command('generate')
     .option('--model <dir>', 'model folder (model.onnx or onnx/model.onnx, config.json)', DEMO_DIR)
+    .option('--vocab <n>', 'widen the vocabulary to n tokens (random embedding and LM head)')
     .option('--rounds <n>', 'interleaved rounds', '7')
     .option('--new-tokens <n>', 'max new tokens per request', '32')
     .option('--no-transformers-js', 'skip the transformers.js peer')
     .option('--out <file>', 'JSON results file')
     .parse(process.argv)
-    .opts<{ model: string; rounds: string; newTokens: string; transformersJs: boolean; out?: string }>();
+    .opts<{ model: string; vocab?: string; rounds: string; newTokens: string; transformersJs: boolean; out?: string }>();
   const maxNewTokens = Number(o.newTokens);
-  const MODEL_DIR = path.resolve(o.model);
-  const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
-  const subfolder = fs.existsSync(path.join(MODEL_DIR, 'onnx', 'model.onnx')) ? 'onnx' : '';
-  const modelFile = path.join(MODEL_DIR, subfolder, 'model.onnx');
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-gen-bench-'));
   const opened: PersonaModel[] = [];
   try {
+    const MODEL_DIR = o.vocab ? widenedModelDir(path.resolve(o.model), Number(o.vocab), work) : path.resolve(o.model);
+    const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
+    const subfolder = fs.existsSync(path.join(MODEL_DIR, 'onnx', 'model.onnx')) ? 'onnx' : '';
+    const modelFile = path.join(MODEL_DIR, subfolder, 'model.onnx');
     const own = path.join(MODEL_DIR, 'adapters');
     const adapters = fs.existsSync(own)
       ? Object.fromEntries(fs.readdirSync(own).sort().map((d) => [d, path.join(own, d)]))
@@ -162,7 +167,7 @@ async function main(): Promise<void> {
     const file = o.out ?? resultsFile(`generate-${path.basename(MODEL_DIR)}-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'generate', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
-      model: path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
+      model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
       tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);

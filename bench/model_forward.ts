@@ -21,8 +21,7 @@ import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
-import { ModelProto, readModel, TensorProto, valueInfoDims } from '../lib/onnx/proto';
-import { writeModel } from '../lib/onnx/write';
+import { widenVocab } from './widen_vocab';
 import { decoderSessionOptions } from '../lib/model/session_options';
 import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
@@ -71,32 +70,6 @@ function decoderInputs(cfg: { num_key_value_heads: number; hidden_size: number; 
   return feeds;
 }
 
-/** A copy of the model with a `vocab`-token embedding and LM head (random weights), in `dir`. */
-function widenVocab(modelFile: string, vocab: number, dir: string): string {
-  const model: ModelProto = readModel(modelFile);
-  const graph = model.graph!;
-  const init = new Map(graph.initializer.map((t) => [t.name, t]));
-  const head = graph.node.find((n) => n.output.includes('logits'));
-  const embed = graph.node.find((n) => n.opType === 'Gather' && n.input[1] === 'input_ids' && init.has(n.input[0]));
-  const headW = head?.opType === 'MatMul' ? init.get(head.input[1]) : undefined;
-  const embedW = embed ? init.get(embed.input[0]) : undefined;
-  if (!headW || !embedW) throw new Error(`--vocab: ${modelFile} has no Gather embedding and MatMul LM head to widen`);
-  const next = rng(11);
-  const refill = (t: TensorProto, dims: number[]) => {
-    const data = Float32Array.from({ length: dims[0] * dims[1] }, () => (next() - 0.5) * 0.04);
-    t.dims = dims.map(BigInt);
-    t.rawData = new Uint8Array(data.buffer);
-  };
-  refill(embedW, [vocab, Number(embedW.dims[1])]);
-  refill(headW, [Number(headW.dims[0]), vocab]);
-  const logits = graph.output.find((o) => o.name === 'logits');
-  const dim = logits?.type?.value.case === 'tensorType' ? logits.type.value.value.shape?.dim[2] : undefined;
-  if (dim && typeof valueInfoDims(logits!)?.[2] === 'number') dim.value = { case: 'dimValue', value: BigInt(vocab) };
-  const file = path.join(dir, `model-vocab${vocab}.onnx`);
-  writeModel(model, file, { sourceDir: path.dirname(modelFile) });
-  return file;
-}
-
 /** Interleaved rounds (start rotating), one call per sample, until the budget and >= 7 rounds. */
 async function measure(variants: Variant[], budgetMs: number): Promise<Record<string, number[]>> {
   for (const v of variants) for (let i = 0; i < 3; i++) await v.session.run(v.feeds);
@@ -126,7 +99,9 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
   try {
     if (o.vocab) cfg.vocab_size = Number(o.vocab);
-    const modelFile = o.vocab ? widenVocab(path.join(MODEL_DIR, 'onnx', 'model.onnx'), cfg.vocab_size, work) : path.join(MODEL_DIR, 'onnx', 'model.onnx');
+    const modelFile = o.vocab
+      ? widenVocab(path.join(MODEL_DIR, 'onnx', 'model.onnx'), cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`))
+      : path.join(MODEL_DIR, 'onnx', 'model.onnx');
     const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
     const threads = o.threads ? Number(o.threads) : os.cpus().length;
     const sessionOptions = decoderSessionOptions({ intraOpNumThreads: threads });
