@@ -209,6 +209,10 @@ describe('generate: text, stop strings, limits', () => {
     expect(result!.tokens).toEqual(tokens);
     expect(text).toBe(result!.text);
     expect(result!.text).toBe(m.codec!.decode(tokens));
+    // generate decodes once at the end instead of per token: the same result
+    const whole = await m.generate({ prompt: 'The cat', maxNewTokens: 12, temperature: 0.8, seed: 3 });
+    expect(whole.tokens).toEqual(tokens);
+    expect(whole.text).toBe(result!.text);
   });
 
   test('messages go through the chat template with the generation prompt', async () => {

@@ -57,7 +57,8 @@ export class Engine {
 
   async generate(opts: GenerateOptions): Promise<GenerateResult> {
     let result: GenerateResult | undefined;
-    for await (const ev of this.stream(opts)) if (ev.done) result = ev.result;
+    // nobody reads the deltas: the text is decoded once at the end (unless stop strings need it)
+    for await (const ev of this.#run(opts, false)) if (ev.done) result = ev.result;
     return result!;
   }
 
@@ -85,7 +86,12 @@ export class Engine {
     return Object.fromEntries(Object.entries(routed.mix).filter(([, w]) => w !== 0));
   }
 
-  async *stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
+  stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
+    return this.#run(opts, true);
+  }
+
+  /** deltas: decode the text as tokens arrive (two short decodes per token, on this thread). */
+  async *#run(opts: GenerateOptions, deltas: boolean): AsyncGenerator<StreamEvent, void, undefined> {
     const o = checkGenerateOptions(opts, this.#p.vocab ?? null);
     const codec = this.#p.codec;
     const stops = o.stop ?? [];
@@ -106,7 +112,7 @@ export class Engine {
       wake?.();
     };
     const tokens: number[] = [];
-    const detok = codec ? new Detokenizer((ids) => codec.decode(ids)) : undefined;
+    const detok = codec && (deltas || stops.length > 0) ? new Detokenizer((ids) => codec.decode(ids)) : undefined;
     /** text of the tokens so far (deltas joined), and the part of it already shown */
     let text = '';
     let shown = '';
