@@ -5,12 +5,13 @@
 //            A_in/B_in inputs per adapted module (cached next to the model), open a session
 //   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
 //            and run; return each row's last-position logits
-// The main thread's session opens on first use (forward, or generation with { worker: false }):
-// generation in the worker thread has a session of its own, and a model that only generates
-// should not hold its weights twice.
 //   generate / stream: text generation with continuous batching (lib/engine), in a worker thread
 //            by default; the tokenizer and configs are read from the model's folder or its parent,
 //            and a router folder (lib/router) enables persona 'auto'
+// Sessions run the runtime copy of the injected model (logits at the last position only,
+// lib/onnx/last_logits.ts). The main thread's session opens on first use (forward, or generation
+// with { worker: false }): generation in the worker thread has a session of its own, and a model
+// that only generates should not hold its weights twice.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -159,7 +160,7 @@ export class PersonaModel {
     });
   }
 
-  /** The main thread's onnxruntime session of the injected model (opened on first call). */
+  /** The main thread's onnxruntime session of the runtime model (opened on first call). */
   openSession(): Promise<ort.InferenceSession> {
     if (this.#disposed) return Promise.reject(new DisposedError('PersonaModel'));
     if (this.#session) return Promise.resolve(this.#session);

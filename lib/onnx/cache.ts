@@ -1,6 +1,6 @@
 // The injected model, built once: its file name carries a hash of the source model (path, size,
 // mtime) and of the injection plan, so a changed model or adapter set builds a new file and an
-// unchanged one is reused as is.
+// unchanged one is reused as is. Beside it, the runtime copy the sessions run (runtimeModel).
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
