@@ -14,6 +14,7 @@
 //   4. statistics of the per-call time (sample time / reps): median, p10, p90, mean, min.
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { mulberry32 } from '../lib/engine/rng';
 
 /** One call of an op on the next rotated input set. */
 export type BenchFn = () => unknown;
@@ -196,16 +197,7 @@ export function rotationCount(bytesPerSet: number): number {
 // ---- data -----------------------------------------------------------------------------------
 
 /** Deterministic PRNG (mulberry32), so every run benchmarks the same data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;
 
 export function randomF32(n: number, rand: () => number, scale = 1): Float32Array {
   const a = new Float32Array(n);

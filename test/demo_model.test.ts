@@ -9,6 +9,7 @@ import * as path from 'node:path';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { PersonaModel } = require('../lib') as typeof import('../lib');
 import { PersonaRouter } from '../lib/router';
+import { argmax } from '../lib/engine/sampler';
 
 const DEMO = path.join(__dirname, '..', 'models', 'persona-demo');
 const ev = JSON.parse(fs.readFileSync(path.join(DEMO, 'eval.json'), 'utf8'));
@@ -24,12 +25,6 @@ const refs = ev.persona_references as {
 
 const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-demo-'));
 let model: Awaited<ReturnType<typeof PersonaModel.load>>;
-
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i] > a[best]) best = i;
-  return best;
-}
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;

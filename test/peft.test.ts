@@ -13,6 +13,7 @@ import {
 import * as kernels from '../lib/kernels';
 import { bf16BitsToF32, f16BitsToF32, toBits, toFloat64 } from '../lib/kernels/dtype';
 import { DisposedError } from '../lib/errors';
+import { mulberry32 } from './helpers/rng';
 
 const ADAPTERS = path.join(__dirname, 'fixtures', 'tiny-llama', 'adapters');
 const EXPERTS = ['openness_high', 'extraversion_low', 'agreeableness_high', 'neuroticism_low', 'conscientiousness_high'];
@@ -342,15 +343,6 @@ describe('tensor checks', () => {
 
 // ---- banks -----------------------------------------------------------------------------------------------
 
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** The reference, straight from each adapter's files: y[t] = Σ_j w[t,j] · scale · B (A x[t]) in float64. The
  *  scale is computed here from adapter_config.json by PEFT's rule, independently of the loader. */
 function referenceDelta(
@@ -405,7 +397,7 @@ function compareTarget(
   const { din, dout } = bankTarget;
   const T = 7;
   const k = Math.min(3, experts.length);
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const x = Float32Array.from({ length: T * din }, () => r() * 2 - 1);
   const ids = new Int32Array(T * k);
   const weights = new Float32Array(T * k);

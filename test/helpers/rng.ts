@@ -7,20 +7,9 @@
 // The base seed is random per run unless PF_TEST_SEED is set, so each run checks new data; the
 // tolerances are worst-case bounds, so fresh data cannot make a correct kernel fail.
 
-// Global lookups (Math.imul) are slow inside jest's vm context: keep a local reference.
-const imul = Math.imul;
+import { mulberry32 } from '../../lib/engine/rng';
 
-/** mulberry32: a tiny 32-bit PRNG, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = imul(t ^ (t >>> 15), t | 1);
-    t ^= t + imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 function fnv1a(s: string): number {
   let h = 0x811c9dc5;
