@@ -30,8 +30,8 @@ let sorted = new Float64Array(0);
 export function sampleToken(logits: Float32Array, params: SamplingParams, seen: readonly number[], rng: Rng): number {
   const x = applyPenalty(logits, params.repetitionPenalty, seen);
   if (params.temperature === 0) return argmax(x);
-  const n = keptTokens(x, params);
-  return draw(n, rng.next());
+  const { n, total } = keptTokens(x, params);
+  return draw(n, total, rng.next());
 }
 
 export function argmax(x: Float32Array): number {
@@ -54,9 +54,9 @@ function applyPenalty(logits: Float32Array, p: number, seen: readonly number[]):
 
 /**
  * Fills kept[0, n) with the ids that survive top-k and top-p (in id order) and probs[0, n) with
- * their unnormalised probabilities exp((x - max) / T); returns n.
+ * their unnormalised probabilities exp((x - max) / T); returns n and their sum (in id order).
  */
-function keptTokens(x: Float32Array, params: SamplingParams): number {
+function keptTokens(x: Float32Array, params: SamplingParams): { n: number; total: number } {
   const V = x.length;
   if (probs.length < V) {
     probs = new Float64Array(V);
@@ -75,16 +75,18 @@ function keptTokens(x: Float32Array, params: SamplingParams): number {
       total += p;
     }
   }
-  if (params.topP >= 1) return n;
+  if (params.topP >= 1) return { n, total };
   const cut = topPThreshold(n, total, params.topP);
   let m = 0;
+  let keptTotal = 0;
   for (let j = 0; j < n; j++) {
     if (probs[j] >= cut) {
       kept[m] = kept[j];
       probs[m++] = probs[j];
+      keptTotal += probs[j];
     }
   }
-  return m;
+  return { n: m, total: keptTotal };
 }
 
 /**
@@ -125,9 +127,7 @@ function topPThreshold(n: number, total: number, p: number): number {
 }
 
 /** Walks the kept tokens in id order until u * total is used up. */
-function draw(n: number, u01: number): number {
-  let total = 0;
-  for (let j = 0; j < n; j++) total += probs[j];
+function draw(n: number, total: number, u01: number): number {
   let u = u01 * total;
   let last = kept[0];
   for (let j = 0; j < n; j++) {
