@@ -139,19 +139,22 @@ export class MixSlots {
  *   b: src [srcR, dout] -> dst[slot] [R, dout] (the first srcR rows)
  */
 function copyBlock(src: Float32Array, srcR: number, dst: Float32Array, slot: number, R: number, din: number, dout: number, which: 'a' | 'b'): void {
+  // only the columns (a) or rows (b) past srcR are zeroed: the rest is overwritten
   if (which === 'b') {
     const base = slot * R * dout;
-    dst.fill(0, base, base + R * dout);
     dst.set(src.subarray(0, srcR * dout), base);
+    dst.fill(0, base + srcR * dout, base + R * dout);
     return;
   }
   const base = slot * din * R;
-  dst.fill(0, base, base + din * R);
   if (srcR === R) {
     dst.set(src.subarray(0, din * R), base);
     return;
   }
-  for (let row = 0; row < din; row++) dst.set(src.subarray(row * srcR, (row + 1) * srcR), base + row * R);
+  for (let row = 0; row < din; row++) {
+    dst.set(src.subarray(row * srcR, (row + 1) * srcR), base + row * R);
+    dst.fill(0, base + row * R + srcR, base + (row + 1) * R);
+  }
 }
 
 /** A request's mix folded at its own k, on the thread that holds the banks (kernels.foldExperts). */
