@@ -8,30 +8,16 @@ import { loadPeftAdapter } from '../lib/adapters';
 import { injectedModel, runtimeModel } from '../lib/onnx/cache';
 import { keepLastLogits, LAST_INDEX_INPUT } from '../lib/onnx/last_logits';
 import { cloneModel, readModel } from '../lib/onnx/proto';
-import { adapterFolders, FIXTURE, reference, tempDir, VARIANTS } from './helpers/model';
+import { adapterFolders, FIXTURE, plainFeeds, reference, tempDir, VARIANTS } from './helpers/model';
 
 const cacheDir = tempDir('last-logits');
 afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
 const adapters = Object.entries(adapterFolders()).map(([name, dir]) => loadPeftAdapter(dir, name));
-const config = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'config.json'), 'utf8'));
 
-/** Right-padded rows of different lengths, zero adapter ranks, an empty cache where there is one. */
+/** plainFeeds, zero adapter ranks, and the last-position input when the graph takes it. */
 function feedsFor(session: ort.InferenceSession, rows: number[][], withLast: boolean, sites: { aInput: string; bInput: string; din: number; dout: number }[]) {
   const B = rows.length;
-  const L = Math.max(...rows.map((r) => r.length));
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => BigInt(r[t] ?? 0)))), [B, L]),
-  };
-  if (session.inputNames.includes('attention_mask')) {
-    feeds.attention_mask = new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => (t < r.length ? 1n : 0n)))), [B, L]);
-  }
-  if (session.inputNames.includes('position_ids')) {
-    feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => BigInt(Math.min(t, r.length - 1))))), [B, L]);
-  }
-  const headDim = config.head_dim ?? config.hidden_size / config.num_attention_heads;
-  for (const name of session.inputNames.filter((n) => n.startsWith('past_key_values.'))) {
-    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [B, config.num_key_value_heads, 0, headDim]);
-  }
+  const feeds = plainFeeds(session, rows);
   for (const s of sites) {
     feeds[s.aInput] = new ort.Tensor('float32', new Float32Array(0), [B, s.din, 0]);
     feeds[s.bInput] = new ort.Tensor('float32', new Float32Array(0), [B, 0, s.dout]);

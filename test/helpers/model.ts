@@ -31,27 +31,35 @@ export function tempDir(tag: string): string {
 }
 
 /**
+ * The decoder's ordinary inputs for right-padded rows, built by hand from the fixture's config
+ * (nothing of lib builds them): input_ids (pad 0), attention_mask and position_ids where the
+ * model has them, and an empty cache.
+ */
+export function plainFeeds(session: ort.InferenceSession, rows: number[][]): Record<string, ort.Tensor> {
+  const B = rows.length;
+  const L = Math.max(...rows.map((r) => r.length));
+  const each = (f: (r: number[], t: number) => bigint) => BigInt64Array.from(rows.flatMap((r) => Array.from({ length: L }, (_, t) => f(r, t))));
+  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', each((r, t) => BigInt(r[t] ?? 0)), [B, L]) };
+  if (session.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', each((r, t) => (t < r.length ? 1n : 0n)), [B, L]);
+  if (session.inputNames.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', each((r, t) => BigInt(Math.min(t, r.length - 1))), [B, L]);
+  const kvHeads: number = config.num_key_value_heads;
+  const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
+  for (const name of session.inputNames.filter((i) => i.startsWith('past_key_values.'))) {
+    feeds[name] = new ort.Tensor('float32', new Float32Array(0), [B, kvHeads, 0, headDim]);
+  }
+  return feeds;
+}
+
+/**
  * Last-position logits of each row, each row run alone through a plain onnxruntime session of
- * `file` (the fixture's config gives the cache shapes), so nothing of ours builds these feeds.
+ * `file` (plainFeeds), so nothing of ours builds these feeds.
  */
 export async function plainLastLogits(file: string, rows: number[][]): Promise<Float32Array[]> {
   const session = await ort.InferenceSession.create(file);
-  const kvHeads: number = config.num_key_value_heads;
-  const headDim: number = config.head_dim ?? config.hidden_size / config.num_attention_heads;
   const out: Float32Array[] = [];
   for (const row of rows) {
     const n = row.length;
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(row.map(BigInt)), [1, n]),
-    };
-    if (session.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]);
-    if (session.inputNames.includes('position_ids')) {
-      feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from(row.map((_, i) => BigInt(i))), [1, n]);
-    }
-    for (const name of session.inputNames.filter((i) => i.startsWith('past_key_values.'))) {
-      feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headDim]);
-    }
-    const res = await session.run(feeds, ['logits']);
+    const res = await session.run(plainFeeds(session, [row]), ['logits']);
     const data = res.logits.data as Float32Array;
     const V = Number(res.logits.dims[2]);
     out.push(data.slice((n - 1) * V, n * V));
