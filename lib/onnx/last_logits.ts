@@ -7,7 +7,7 @@
 //   logits      = MatMul(Reshape(hidden_last, [0, 1, -1]), W_head)                [batch, 1, vocab]
 // persona_last_index is the row's last real position (length - 1; 0 for a decode step).
 // Only this runtime copy is rewritten; the model `personafuse inject` writes stays complete.
-import { int64Tensor, ModelProto, node, ONNX_INT64, tensorValueInfo, valueInfoDims } from './proto';
+import { int64Tensor, ModelProto, node, ONNX_INT64, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
 
 export const LAST_INDEX_INPUT = 'persona_last_index';
 
@@ -32,7 +32,6 @@ export function keepLastLogits(model: ModelProto): boolean {
     node('Reshape', [`${tag}/hidden`, `${tag}/shape`], [`${tag}/hidden3`], `${tag}/reshape`));
   head.input[0] = `${tag}/hidden3`;
   graph.input.push(tensorValueInfo(LAST_INDEX_INPUT, ONNX_INT64, [valueInfoDims(ids)?.[0] ?? 'batch_size', 1]));
-  graph.output[graph.output.indexOf(logits)] = tensorValueInfo('logits', logits.type?.value.case === 'tensorType' ? logits.type.value.value.elemType : 1,
-    [dims[0] ?? 'batch_size', 1, dims[2] ?? 'vocab_size']);
+  graph.output[graph.output.indexOf(logits)] = tensorValueInfo('logits', valueInfoElemType(logits), [dims[0] ?? 'batch_size', 1, dims[2] ?? 'vocab_size']);
   return true;
 }
