@@ -1,27 +1,12 @@
 // The kernels without Node: CMake builds libpersonafuse_kernels from kernels/cpu, and the C
 // example (kernels/examples/lora_moe_example.c) compiles with gcc against personafuse.h, links
 // against the library and checks itself against plain loops.
-import { spawnSync, SpawnSyncReturns } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { available, ok, root, run } from './helpers/process';
 
-const root = path.resolve(__dirname, '..');
 const buildDir = path.join(root, 'build-kernels', 'cpu');
-
-function run(cmd: string, args: string[], timeoutMs = 240_000): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', timeout: timeoutMs });
-  if (r.error) throw r.error;
-  return r;
-}
-
-function ok(r: SpawnSyncReturns<string>, what: string): string {
-  if (r.status !== 0) throw new Error(`${what} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-function available(cmd: string): boolean {
-  return spawnSync(cmd, ['--version'], { encoding: 'utf8' }).status === 0;
-}
 
 const haveCmake = available('cmake');
 const cc = available('gcc') ? 'gcc' : 'cc';

@@ -6,28 +6,12 @@
 //     only pf_cuda_* and to need neither libcudart nor a driver to load;
 //  3. the GPU test program runs: on a machine without a device it checks that the library fails
 //     cleanly and prints "skipped: no CUDA device", which is logged here.
-import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { available, ok, root, run } from './helpers/process';
 
-const root = path.resolve(__dirname, '..');
 const buildRoot = path.join(root, 'build-kernels');
 const ciDir = path.join(buildRoot, 'ci');
-
-function run(cmd: string, args: string[], timeoutMs = 240_000): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', timeout: timeoutMs });
-  if (r.error) throw r.error;
-  return r;
-}
-
-function ok(r: SpawnSyncReturns<string>, what: string): string {
-  if (r.status !== 0) throw new Error(`${what} exited with ${r.status}:\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
-
-function available(cmd: string): boolean {
-  return spawnSync(cmd, ['--version'], { encoding: 'utf8' }).status === 0;
-}
 
 function failures(out: string): string[] {
   return out.split('\n').filter((l) => l.startsWith('FAIL'));

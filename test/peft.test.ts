@@ -14,6 +14,7 @@ import * as kernels from '../lib/kernels';
 import { bf16BitsToF32, f16BitsToF32, toBits, toFloat64 } from '../lib/kernels/dtype';
 import { DisposedError } from '../lib/errors';
 import { mulberry32 } from './helpers/rng';
+import { expectError } from './helpers/check';
 
 const ADAPTERS = path.join(__dirname, 'fixtures', 'tiny-llama', 'adapters');
 const EXPERTS = ['openness_high', 'extraversion_low', 'agreeableness_high', 'neuroticism_low', 'conscientiousness_high'];
@@ -33,20 +34,6 @@ beforeAll(() => {
 afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-function expectError(fn: () => unknown, ...fragments: (string | RegExp)[]): Error {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(Error);
-  const e = caught as Error;
-  expect(e.message).toMatch(/^Expected .+ for .+ but received .+/s);
-  for (const f of fragments) expect(e.message).toMatch(f instanceof RegExp ? f : new RegExp(f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
-  return e;
-}
 
 // ---- writing adapters for the refusal tests --------------------------------------------------------------
 

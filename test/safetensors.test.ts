@@ -8,6 +8,7 @@ import {
 } from '../lib/adapters/safetensors';
 import { encodeSafetensors, TensorToWrite } from '../lib/adapters/safetensors_write';
 import { bf16BitsToF32, f16BitsToF32 } from '../lib/kernels/dtype';
+import { expectError } from './helpers/check';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'tiny-llama');
 const samples = JSON.parse(fs.readFileSync(path.join(FIXTURE, 'tensor_samples.json'), 'utf8')).files as Record<
@@ -55,20 +56,6 @@ function valuesF64(t: SafetensorsTensor): Float64Array {
   return Float64Array.from(tensorBits16(t), (h) => conv(h));
 }
 
-function expectError(fn: () => unknown, ...fragments: (string | RegExp)[]): Error {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(Error);
-  const e = caught as Error;
-  expect(e.message).toMatch(/^Expected .+ for .+ but received .+/s);
-  for (const f of fragments) expect(e.message).toMatch(f instanceof RegExp ? f : new RegExp(escape(f)));
-  return e;
-}
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 // ---- real files ------------------------------------------------------------------------------------------
 

@@ -202,3 +202,21 @@ export async function expectRejectsOnly(fn: () => Promise<unknown>, cls: ErrorCl
   if (!rejected) throw new Error(`expected the Promise to reject with a ${cls.name} but it resolved`);
   checkError(caught, cls, patterns, 'rejection');
 }
+
+/**
+ * Runs fn, which must throw an Error in the package's fixed wording ("Expected … for … but
+ * received …") containing every fragment (plain strings match literally); returns the error.
+ */
+export function expectError(fn: () => unknown, ...fragments: (string | RegExp)[]): Error {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(Error);
+  const e = caught as Error;
+  expect(e.message).toMatch(/^Expected .+ for .+ but received .+/s);
+  for (const f of fragments) expect(e.message).toMatch(f instanceof RegExp ? f : new RegExp(f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  return e;
+}
