@@ -33,6 +33,7 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the committed scripts
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus as C  # noqa: E402
 import train as T  # noqa: E402
+from make_tiny_models import export_class  # noqa: E402  (scripts/fixtures, put on the path by train)
 
 warnings.filterwarnings("ignore")
 
@@ -69,31 +70,8 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoder export (same construction as scripts/fixtures/make_tiny_models.py): a subclass of
-# LlamaForCausalLM so module paths stay model.layers.N...; the past is flat tensors.
-
-
-def export_class(layers: int):
-    from transformers import DynamicCache, LlamaForCausalLM
-
-    past = [f"past_{i}_{t}" for i in range(layers) for t in ("key", "value")]
-    src = f"def forward(self, input_ids, attention_mask, position_ids, {', '.join(past)}):\n"
-    src += f"    return self._run(input_ids, attention_mask, position_ids, [{', '.join(past)}])\n"
-    ns: dict = {}
-    exec(src, ns)
-
-    def _run(self, input_ids, attention_mask, position_ids, past):
-        cache = DynamicCache(config=self.config)
-        for i in range(layers):
-            cache.update(past[2 * i], past[2 * i + 1], i)
-        out = LlamaForCausalLM.forward(self, input_ids=input_ids, attention_mask=attention_mask,
-                                       position_ids=position_ids, past_key_values=cache, use_cache=True)
-        flat = []
-        for layer in out.past_key_values.layers[:layers]:
-            flat += [layer.keys, layer.values]
-        return (out.logits, *flat)
-
-    return type("LlamaForCausalLMExport", (LlamaForCausalLM,), {"forward": ns["forward"], "_run": _run})
+# Decoder export: make_tiny_models.export_class (a LlamaForCausalLM subclass, so module paths stay
+# model.layers.N...; the past as flat tensors), with position_ids and a past.
 
 
 def export_decoder(hf_dir: Path, path: Path) -> None:
@@ -102,7 +80,7 @@ def export_decoder(hf_dir: Path, path: Path) -> None:
     base = LlamaForCausalLM.from_pretrained(hf_dir).eval()
     cfg = base.config
     L, kvh, hd = cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
-    model = export_class(L)(cfg).eval()
+    model = export_class(L, True, True)(cfg).eval()
     model.load_state_dict(base.state_dict())
     B, S, P = 2, 3, 4
     g = torch.Generator().manual_seed(1)

@@ -33,20 +33,13 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the committed scripts
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import corpus as C  # noqa: E402
 
+# the special tokens, ChatML template and LoRA targets of the test fixtures, shared
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from make_tiny_models import CHAT_TEMPLATE, SPECIALS, TARGETS  # noqa: E402
+
 warnings.filterwarnings("ignore")
 
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 VOCAB = 2048
-CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Adapters that need more than --adapter-steps to show their style (100 steps gave blunt replies in ~60% of
 # sampled agreeableness_low answers, 300 give 96%); part of the defaults so one run reproduces the shipped files.
 ADAPTER_STEPS = {"agreeableness_low": 300}
