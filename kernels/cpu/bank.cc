@@ -6,6 +6,7 @@
 #include <new>
 
 #include "status.h"
+#include "../common/bank_args.h"
 
 namespace pf {
 
@@ -41,24 +42,7 @@ pf_status pf_bank_create(int32_t experts, int32_t rank, int32_t din, int32_t dou
   using pf::fail;
   if (out == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a pointer for out but received null");
   *out = nullptr;
-  if (experts < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for experts but received %d", experts);
-  if (rank < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for rank but received %d", rank);
-  if (din < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for din but received %d", din);
-  if (dout < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for dout but received %d", dout);
-  if (dtype != PF_F32 && dtype != PF_F16 && dtype != PF_BF16)
-    return fail(PF_ERR_ARGUMENT, "Expected one of f32, f16, bf16 for dtype but received %d", (int)dtype);
-  if (a == nullptr || b == nullptr)
-    return fail(PF_ERR_ARGUMENT, "Expected weights for %s but received null", a ? "b" : "a");
-  if (scales) {
-    if (pf_status s = pf::check_finite(scales, experts, "scales")) return s;
-  }
-  if (ranks) {
-    for (int32_t e = 0; e < experts; ++e)
-      if (ranks[e] < 0 || ranks[e] > rank)
-        return fail(PF_ERR_ARGUMENT,
-                    "Expected integers between 0 and %d for ranks but received %d at index %d", rank,
-                    ranks[e], e);
-  }
+  if (pf_status s = pf::check_bank_args(experts, rank, din, dout, dtype, a, b, scales, ranks, fail)) return s;
 
   pf_bank* bank = new (std::nothrow) pf_bank();
   if (bank == nullptr) return fail(PF_ERR_MEMORY, "Could not allocate the bank");

@@ -5,6 +5,7 @@
 #include <new>
 #include <vector>
 
+#include "../common/bank_args.h"
 #include "../common/lane_math.h"
 #include "bank.cuh"
 
@@ -42,24 +43,7 @@ pf_status pf_cuda_bank_create(int32_t experts, int32_t rank, int32_t din, int32_
   using pf::cuda::fail;
   if (out == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a pointer for out but received null");
   *out = nullptr;
-  if (experts < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for experts but received %d", experts);
-  if (rank < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for rank but received %d", rank);
-  if (din < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for din but received %d", din);
-  if (dout < 1) return fail(PF_ERR_ARGUMENT, "Expected an integer >= 1 for dout but received %d", dout);
-  if (dtype != PF_F32 && dtype != PF_F16 && dtype != PF_BF16)
-    return fail(PF_ERR_ARGUMENT, "Expected one of f32, f16, bf16 for dtype but received %d", (int)dtype);
-  if (a == nullptr || b == nullptr)
-    return fail(PF_ERR_ARGUMENT, "Expected weights for %s but received null", a ? "b" : "a");
-  if (scales)
-    for (int32_t e = 0; e < experts; ++e)
-      if (!isfinite(scales[e]))
-        return fail(PF_ERR_VALUE, "Expected finite numbers for scales but received %g at index %d",
-                    (double)scales[e], e);
-  if (ranks)
-    for (int32_t e = 0; e < experts; ++e)
-      if (ranks[e] < 0 || ranks[e] > rank)
-        return fail(PF_ERR_ARGUMENT, "Expected integers between 0 and %d for ranks but received %d at index %d",
-                    rank, ranks[e], e);
+  if (pf_status s = pf::check_bank_args(experts, rank, din, dout, dtype, a, b, scales, ranks, fail)) return s;
 
   const pf::cuda::DeviceState* dev = nullptr;
   if (pf_status s = pf::cuda::current_device(&dev)) return s;
