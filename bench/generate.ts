@@ -14,6 +14,9 @@
 // taken per round (the two cases ran seconds apart) and its median reported as `paired`: on a
 // shared machine that is the steadier of the two, and the one the targets are judged by.
 //
+// Every variant, transformers.js included, gets its weights inline (lib/onnx/inline_weights.ts);
+// --external-weights has the sessions read the external data files instead.
+//
 // --vocab N: the model's layers with an N-token vocabulary (bench/widen_vocab.ts), for every variant
 // and transformers.js alike.
 //
@@ -28,6 +31,8 @@ import { median, resultsFile, slug, table } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 import { packageRoot } from '../lib/kernels/binding';
 import { widenedModelDir } from './widen_vocab';
+import { ensureSyntheticWeights } from './synthetic_weights';
+import { inlineModelBytes } from '../lib/onnx/inline_weights';
 
 const DEMO_DIR = path.join(packageRoot(), 'models', 'persona-demo');
 const PROMPT = 32;
@@ -46,14 +51,17 @@ async function main(): Promise<void> {
     .option('--rounds <n>', 'interleaved rounds', '7')
     .option('--new-tokens <n>', 'max new tokens per request', '32')
     .option('--no-transformers-js', 'skip the transformers.js peer')
+    .option('--external-weights', 'sessions read weights from external data files (default: inline, lib/onnx/inline_weights.ts)')
     .option('--out <file>', 'JSON results file')
     .parse(process.argv)
-    .opts<{ model: string; vocab?: string; rounds: string; newTokens: string; transformersJs: boolean; out?: string }>();
+    .opts<{ model: string; externalWeights?: boolean; vocab?: string; rounds: string; newTokens: string; transformersJs: boolean; out?: string }>();
   const maxNewTokens = Number(o.newTokens);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-gen-bench-'));
   const opened: PersonaModel[] = [];
   try {
-    const MODEL_DIR = o.vocab ? widenedModelDir(path.resolve(o.model), Number(o.vocab), work) : path.resolve(o.model);
+    const given = path.resolve(o.model);
+    ensureSyntheticWeights(path.join(given, fs.existsSync(path.join(given, 'onnx')) ? 'onnx' : '', 'model.onnx'), console.log);
+    const MODEL_DIR = o.vocab ? widenedModelDir(given, Number(o.vocab), work) : given;
     const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
     const subfolder = fs.existsSync(path.join(MODEL_DIR, 'onnx', 'model.onnx')) ? 'onnx' : '';
     const modelFile = path.join(MODEL_DIR, subfolder, 'model.onnx');
@@ -66,7 +74,7 @@ async function main(): Promise<void> {
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: mix(0), out: mergedFile });
     const load = async (file: string, withAdapters: boolean) => {
-      const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32 });
+      const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32, inlineWeights: !o.externalWeights });
       opened.push(m);
       return m;
     };
@@ -91,8 +99,21 @@ async function main(): Promise<void> {
       const importer = new Function('m', 'return import(m)') as (m: string) => Promise<typeof import('@huggingface/transformers')>;
       const T = await importer('@huggingface/transformers');
       T.env.allowRemoteModels = false;
-      T.env.localModelPath = `${path.dirname(MODEL_DIR)}${path.sep}`;
-      const model = await T.AutoModelForCausalLM.from_pretrained(path.basename(MODEL_DIR), { local_files_only: true, dtype: 'fp32', device: 'cpu', subfolder });
+      // it loads the weights as ours do: inline (a copy of the model with them in the protobuf), or
+      // from model.onnx_data, transformers.js's name for external data, as llama-1b-slice has them
+      let tjsDir = MODEL_DIR;
+      let external = fs.existsSync(path.join(MODEL_DIR, subfolder, 'model.onnx_data'));
+      if (external && !o.externalWeights) {
+        tjsDir = path.join(work, 'transformers-js', path.basename(MODEL_DIR));
+        fs.mkdirSync(path.join(tjsDir, subfolder), { recursive: true });
+        fs.writeFileSync(path.join(tjsDir, subfolder, 'model.onnx'), inlineModelBytes(modelFile));
+        fs.copyFileSync(path.join(MODEL_DIR, 'config.json'), path.join(tjsDir, 'config.json'));
+        external = false;
+      }
+      T.env.localModelPath = `${path.dirname(tjsDir)}${path.sep}`;
+      const model = await T.AutoModelForCausalLM.from_pretrained(path.basename(tjsDir),
+        // as many onnxruntime threads as our sessions use (onnxruntime's default is 1 here)
+        { local_files_only: true, dtype: 'fp32', device: 'cpu', subfolder, use_external_data_format: external, session_options: { intraOpNumThreads: os.availableParallelism() } });
       const one = async (rows: number[][]) => {
         const B = rows.length;
         const ids = new T.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [B, PROMPT]);
@@ -172,7 +193,7 @@ async function main(): Promise<void> {
     const file = o.out ?? resultsFile(`generate-${path.basename(MODEL_DIR)}-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'generate', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
-      model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
+      weights: o.externalWeights ? 'external data files' : 'inline', onnxruntime_threads: os.availableParallelism(), model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
       tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);

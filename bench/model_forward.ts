@@ -1,5 +1,6 @@
-// End-to-end forward benchmark: the committed realistic-width model (bench/models/llama-h512:
-// hidden 512, 4 layers, KV cache) run three ways by onnxruntime-node, in the same process and
+// End-to-end forward benchmark: a committed realistic-width model (bench/models/llama-h512:
+// hidden 512, 4 layers, KV cache, by default; --model bench/models/llama-1b-slice: four layers of
+// Llama-3.2-1B's shapes, hidden 2048, whose weights bench/synthetic_weights.ts writes) run three ways by onnxruntime-node, in the same process and
 // interleaved round by round so machine noise hits all three alike:
 //   base      the original export
 //   injected  the same model with A_in/B_in inputs at all 7 targets of every layer, 10 random
@@ -12,7 +13,10 @@
 // embedding and LM head widened with random weights in a temporary copy): real decoders have
 // 32k-150k tokens, and the LM head they read every step dilutes the adapters' share.
 //
-//   node dist/bench/model_forward.js [--budget MS] [--threads N] [--vocab N] [--out FILE]
+// Sessions load every variant's weights inline (lib/onnx/inline_weights.ts); --external-weights reads
+// them from the external data files instead.
+//
+//   node dist/bench/model_forward.js [--model DIR] [--external-weights] [--budget MS] [--threads N] [--vocab N] [--out FILE]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -22,11 +26,13 @@ import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
 import { widenVocab } from './widen_vocab';
+import { ensureSyntheticWeights } from './synthetic_weights';
+import { inlineModelBytes } from '../lib/onnx/inline_weights';
 import { decoderSessionOptions } from '../lib/model/session_options';
 import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 
-const MODEL_DIR = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
+const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
 const EXPERTS = POLES;
 const RANK = 16;
 const K = 2;
@@ -89,15 +95,19 @@ async function measure(variants: Variant[], budgetMs: number): Promise<Record<st
 
 async function main(): Promise<void> {
   const o = new Command('model_forward')
+    .option('--model <dir>', 'model folder (onnx/model.onnx, config.json)', DEFAULT_MODEL)
     .option('--budget <ms>', 'time budget of each case', '4000')
     .option('--threads <n>', 'onnxruntime intraOpNumThreads (default: all cores)')
     .option('--vocab <n>', 'widen the vocabulary to n tokens (random embedding and LM head)')
+    .option('--external-weights', 'sessions read weights from the external data files (default: inline bytes)')
     .option('--out <file>', 'JSON results file')
     .parse(process.argv)
-    .opts<{ budget: string; threads?: string; vocab?: string; out?: string }>();
+    .opts<{ model: string; externalWeights?: boolean; budget: string; threads?: string; vocab?: string; out?: string }>();
+  const MODEL_DIR = path.resolve(o.model);
   const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
   try {
+    ensureSyntheticWeights(path.join(MODEL_DIR, 'onnx', 'model.onnx'), console.log);
     if (o.vocab) cfg.vocab_size = Number(o.vocab);
     const modelFile = o.vocab
       ? widenVocab(path.join(MODEL_DIR, 'onnx', 'model.onnx'), cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`))
@@ -108,9 +118,11 @@ async function main(): Promise<void> {
     const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads });
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: rowMix(EXPERTS, 0), out: mergedFile });
-    const base = await ort.InferenceSession.create(modelFile, sessionOptions);
-    const merged = await ort.InferenceSession.create(mergedFile, sessionOptions);
-    const injected = await ort.InferenceSession.create(model.injectedFile, sessionOptions);
+    // every variant loads its weights the same way: inline (lib/onnx/inline_weights.ts) unless --external-weights
+    const open = (file: string) => (o.externalWeights ? ort.InferenceSession.create(file, sessionOptions) : ort.InferenceSession.create(inlineModelBytes(file), sessionOptions));
+    const base = await open(modelFile);
+    const merged = await open(mergedFile);
+    const injected = await open(model.injectedFile);
     console.log(`model ${path.relative(process.cwd(), modelFile)}: hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers, vocab ${cfg.vocab_size}, ` +
       `${model.sites.length} adapted modules, ${EXPERTS.length} experts r=${RANK}, k=${K}; onnxruntime threads ${threads}`);
 
@@ -160,11 +172,11 @@ async function main(): Promise<void> {
     console.log(`\nfolding a batch's mixes into A_in/B_in of all ${model.sites.length} sites (once per joining request): ` +
       folds.map((f) => `batch ${f.batch}: ${fmtUs(f.fold_us)}`).join(', '));
     const cpu = os.cpus()[0]?.model ?? 'unknown';
-    const file = o.out ?? resultsFile(`model-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
+    const file = o.out ?? resultsFile(`model-${path.basename(MODEL_DIR)}${o.vocab ? `-vocab${o.vocab}` : ''}-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'model_forward', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
-      onnxruntime_threads: threads, model: { dir: 'bench/models/llama-h512', ...cfg }, experts: EXPERTS.length, rank: RANK, k: K,
+      onnxruntime_threads: threads, weights: o.externalWeights ? 'external data files' : 'inline bytes', model: { dir: path.relative(process.cwd(), MODEL_DIR), ...cfg }, experts: EXPERTS.length, rank: RANK, k: K,
       past: PAST, prefill: PREFILL, target: TARGET, folds, results,
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);

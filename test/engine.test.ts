@@ -320,6 +320,18 @@ describe('generate: worker thread', () => {
   });
 });
 
+describe('generate: weights handed over inline (inlineWeights)', () => {
+  test('the dynamo export (weights in model.onnx.data) decodes the same tokens inline, in the worker and on this thread', async () => {
+    const opts = PROMPTS.map((p, i) => ({ inputIds: p, persona: { mix: MIXES[i] }, maxNewTokens: 12, temperature: 0 }));
+    const want = await Promise.all(opts.map(async (o) => (await load('onnx-dynamo')).generate(o)));
+    for (const extra of [{ inlineWeights: true }, { inlineWeights: true, worker: true }]) {
+      const m = await load('onnx-dynamo', extra);
+      const got = await Promise.all(opts.map((o) => m.generate(o)));
+      expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
+    }
+  });
+});
+
 describe('generate: one copy of the weights', () => {
   test('a model that generates in its worker opens no session on the main thread; forward opens one and keeps it', async () => {
     const create = jest.spyOn(ort.InferenceSession, 'create');

@@ -5,6 +5,7 @@
 // rounding of two different summation orders.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
 import { loadPeftAdapter } from '../lib/adapters';
 import { readModel, encodeModel } from '../lib/onnx/proto';
@@ -53,6 +54,24 @@ describe('forward: R = 0 is the original model', () => {
     const original = await plainLastLogits(path.join(FIXTURE, variant, 'model.onnx'), reference.sequences);
     const got = await m.forward({ inputIds: reference.sequences, mix: reference.sequences.map(() => ({})) });
     expect(worstRelError(got, original)).toBeLessThanOrEqual(1e-6);
+  });
+
+  test('inlineWeights: the external-data export gives the same logits with its weights handed over inline', async () => {
+    const create = jest.spyOn(ort.InferenceSession, 'create');
+    const m = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-dynamo'), adapters: adapterFolders(), cacheDir, inlineWeights: true });
+    opened.push(m);
+    await m.openSession();
+    // the session was made from bytes, not from the file path
+    expect(create.mock.calls.map((c) => c[0] instanceof Uint8Array)).toEqual([true]);
+    create.mockRestore();
+    const file = readModel(m.injectedFile);
+    expect(file.graph!.initializer.some((t) => t.externalData.length > 0)).toBe(true);
+    const plain = await load('onnx-dynamo');
+    for (const c of reference.cases) {
+      const mix = reference.sequences.map(() => c.mix);
+      const got = await m.forward({ inputIds: reference.sequences, mix });
+      expect(worstRelError(got, await plain.forward({ inputIds: reference.sequences, mix }))).toBe(0);
+    }
   });
 
   test('a model loaded with no adapters runs the base model', async () => {

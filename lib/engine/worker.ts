@@ -6,9 +6,9 @@
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
 import { parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import type { DecoderIO } from '../model/feeds';
-import { decoderSessionOptions } from '../model/session_options';
+import { openDecoderSession } from '../model/session_options';
 import { Batcher, SequenceRequest } from './batcher';
 import type { SiteShape } from './mix_slots';
 
@@ -19,6 +19,7 @@ export interface WorkerInit {
   file: string;
   executionProviders: string[];
   intraOpNumThreads?: number;
+  inlineWeights?: boolean;
   sites: SiteShape[];
   io: DecoderIO;
   padId: number;
@@ -56,7 +57,7 @@ function main(): void {
   };
   port.on('message', handle);
 
-  ort.InferenceSession.create(init.file, decoderSessionOptions(init))
+  openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
       batcher = new Batcher({ session: s, sites: init.sites, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });

@@ -6,13 +6,27 @@
 // router's session, another model's session. Measured in bench/NOTES.md (method, 7): a kernel
 // call after an onnxruntime run went from ~46 µs to 19.6 ms with the default. Spinning inside a
 // run stays on.
-import type * as ort from 'onnxruntime-node';
+//
+// intraOpNumThreads defaults to every core: onnxruntime's own default came out as one thread on
+// our 2-vCPU VM, where a decode step of bench/models/llama-1b-slice then takes 40 ms, not 24 ms.
+import * as os from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { inlineModelBytes } from '../onnx/inline_weights';
 
-export function decoderSessionOptions(o: { executionProviders?: string[]; intraOpNumThreads?: number }): ort.InferenceSession.SessionOptions {
+export interface DecoderSessionConfig { executionProviders?: string[]; intraOpNumThreads?: number; inlineWeights?: boolean }
+
+export function decoderSessionOptions(o: DecoderSessionConfig): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: o.executionProviders ?? ['cpu'],
     graphOptimizationLevel: 'all',
-    ...(o.intraOpNumThreads ? { intraOpNumThreads: o.intraOpNumThreads } : {}),
+    intraOpNumThreads: o.intraOpNumThreads ?? os.availableParallelism(),
     extra: { session: { force_spinning_stop: '1' } },
   };
+}
+
+/** A decoder session of `file`; with inlineWeights, its external weights are handed over inline. */
+export function openDecoderSession(file: string, o: DecoderSessionConfig): Promise<ort.InferenceSession> {
+  return o.inlineWeights
+    ? ort.InferenceSession.create(inlineModelBytes(file), decoderSessionOptions(o))
+    : ort.InferenceSession.create(file, decoderSessionOptions(o));
 }
