@@ -112,8 +112,11 @@ async function main(): Promise<void> {
       }
       T.env.localModelPath = `${path.dirname(tjsDir)}${path.sep}`;
       const model = await T.AutoModelForCausalLM.from_pretrained(path.basename(tjsDir),
-        // as many onnxruntime threads as our sessions use (onnxruntime's default is 1 here)
-        { local_files_only: true, dtype: 'fp32', device: 'cpu', subfolder, use_external_data_format: external, session_options: { intraOpNumThreads: os.availableParallelism() } });
+        // the thread count and pool behaviour of our sessions (decoderSessionOptions): as many threads
+        // (onnxruntime's default is 1 here), and no spinning after a run, which would take a core from
+        // whichever case runs next
+        { local_files_only: true, dtype: 'fp32', device: 'cpu', subfolder, use_external_data_format: external,
+          session_options: { intraOpNumThreads: os.availableParallelism(), extra: { session: { force_spinning_stop: '1' } } } });
       const one = async (rows: number[][]) => {
         const B = rows.length;
         const ids = new T.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [B, PROMPT]);
