@@ -27,12 +27,13 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import { PersonaModel, mergeModel } from '../lib';
-import { median, resultsFile, slug, table } from './harness';
+import { median, modelFileIn, resultsFile, slug, table } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 import { packageRoot } from '../lib/kernels/binding';
 import { widenedModelDir } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
 import { inlineModelBytes } from '../lib/onnx/inline_weights';
+import { decoderSessionOptions } from '../lib/model/session_options';
 
 const DEMO_DIR = path.join(packageRoot(), 'models', 'persona-demo');
 const PROMPT = 32;
@@ -60,11 +61,11 @@ async function main(): Promise<void> {
   const opened: PersonaModel[] = [];
   try {
     const given = path.resolve(o.model);
-    ensureSyntheticWeights(path.join(given, fs.existsSync(path.join(given, 'onnx')) ? 'onnx' : '', 'model.onnx'), console.log);
+    ensureSyntheticWeights(modelFileIn(given), console.log);
     const MODEL_DIR = o.vocab ? widenedModelDir(given, Number(o.vocab), work) : given;
     const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
-    const subfolder = fs.existsSync(path.join(MODEL_DIR, 'onnx', 'model.onnx')) ? 'onnx' : '';
-    const modelFile = path.join(MODEL_DIR, subfolder, 'model.onnx');
+    const modelFile = modelFileIn(MODEL_DIR);
+    const subfolder = path.relative(MODEL_DIR, path.dirname(modelFile));
     const own = path.join(MODEL_DIR, 'adapters');
     const adapters = fs.existsSync(own)
       ? Object.fromEntries(fs.readdirSync(own).sort().map((d) => [d, path.join(own, d)]))
@@ -112,11 +113,10 @@ async function main(): Promise<void> {
       }
       T.env.localModelPath = `${path.dirname(tjsDir)}${path.sep}`;
       const model = await T.AutoModelForCausalLM.from_pretrained(path.basename(tjsDir),
-        // the thread count and pool behaviour of our sessions (decoderSessionOptions): as many threads
-        // (onnxruntime's default is 1 here), and no spinning after a run, which would take a core from
-        // whichever case runs next
+        // our sessions' options: as many threads (onnxruntime's default is 1 here), and no spinning
+        // after a run, which would take a core from whichever case runs next
         { local_files_only: true, dtype: 'fp32', device: 'cpu', subfolder, use_external_data_format: external,
-          session_options: { intraOpNumThreads: os.availableParallelism(), extra: { session: { force_spinning_stop: '1' } } } });
+          session_options: decoderSessionOptions({}) });
       const one = async (rows: number[][]) => {
         const B = rows.length;
         const ids = new T.Tensor('int64', BigInt64Array.from(rows.flat().map(BigInt)), [B, PROMPT]);

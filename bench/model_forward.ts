@@ -27,9 +27,8 @@ import { PersonaModel, mergeModel } from '../lib';
 import { decoderFeeds } from '../lib/model/feeds';
 import { widenVocab } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
-import { inlineModelBytes } from '../lib/onnx/inline_weights';
-import { decoderSessionOptions } from '../lib/model/session_options';
-import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
+import { openDecoderSession } from '../lib/model/session_options';
+import { median, modelFileIn, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 
 const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
@@ -107,19 +106,17 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
   try {
-    ensureSyntheticWeights(path.join(MODEL_DIR, 'onnx', 'model.onnx'), console.log);
+    const original = modelFileIn(MODEL_DIR);
+    ensureSyntheticWeights(original, console.log);
     if (o.vocab) cfg.vocab_size = Number(o.vocab);
-    const modelFile = o.vocab
-      ? widenVocab(path.join(MODEL_DIR, 'onnx', 'model.onnx'), cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`))
-      : path.join(MODEL_DIR, 'onnx', 'model.onnx');
+    const modelFile = o.vocab ? widenVocab(original, cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`)) : original;
     const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
     const threads = o.threads ? Number(o.threads) : os.cpus().length;
-    const sessionOptions = decoderSessionOptions({ intraOpNumThreads: threads });
     const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads });
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: rowMix(EXPERTS, 0), out: mergedFile });
     // every variant loads its weights the same way: inline (lib/onnx/inline_weights.ts) unless --external-weights
-    const open = (file: string) => (o.externalWeights ? ort.InferenceSession.create(file, sessionOptions) : ort.InferenceSession.create(inlineModelBytes(file), sessionOptions));
+    const open = (file: string) => openDecoderSession(file, { intraOpNumThreads: threads, inlineWeights: !o.externalWeights });
     const base = await open(modelFile);
     const merged = await open(mergedFile);
     const injected = await open(model.injectedFile);

@@ -1,5 +1,5 @@
 // Weights for a committed benchmark graph whose weights are too large to commit
-// (bench/models/llama-1b-slice: 973 MB of f32). scripts/fixtures/make_tiny_models.py exports the
+// (bench/models/llama-1b-slice: 981 MB of f32). scripts/fixtures/make_tiny_models.py exports the
 // real model, moves every large float initializer into an external data file that it does not
 // keep, and records in the model's metadata how to refill it:
 //   personafuse.synthetic_weights = {"file": "model.onnx_data", "distribution": "uniform", "std": 0.02, "seed": 0}
@@ -11,16 +11,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { mulberry32 } from '../lib/engine/rng';
 import { ONNX_FLOAT, readModel, TensorProto } from '../lib/onnx/proto';
-import { elementCount, isExternal } from '../lib/onnx/tensor_data';
+import { elementCount, externalField, isExternal } from '../lib/onnx/tensor_data';
 
 export const SYNTHETIC_KEY = 'personafuse.synthetic_weights';
 
 interface Spec { file: string; distribution: 'uniform'; std: number; seed: number }
 interface Extent { name: string; offset: number; length: number }
-
-function field(t: TensorProto, key: string): string | undefined {
-  return t.externalData.find((e) => e.key === key)?.value;
-}
 
 function parseSpec(modelFile: string, text: string): Spec {
   let s: Partial<Spec>;
@@ -39,10 +35,10 @@ function parseSpec(modelFile: string, text: string): Spec {
 function extents(modelFile: string, inits: TensorProto[], spec: Spec): Extent[] {
   const out: Extent[] = [];
   for (const t of inits) {
-    if (!isExternal(t) || field(t, 'location') !== spec.file) continue;
+    if (!isExternal(t) || externalField(t, 'location') !== spec.file) continue;
     if (t.dataType !== ONNX_FLOAT) throw new Error(`${modelFile}: synthetic initializer ${t.name} must be float32`);
-    const offset = Number(field(t, 'offset') ?? 0);
-    const length = Number(field(t, 'length'));
+    const offset = Number(externalField(t, 'offset') ?? 0);
+    const length = Number(externalField(t, 'length'));
     if (!Number.isSafeInteger(offset) || offset < 0 || length !== 4 * elementCount(t)) {
       throw new Error(`${modelFile}: initializer ${t.name} has offset ${offset} / length ${length}, expected length ${4 * elementCount(t)}`);
     }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelProto, readModel, TensorProto, valueInfoDims } from '../lib/onnx/proto';
 import { writeModel } from '../lib/onnx/write';
-import { rng } from './harness';
+import { modelFileIn, rng } from './harness';
 
 /** A copy of the model with a `vocab`-token embedding and LM head (random weights), written to `file`. */
 export function widenVocab(modelFile: string, vocab: number, file: string): string {
@@ -40,7 +40,6 @@ export function widenedModelDir(modelDir: string, vocab: number, dir: string): s
   fs.mkdirSync(path.join(out, 'onnx'), { recursive: true });
   const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
   fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ ...cfg, vocab_size: vocab }, null, 2));
-  const nested = path.join(modelDir, 'onnx', 'model.onnx');
-  widenVocab(fs.existsSync(nested) ? nested : path.join(modelDir, 'model.onnx'), vocab, path.join(out, 'onnx', 'model.onnx'));
+  widenVocab(modelFileIn(modelDir), vocab, path.join(out, 'onnx', 'model.onnx'));
   return out;
 }

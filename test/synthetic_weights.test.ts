@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ensureSyntheticWeights, SYNTHETIC_KEY } from '../bench/synthetic_weights';
 import { metadataEntry, ModelProto, ONNX_FLOAT, readModel } from '../lib/onnx/proto';
-import { elementCount, isExternal } from '../lib/onnx/tensor_data';
+import { elementCount, externalField, isExternal } from '../lib/onnx/tensor_data';
 import { writeModel } from '../lib/onnx/write';
 import { FIXTURE, plainFeeds, reference, tempDir } from './helpers/model';
 
@@ -29,10 +29,9 @@ function weightless(tag: string, spec: object = { file: 'model.onnx.data', distr
 }
 
 function externalFloats(file: string): { name: string; offset: number; length: number }[] {
-  const value = (e: { key: string; value: string }[], k: string) => e.find((x) => x.key === k)?.value;
   return (readModel(file).graph?.initializer ?? []).filter(isExternal).map((t) => {
     expect(t.dataType).toBe(ONNX_FLOAT);
-    return { name: t.name, offset: Number(value(t.externalData, 'offset') ?? 0), length: Number(value(t.externalData, 'length')) };
+    return { name: t.name, offset: Number(externalField(t, 'offset') ?? 0), length: Number(externalField(t, 'length')) };
   });
 }
 

@@ -14,7 +14,8 @@ export function isExternal(t: TensorProto): boolean {
   return t.dataLocation === EXTERNAL;
 }
 
-function externalField(t: TensorProto, key: string): string | undefined {
+/** A key of an initializer's external_data entries (location, offset, length). */
+export function externalField(t: TensorProto, key: string): string | undefined {
   return t.externalData.find((e) => e.key === key)?.value;
 }
 
