@@ -5,6 +5,7 @@
 //   base        the plain model through the same engine (no adapter inputs)
 //   merged      one mix merged into the weights (personafuse merge), same engine
 //   injected    10 random rank-16 experts, every request its own k = 2 mix
+//   bank        the same with the whole bank in the graph (loraLayout 'bank'): rows feed gates
 //   serial      the same 8 mixed requests one after another (what a server without batching does)
 //   transformers.js  @huggingface/transformers generating with the plain base model, same file:
 //               batch 1, and the 8 requests as one padded batch (its best case) and one by one
@@ -34,6 +35,9 @@ import { widenedModelDir } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
 import { inlineModelBytes } from '../lib/onnx/inline_weights';
 import { decoderSessionOptions } from '../lib/model/session_options';
+import { autoLoraLayout, bankBytes, weightBytes } from '../lib/model/lora_layout';
+import { loadPeftAdapter } from '../lib/adapters';
+import { readModel } from '../lib/onnx/proto';
 
 const DEMO_DIR = path.join(packageRoot(), 'models', 'persona-demo');
 const PROMPT = 32;
@@ -74,14 +78,17 @@ async function main(): Promise<void> {
     const mix = (b: number) => rowMix(experts, b);
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: mix(0), out: mergedFile });
-    const load = async (file: string, withAdapters: boolean) => {
-      const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32, inlineWeights: !o.externalWeights });
+    const load = async (file: string, withAdapters: boolean, loraLayout: 'per-row' | 'bank' = 'per-row') => {
+      const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32, inlineWeights: !o.externalWeights, loraLayout });
       opened.push(m);
       return m;
     };
     const base = await load(modelFile, false);
     const merged = await load(mergedFile, false);
     const injected = await load(modelFile, true);
+    const bank = await load(modelFile, true, 'bank');
+    const bankShare = bankBytes(Object.entries(adapters).map(([n, d]) => loadPeftAdapter(d, n))) / weightBytes(readModel(modelFile));
+    const autoLayout = autoLoraLayout(bankShare, 1);
 
     const gen = (m: PersonaModel, rows: number[][], mix: (b: number) => Record<string, number>): Run => async () => {
       const res = await Promise.all(rows.map((ids, b) => m.generate({ inputIds: ids, persona: { mix: mix(b) }, maxNewTokens, temperature: 0, ignoreEos: true })));
@@ -140,9 +147,11 @@ async function main(): Promise<void> {
       const rows = prompts(batch, cfg.vocab_size);
       cases.push({ name: `base b${batch}`, batch, run: gen(base, rows, none) });
       cases.push({ name: `injected b${batch}`, batch, run: gen(injected, rows, mix) });
+      cases.push({ name: `bank b${batch}`, batch, run: gen(bank, rows, mix) });
       cases.push({ name: `merged b${batch}`, batch, run: gen(merged, rows, none) });
     }
     cases.push({ name: 'injected serial x8', batch: 8, run: serial(injected, prompts(8, cfg.vocab_size)) });
+    cases.push({ name: 'bank serial x8', batch: 8, run: serial(bank, prompts(8, cfg.vocab_size)) });
     if (tjs) {
       cases.push({ name: 'transformers.js b1', batch: 1, run: tjs.batched(prompts(1, cfg.vocab_size)) });
       cases.push({ name: 'transformers.js b8 (one padded batch)', batch: 8, run: tjs.batched(prompts(8, cfg.vocab_size)) });
@@ -177,15 +186,20 @@ async function main(): Promise<void> {
     const target = (what: string, a: string, b: string, required: number) => ({ what, value: ratio(a, b), paired: paired(a, b), required });
     const targets = [
       ...[1, 8, 32].map((b) => target(`injected / base tokens/s, batch ${b}`, `injected b${b}`, `base b${b}`, 0.85)),
+      ...[1, 8, 32].map((b) => target(`bank / base tokens/s, batch ${b}`, `bank b${b}`, `base b${b}`, 0.85)),
       target('mixed batch of 8 / the same 8 serially', 'injected b8', 'injected serial x8', 5),
+      target('bank: mixed batch of 8 / the same 8 serially', 'bank b8', 'bank serial x8', 5),
       target('injected b1 / transformers.js b1 (base model)', 'injected b1', 'transformers.js b1', 1),
+      target('bank b1 / transformers.js b1 (base model)', 'bank b1', 'transformers.js b1', 1),
       target('injected b8 / transformers.js b8 padded batch', 'injected b8', 'transformers.js b8 (one padded batch)', 1.5),
+      target('bank b8 / transformers.js b8 padded batch', 'bank b8', 'transformers.js b8 (one padded batch)', 1.5),
       target('injected b8 / transformers.js 8 serially', 'injected b8', 'transformers.js serial x8', 1.5),
     ];
     const p99 = median(delays.map((d) => d.p99));
     const maxDelay = Math.max(...delays.map((d) => d.max));
     console.log(`\nmodel ${path.relative(process.cwd(), MODEL_DIR)} (hidden ${cfg.hidden_size}, ${cfg.num_hidden_layers} layers), prompt ${PROMPT}, ` +
-      `max new tokens ${maxNewTokens}, greedy; median tokens/s over ${o.rounds} rounds`);
+      `max new tokens ${maxNewTokens}, greedy; median tokens/s over ${o.rounds} rounds; loraLayout 'auto' picks ${autoLayout} here ` +
+      `(the bank is ${(100 * bankShare).toFixed(1)}% of the weights' bytes)`);
     console.log(table(['case', 'tokens/s'], Object.entries(t).map(([k, v]) => [k, v.toFixed(0)])));
     const times = (v: number | null) => (v === null ? '—' : `${v.toFixed(2)}×`);
     console.log(table(['ratio', 'of medians', 'paired', 'target', ''], targets.map((x) => [
@@ -197,7 +211,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'generate', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
       weights: o.externalWeights ? 'external data files' : 'inline', onnxruntime_threads: os.availableParallelism(), model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
-      tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
+      auto_lora_layout: autoLayout, bank_share_of_weights: bankShare, tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);
   } finally {

@@ -7,7 +7,7 @@ export { PersonaModel } from './model/persona_model';
 export { mergeModel } from './model/merge_model';
 export { injectedModel } from './onnx/cache';
 export { DisposedError } from './errors';
-export type { PersonaModelOptions, ForwardOptions } from './model/persona_model';
+export type { PersonaModelOptions, ForwardOptions, LoraLayout } from './model/persona_model';
 export type { GenerateOptions } from './engine/options';
 export type { GenerateResult, StreamEvent } from './engine/engine';
 export type { FinishReason } from './engine/batcher';

@@ -41,6 +41,18 @@ describe('personafuse generate', () => {
     }
   });
 
+  test('--lora-layout bank gives the per-row tokens; an unknown layout is refused by name', () => {
+    const args = ['generate', '--model', dir, '--prompt', 'Hello there', '--max-new-tokens', '10', '--temperature', '0', '--persona', '{"mix":{"openness_high":0.6,"neuroticism_low":0.4}}', '--json'];
+    const bank = cli([...args, '--lora-layout', 'bank']);
+    const perRow = cli([...args, '--lora-layout', 'per-row']);
+    expect(bank.status).toBe(0);
+    expect(perRow.status).toBe(0);
+    expect(JSON.parse(bank.stdout).tokens).toEqual(JSON.parse(perRow.stdout).tokens);
+    const bad = cli([...args, '--lora-layout', 'rows']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--lora-layout/);
+  });
+
   test('without --persona the folder router picks the mix; the same --seed repeats a sampled answer', () => {
     const args = ['generate', '--model', dir, '--prompt', 'I love trying new things', '--max-new-tokens', '6', '--temperature', '1', '--seed', '42', '--json'];
     const a = JSON.parse(cli(args).stdout);

@@ -173,6 +173,76 @@ describe('injectLora on other exporters\' layouts', () => {
     }
   });
 
+  test('the bank form: base + ((x·A_bank) ⊙ gates[expertOf])·B_bank in each module\'s columns; zero gates are the base model; a large int64 column map goes to external data', async () => {
+    // 3 experts; modules differ in which experts adapt them and at what rank, so several gate
+    // layouts; k_proj has no expert at all (one zero column)
+    const E = 3;
+    const layouts: Record<string, number[]> = {
+      q_proj: [0, 0, 1, 2, 2], k_proj: [], v_proj: [1, 1, 1], down_proj: [0, 0, 1, 2, 2],
+      // o_proj: 130 columns, so its int64 column map (1040 bytes) goes to the external data file
+      o_proj: [...new Array<number>(65).fill(0), ...new Array<number>(65).fill(2)], gate_proj: [0, 1], up_proj: [0, 0, 1, 2, 2],
+    };
+    const banks = new Map<string, { a: Float32Array<ArrayBuffer>; b: Float32Array<ArrayBuffer>; expertOf: Int32Array }>();
+    const bankFile = path.join(dir, 'layouts-bank.onnx');
+    buildModel(bankFile);
+    const built = injectedModel(bankFile, [shape], {
+      cacheDir: dir,
+      bank: {
+        identity: 'test',
+        source: {
+          experts: E,
+          columns: (site) => {
+            const expertOf = layouts[site.module];
+            if (expertOf.length === 0) return null;
+            const C = expertOf.length;
+            const cols = { a: rand(site.din * C), b: rand(C * site.dout), expertOf: Int32Array.from(expertOf) };
+            banks.set(site.module, cols);
+            return cols;
+          },
+        },
+      },
+    });
+    expect(built.injection.gates).toEqual({ input: 'persona_gates', experts: E });
+    expect(built.file).toMatch(/\.persona-bank-/);
+    const x = rand(B * S * D);
+    const ids = new ort.Tensor('int64', new BigInt64Array(B * S), [B, S]);
+    const plain = { input_ids: ids, x: new ort.Tensor('float32', x, [B, S, D]) };
+    const base = await (await ort.InferenceSession.create(bankFile)).run(plain);
+    const session = await ort.InferenceSession.create(built.file);
+    const zero = await session.run({ ...plain, persona_gates: new ort.Tensor('float32', new Float32Array(B * E), [B, E]) });
+    for (const out of ['qkv', 'down', 'o']) expect(Array.from(zero[out].data as Float32Array)).toEqual(Array.from(base[out].data as Float32Array));
+    const gates = rand(B * E);
+    const got = await session.run({ ...plain, persona_gates: new ort.Tensor('float32', gates, [B, E]) });
+    for (const s of built.injection.sites) {
+      const [out, col0] = COLUMNS[s.module];
+      const width = Number(base[out].dims[base[out].dims.length - 1]);
+      const half = out === 'gate_up';
+      const bank = banks.get(s.module);
+      const C = bank?.expertOf.length ?? 0;
+      for (let row = 0; row < B * S; row++) {
+        const bi = Math.floor(row / S);
+        for (let o = 0; o < s.dout; o++) {
+          let delta = 0;
+          for (let c = 0; c < C; c++) {
+            let xa = 0;
+            for (let i = 0; i < D; i++) xa += x[row * D + i] * bank!.a[i * C + c];
+            delta += xa * gates[bi * E + bank!.expertOf[c]] * bank!.b[c * s.dout + o];
+          }
+          const idx = row * width + col0 + o;
+          const want = (base[out].data as Float32Array)[idx] + delta;
+          const gotV = (got[out].data as Float32Array)[idx];
+          const tol = half ? F16_TOL * Math.max(1, Math.abs(want)) : 1e-5 * Math.max(1, Math.abs(want));
+          if (!(Math.abs(gotV - want) <= tol)) throw new Error(`${s.module} row ${row} column ${col0 + o}: got ${gotV}, want ${want}`);
+        }
+      }
+    }
+    // one gate per distinct layout: [0,0,1,2,2] is shared by three modules
+    const gathers = readModel(built.file).graph!.node.filter((n) => n.opType === 'Gather' && n.input[0] === 'persona_gates');
+    expect(gathers).toHaveLength(5);
+    const bigMap = readModel(built.file).graph!.initializer.find((t) => t.dataType === ONNX_INT64 && t.dims[0] === 130n);
+    expect(bigMap?.externalData.length).toBeGreaterThan(0);
+  });
+
   test('adapter widths that do not add up to the fused layer are refused, naming the layer', () => {
     const file = path.join(dir, 'layouts.onnx');
     buildModel(file);

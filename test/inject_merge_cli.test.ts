@@ -40,6 +40,35 @@ describe('personafuse inject', () => {
     expect(again.json).toMatchObject({ file, reused: true });
   });
 
+  test('--lora-layout bank writes the experts into the model with one gates input; its logits match the per-row layout', async () => {
+    const r = cli('inject', '--model', MODEL, '--adapters', ADAPTERS, '--out-dir', out, '--lora-layout', 'bank', '--json');
+    expect(r.status).toBe(0);
+    expect(r.json).toMatchObject({ layout: 'bank', gates: { input: 'persona_gates', experts: reference.experts.length } });
+    const graph = readModel(r.json.file as string).graph!;
+    expect(graph.input.map((i) => i.name)).toContain('persona_gates');
+    expect(graph.input.some((i) => i.name.endsWith('/lora_A'))).toBe(false);
+    const sites = r.json.sites as { initializers: string[] }[];
+    const inits = new Set(graph.initializer.map((t) => t.name));
+    for (const s of sites) for (const name of s.initializers) expect(inits.has(name)).toBe(true);
+    // the library, given the experts in the CLI's order (folders sorted), reuses the file the CLI wrote
+    // and computes the per-row layout's logits
+    const opts = { model: MODEL, adapters: adapterFolders([...reference.experts].sort()), cacheDir: out };
+    const bank = await PersonaModel.load({ ...opts, loraLayout: 'bank' });
+    const perRow = await PersonaModel.load({ ...opts, loraLayout: 'per-row' });
+    try {
+      expect(bank.injectedFile).toBe(r.json.file);
+      const mix = reference.sequences.map(() => reference.cases[reference.cases.length - 1].mix);
+      const got = await bank.forward({ inputIds: reference.sequences, mix });
+      expect(worstRelError(got, await perRow.forward({ inputIds: reference.sequences, mix }))).toBeLessThanOrEqual(1e-5);
+    } finally {
+      await bank.dispose();
+      await perRow.dispose();
+    }
+    const wrong = cli('inject', '--model', MODEL, '--adapters', ADAPTERS, '--lora-layout', 'rows', '--json');
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr + JSON.stringify(wrong.json)).toMatch(/--lora-layout/);
+  });
+
   test('errors print one JSON object and exit 1: no adapters, bad --adapter, missing model', () => {
     const none = cli('inject', '--model', MODEL, '--json');
     expect(none.status).toBe(1);

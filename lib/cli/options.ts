@@ -2,9 +2,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { packageRoot } from '../kernels/binding';
-import { PersonaModel } from '../model/persona_model';
+import { LoraLayout, PersonaModel } from '../model/persona_model';
 import { withProgressBar } from './progress';
 import type { Persona } from '../router/persona';
 
@@ -16,6 +16,7 @@ export interface ModelFlags {
   router?: string;
   persona?: string;
   cacheDir?: string;
+  loraLayout?: LoraLayout | 'auto';
 }
 
 export function addModelFlags(cmd: Command): Command {
@@ -59,7 +60,17 @@ export function addPersonaFlags(cmd: Command): Command {
   return cmd
     .option('--router <dir>', 'a router folder (router.json, model.onnx, tokenizer.json); default <model folder>/router')
     .option('--persona <persona>', "auto | a Big Five profile JSON {\"openness\":0.8} | {\"mix\":{\"expert\":weight}}")
-    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)');
+    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)')
+    .addOption(loraLayoutOption());
+}
+
+/** --lora-layout: how the experts enter the graph (PersonaModelOptions.loraLayout); `inject`
+ *  writes one form, so it has no 'auto'. */
+export function loraLayoutOption(withAuto = true): Option {
+  return new Option('--lora-layout <layout>', 'per-row: each request\'s mix folded into its own adapter inputs (cheaper at small batches); ' +
+    'bank: every expert in the graph, requests feed only their gates (cheaper from 5 rows on, no fold when a request joins)' +
+    (withAuto ? '; auto (default): bank when it adds at most 1/8 of the weights\' bytes' : ' (default per-row)'))
+    .choices(withAuto ? ['auto', 'per-row', 'bank'] : ['per-row', 'bank']);
 }
 
 /** The embedded demo model: what the commands run when --model is not given. */
@@ -129,5 +140,5 @@ export function describeMix(mix: Record<string, number>): string {
 export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number } = {}): Promise<PersonaModel> {
   const setup = modelSetup(flags);
   return withProgressBar(flags, (onProgress) =>
-    PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, onProgress, ...extra }));
+    PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));
 }

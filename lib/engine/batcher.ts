@@ -1,5 +1,5 @@
 // Continuous batching over one decoder session. Requests join and leave between decode steps;
-// every row has its own persona mix (MixSlots), its own sampling settings and its own seeded
+// every row has its own persona mix (MixSlots or GateSlots), its own sampling settings and its own seeded
 // rng, so what a request generates never depends on what else is in the batch.
 //
 // One iteration of the loop:
@@ -15,7 +15,8 @@ import * as ort from 'onnxruntime-node';
 import { decoderFeeds, DecoderIO } from '../model/feeds';
 import { lastLogits } from '../model/logits';
 import { KvBatch, PastSpec } from './kv_batch';
-import { FoldedMix, MixEntries, MixSlots, SiteShape } from './mix_slots';
+import { FoldedMix, MixEntries, MixSlots, RowMixes, SiteShape } from './mix_slots';
+import { GateInput, GateSlots } from './gate_slots';
 import { Rng } from './rng';
 import { sampleToken, SamplingParams } from './sampler';
 
@@ -42,6 +43,8 @@ export interface SequenceSink {
 export interface DecoderModel {
   session: ort.InferenceSession;
   sites: readonly SiteShape[];
+  /** set when the bank is in the graph (lib/onnx/inject.ts bank form): rows feed gates, not adapters */
+  gates?: GateInput;
   io: DecoderIO;
   padId: number;
 }
@@ -70,7 +73,7 @@ export class Batcher {
   /** what a cached run fetches: logits and every present.* */
   readonly #fetches: string[];
   readonly #shared: boolean;
-  readonly #slots: MixSlots;
+  readonly #slots: RowMixes;
   #rows: Row[] = [];
   #queue: Row[] = [];
   #kv: KvBatch;
@@ -89,7 +92,7 @@ export class Batcher {
     });
     this.#fetches = ['logits', ...this.#specs.map((s) => s.present)];
     this.#shared = model.io.inputNames.includes('position_ids');
-    this.#slots = new MixSlots(model.sites);
+    this.#slots = model.gates ? new GateSlots(model.gates) : new MixSlots(model.sites);
     this.#kv = KvBatch.empty(this.#specs);
   }
 

@@ -32,7 +32,19 @@ export interface FoldedMix {
   b: Float32Array[];
 }
 
-export class MixSlots {
+/** Per-row persona inputs kept across decode steps: folded adapters (MixSlots) or gates (GateSlots). */
+export interface RowMixes {
+  /** row `slot`'s mix, from its (expert id, weight) pairs */
+  set(slot: number, entries: MixEntries): void;
+  /** row `slot`'s mix, folded on another thread */
+  put(slot: number, folded: FoldedMix): void;
+  release(slot: number): void;
+  move(from: number, to: number): void;
+  /** the graph inputs for the rows in slots [start, start + count) */
+  feeds(start: number, count: number): Record<string, ort.Tensor>;
+}
+
+export class MixSlots implements RowMixes {
   readonly #sites: readonly SiteShape[];
   #k = 0;
   #capacity = 0;

@@ -2,7 +2,7 @@
 // so session.run never blocks the main thread's event loop. The worker holds no adapter banks
 // and never loads the personafuse addon: the main thread folds each request's mix
 // (kernels.foldExperts) and sends the folded blocks with the request; the worker copies them
-// into the request's slot.
+// into the request's slot. A model with the bank in its graph needs no fold: the mix is its gates.
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
 import { parentPort, workerData } from 'node:worker_threads';
@@ -11,6 +11,7 @@ import type { DecoderIO } from '../model/feeds';
 import { openDecoderSession } from '../model/session_options';
 import { Batcher, SequenceRequest } from './batcher';
 import type { SiteShape } from './mix_slots';
+import type { GateInput } from './gate_slots';
 
 type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'close' };
 
@@ -21,6 +22,7 @@ export interface WorkerInit {
   intraOpNumThreads?: number;
   inlineWeights?: boolean;
   sites: SiteShape[];
+  gates?: GateInput;
   io: DecoderIO;
   padId: number;
   maxBatch: number;
@@ -60,7 +62,7 @@ function main(): void {
   openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
-      batcher = new Batcher({ session: s, sites: init.sites, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });
+      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });
       pending.splice(0).forEach(handle);
     })
     .catch((err: unknown) => port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) }));

@@ -32,9 +32,12 @@ export class WorkerClient implements SequenceRunner {
   #fatal: string | undefined;
   /** the sites with their banks: requests are folded here, on the thread that holds them */
   readonly #sites: readonly SiteShape[];
+  /** the bank is in the graph: requests go as they are (their mix becomes gates in the worker) */
+  readonly #gated: boolean;
 
   constructor(init: Omit<WorkerInit, 'sites'>, sites: readonly SiteShape[]) {
     this.#sites = sites;
+    this.#gated = init.gates !== undefined;
     const fromSources = __filename.endsWith('.ts');
     const entry = path.join(__dirname, fromSources ? 'worker.ts' : 'worker.js');
     this.#worker = fromSources
@@ -64,6 +67,10 @@ export class WorkerClient implements SequenceRunner {
     }
     if (this.#sinks.size === 0) this.#worker.ref();
     this.#sinks.set(id, sink);
+    if (this.#gated) {
+      this.#worker.postMessage({ type: 'submit', id, req });
+      return id;
+    }
     const folded = foldMix(this.#sites, req.mix);
     const buffers = [...folded.a, ...folded.b].map((x) => x.buffer as ArrayBuffer);
     this.#worker.postMessage({ type: 'submit', id, req: { ...req, folded } }, buffers);

@@ -4,7 +4,8 @@
 //   load:    read the model, find its linear layers, match every adapter module to one, inject
 //            A_in/B_in inputs per adapted module (cached next to the model), open a session
 //   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
-//            and run; return each row's last-position logits
+//            and run; return each row's last-position logits. With loraLayout 'bank' the whole
+//            bank is in the graph and a row's mix is fed as its gates [E] (no fold)
 //   generate / stream: text generation with continuous batching (lib/engine), in a worker thread
 //            by default; the tokenizer and configs are read from the model's folder or its parent,
 //            and a router folder (lib/router) enables persona 'auto'
@@ -15,17 +16,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DisposedError, typeError } from '../errors';
+import { DisposedError, rangeError, typeError } from '../errors';
 import { foldExperts, LoraBank } from '../kernels';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
 import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
-import { valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
+import { readModel, valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { batchMix, Mix } from './mix';
 import { checkRows, decoderFeeds, DecoderIO } from './feeds';
 import { lastLogits } from './logits';
-import { SiteBank, siteBanks } from './site_banks';
+import { bankSource, SiteBank, siteBanks } from './site_banks';
+import { autoLoraLayout, bankBytes, LoraLayout, weightBytes } from './lora_layout';
 import { openDecoderSession } from './session_options';
 import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
 import { Batcher, DecoderModel } from '../engine/batcher';
@@ -34,7 +36,10 @@ import { sideFileDirs, findFile, idList, readJson } from '../engine/model_files'
 import { TextCodec } from '../engine/text_codec';
 import { WorkerClient } from '../engine/worker_client';
 import { siteShapes } from '../engine/mix_slots';
+import { GateInput, writeGateRow } from '../engine/gate_slots';
 import { PersonaRouter, RouteMessage, RouteResult } from '../router/router';
+
+export type { LoraLayout } from './lora_layout';
 
 export interface PersonaModelOptions {
   /** an .onnx file, or a folder holding model.onnx */
@@ -61,6 +66,15 @@ export interface PersonaModelOptions {
   worker?: boolean;
   /** most requests decoded together (default 16) */
   maxBatch?: number;
+  /** how the experts enter the graph (lib/onnx/inject.ts; ARCHITECTURE.md §3 (a) and (c)):
+   *  'per-row': each row's mix folded into its own A_in/B_in inputs when it joins: reads k·r
+   *    columns per row and step, the cheaper form at small batches;
+   *  'bank': every expert side by side as initializers, each row feeds only its gates [E]: reads
+   *    the whole bank (E·r columns) once per step whatever the batch, and a joining request needs
+   *    no fold, the cheaper form from E/k rows on;
+   *  'auto' (default): 'bank' when the bank adds at most 1/8 of the weights' bytes (wide models),
+   *    else 'per-row' (lib/model/lora_layout.ts). The same logits either way (float32 rounding). */
+  loraLayout?: LoraLayout | 'auto';
 }
 
 export interface ForwardOptions {
@@ -88,6 +102,12 @@ export class PersonaModel {
   /** what the sessions run: the injected model computing logits only where they are read */
   readonly #runtimeFile: string;
   readonly sites: readonly SiteBank[];
+  /** the gates input when the bank is in the graph (loraLayout 'bank') */
+  readonly gates: GateInput | undefined;
+  /** the form the experts took in the graph (loraLayout, 'auto' resolved) */
+  get loraLayout(): LoraLayout {
+    return this.gates ? 'bank' : 'per-row';
+  }
   readonly padId: number;
   /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
   readonly vocab: number | null;
@@ -102,7 +122,7 @@ export class PersonaModel {
   #engine: Engine | undefined;
 
   private constructor(init: {
-    experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; sites: SiteBank[]; session?: ort.InferenceSession;
+    experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; sites: SiteBank[]; gates?: GateInput; session?: ort.InferenceSession;
     io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: PersonaRouter; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
@@ -110,6 +130,7 @@ export class PersonaModel {
     this.injectedFile = init.injectedFile;
     this.#runtimeFile = init.runtimeFile;
     this.sites = init.sites;
+    this.gates = init.gates;
     this.#session = init.session;
     this.#io = init.io;
     this.padId = init.padId;
@@ -126,7 +147,12 @@ export class PersonaModel {
     if (typeof named !== 'object' || named === null) throw typeError('adapters', 'an object { expertName: folder }', named);
     const experts = Object.keys(named);
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
-    const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress });
+    const requested = options.loraLayout ?? 'auto';
+    if (!['auto', 'per-row', 'bank'].includes(requested)) throw rangeError('loraLayout', "'auto', 'per-row' or 'bank'", String(requested));
+    const source = readModel(modelFile);
+    const layout = requested === 'auto' ? autoLoraLayout(bankBytes(adapters), weightBytes(source)) : requested;
+    const bank = layout === 'bank' && adapters.length > 0 ? bankSource(adapters) : undefined;
+    const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source });
     const sites = siteBanks(built.injection.sites, adapters);
     const runtime = runtimeModel(built);
     // generating on this thread: its session is the one generation runs, open it now
@@ -159,7 +185,7 @@ export class PersonaModel {
     const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
-      experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, sites, session, io: { inputNames, past }, padId, vocab,
+      experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, sites, gates: built.injection.gates, session, io: { inputNames, past }, padId, vocab,
       codec, router, options: { ...options, onProgress: undefined },
     });
   }
@@ -194,10 +220,10 @@ export class PersonaModel {
       const sites = siteShapes(this.sites);
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
-        ? new Batcher({ session: this.#session!, sites, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
+        ? new Batcher({ session: this.#session!, sites, gates: this.gates, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
-          io: this.#io, padId: this.padId, maxBatch,
+          gates: this.gates, io: this.#io, padId: this.padId, maxBatch,
         }, sites);
       this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab });
     }
@@ -240,8 +266,18 @@ export class PersonaModel {
     return result;
   }
 
-  /** A_in / B_in of every site for a batch: each row's mix folded into its slot. */
+  /** The persona inputs for a batch (ids/weights [batch, k], id -1 = none): A_in / B_in of every
+   *  site with each row's mix folded into its slot, or with the bank in the graph, the gates. */
   adapterFeeds(ids: Int32Array, weights: Float32Array, k: number, batch: number): Record<string, ort.Tensor> {
+    if (this.gates) {
+      const E = this.gates.experts;
+      const gates = new Float32Array(batch * E);
+      for (let r = 0; r < batch; r++) {
+        const entries = Array.from({ length: k }, (_, j) => [ids[r * k + j], weights[r * k + j]] as const);
+        writeGateRow(gates.subarray(r * E, (r + 1) * E), entries);
+      }
+      return { [this.gates.input]: new ort.Tensor('float32', gates, [batch, E]) };
+    }
     const feeds: Record<string, ort.Tensor> = {};
     for (const s of this.sites) {
       const R = k > 0 && s.bank ? k * s.bank.rank : 0;

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { injectLora, Injection, peftModulesOf } from './inject';
+import { BankSource, injectLora, Injection, peftModulesOf } from './inject';
 import { keepLastLogits } from './last_logits';
 import { cloneModel, metadataEntry, ModelProto, readModel } from './proto';
 import { findLinearTargets, LinearTarget, summarizeTargets } from './targets';
@@ -94,12 +94,14 @@ function fusedWidth(t: LinearTarget, parts: string[], i: number): number {
   return t.dout / parts.length;
 }
 
-function hashPlan(modelFile: string, plan: Map<LinearTarget, { module: string; dout: number }[]>): string {
+function hashPlan(modelFile: string, plan: Map<LinearTarget, { module: string; dout: number }[]>, bankIdentity?: string): string {
   const st = fs.statSync(modelFile);
   const h = createHash('sha256');
   h.update(JSON.stringify({
     v: INJECT_VERSION, file: path.resolve(modelFile), size: st.size, mtime: st.mtimeMs,
     plan: [...plan.entries()].map(([t, subs]) => [t.path, t.node.name, subs]).sort(),
+    // the bank form carries the adapters' weights: a different adapter set is a different file
+    ...(bankIdentity !== undefined ? { bank: bankIdentity } : {}),
   }));
   return h.digest('hex').slice(0, 12);
 }
@@ -107,6 +109,10 @@ function hashPlan(modelFile: string, plan: Map<LinearTarget, { module: string; d
 export interface InjectOptions {
   cacheDir?: string;
   onProgress?: Progress;
+  /** the bank form (inject.ts), and what identifies its weights in the cache (adapter files, sizes, times) */
+  bank?: { source: BankSource; identity: string };
+  /** the model already read from modelFile (it is rewritten in place) */
+  model?: ModelProto;
 }
 
 /**
@@ -125,11 +131,12 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
 
 /** The injected model for these adapters: reused from the cache when present, else built. */
 export function injectedModel(modelFile: string, adapters: AdapterShape[], opts: InjectOptions = {}): InjectedModel {
-  const model = readModel(modelFile);
+  const model = opts.model ?? readModel(modelFile);
   const targets = findLinearTargets(model);
   const plan = planInjection(targets, adapters);
   const dir = opts.cacheDir ?? path.dirname(modelFile);
-  const file = path.join(dir, `${path.basename(modelFile, '.onnx')}.persona-${hashPlan(modelFile, plan)}.onnx`);
+  const form = opts.bank ? 'persona-bank' : 'persona';
+  const file = path.join(dir, `${path.basename(modelFile, '.onnx')}.${form}-${hashPlan(modelFile, plan, opts.bank?.identity)}.onnx`);
   if (fs.existsSync(file)) {
     const cached = readModel(file);
     const entry = cached.metadataProps.find((m) => m.key === SITES_KEY);
@@ -139,7 +146,7 @@ export function injectedModel(modelFile: string, adapters: AdapterShape[], opts:
     }
   }
   opts.onProgress?.('injecting', 0, plan.size);
-  const injection = injectLora(model, targets, (t) => plan.get(t) ?? null);
+  const injection = injectLora(model, targets, (t) => plan.get(t) ?? null, opts.bank?.source);
   opts.onProgress?.('injecting', plan.size, plan.size);
   model.metadataProps.push(metadataEntry(SITES_KEY, JSON.stringify(injection)));
   writeModel(model, file, { sourceDir: path.dirname(modelFile), onProgress: opts.onProgress });

@@ -1,24 +1,31 @@
-// LoRA injection: a stock decoder gains, for every adapted linear layer,
+// LoRA injection: a stock decoder gains, for every adapted linear layer, one of two forms
+// (ARCHITECTURE.md §3: onnxruntime-node cannot run our kernels inside the graph, and inputs with
+// default initializers are invisible to it).
 //
-//   y = base(x) + MatMul(MatMul(x, A_in), B_in)      A_in [batch, din, R], B_in [batch, R, dout]
-//
-// with A_in / B_in as required graph inputs (ARCHITECTURE.md §3: onnxruntime-node cannot run our
-// kernels inside the graph, and inputs with default initializers are invisible to it). Each site
-// has its own rank symbol, so R = 0 feeds for one site reproduce the base layer there. A fused
-// base (qkv_proj, gate_up_proj) gets one input pair per PEFT module, and their deltas are
+//   per-row:  y = base(x) + MatMul(MatMul(x, A_in), B_in)       A_in [batch, din, R], B_in [batch, R, dout]
+//             A_in / B_in are required graph inputs, each row's mix folded into its slot by the
+//             caller; each site has its own rank symbol, so R = 0 feeds reproduce the base layer.
+//   bank:     y = base(x) + MatMul(MatMul(x, A_bank) * G, B_bank)
+//             A_bank [din, C], B_bank [C, dout]: every expert's adapter side by side (C columns,
+//             column c belongs to expert e_c, PEFT scale folded into B_bank) as initializers;
+//             G [batch, 1, C] = persona_gates [batch, E] gathered at e_c: the only thing fed.
+//             One read of the bank per step whatever the batch, at E/k times the adapter FLOPs.
+// A fused base (qkv_proj, gate_up_proj) gets one adapter per PEFT module, and their deltas are
 // concatenated into the right output slices. Everything else in the model is left as it was.
 import { FUSED_MODULES, LinearTarget } from './targets';
-import { Dim, int64Tensor, ModelProto, node, NodeProto, ONNX_FLOAT, tensorValueInfo, valueInfoDims } from './proto';
+import { Dim, floatTensor, int64Tensor, ModelProto, node, NodeProto, ONNX_FLOAT, TensorProto, tensorValueInfo, valueInfoDims } from './proto';
 
-/** One adapted PEFT module: the pair of inputs that feeds it. */
+/** One adapted PEFT module: the pair of inputs that feeds it (per-row), or its bank initializers (bank). */
 export interface InjectionSite {
   layer: number | null;
   /** PEFT module leaf name (q_proj even when the base is a fused qkv_proj) */
   module: string;
   din: number;
   dout: number;
+  /** per-row: the A_in / B_in graph inputs; bank: the A_bank / B_bank initializers */
   aInput: string;
   bInput: string;
+  /** per-row: the rank symbol of A_in / B_in ('' in the bank form) */
   rankDim: string;
   /** the base linear's module path */
   basePath: string;
@@ -30,12 +37,31 @@ export type SitePlanner = (target: LinearTarget) => { module: string; dout: numb
 export interface Injection {
   sites: InjectionSite[];
   batchDim: Dim;
+  /** the bank form's one input, persona_gates [batch, experts] (absent in the per-row form) */
+  gates?: { input: string; experts: number };
+}
+
+/** The bank form's data for one site: every expert side by side, PEFT scale folded into b. */
+export interface SiteBankColumns {
+  /** [din, C] row-major */
+  a: Float32Array<ArrayBuffer>;
+  /** [C, dout] row-major */
+  b: Float32Array<ArrayBuffer>;
+  /** [C] the expert each column belongs to */
+  expertOf: Int32Array;
+}
+
+/** The bank form: E experts, and a site's columns (null: no expert adapts that module). */
+export interface BankSource {
+  experts: number;
+  columns(site: { layer: number | null; module: string; din: number; dout: number }): SiteBankColumns | null;
 }
 
 const PREFIX = 'persona';
+export const GATES_INPUT = `${PREFIX}_gates`;
 
-/** Rewrites `model` in place; returns the sites in graph-input order. */
-export function injectLora(model: ModelProto, targets: LinearTarget[], plan: SitePlanner): Injection {
+/** Rewrites `model` in place; returns the sites in graph-input order. With `bank`, the bank form. */
+export function injectLora(model: ModelProto, targets: LinearTarget[], plan: SitePlanner, bank?: BankSource): Injection {
   const graph = model.graph!;
   const idsInput = graph.input.find((i) => i.name === 'input_ids');
   const batchDim: Dim = (idsInput && valueInfoDims(idsInput)?.[0]) ?? 'batch_size';
@@ -47,6 +73,7 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
   planned.sort((a, b) => b.t.index - a.t.index);
   let needBatchShape = false;
   const siteOrder: InjectionSite[][] = [];
+  const bankForm = bank ? { bank, gates: new GateColumns(graph.initializer), initializers: graph.initializer } : undefined;
   for (const { t, subs } of planned) {
     const total = subs.reduce((s, x) => s + x.dout, 0);
     if (total !== t.dout) {
@@ -68,7 +95,7 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
       x3 = `${tag}/x3`;
     }
     if (t.activation !== ONNX_FLOAT) {
-      // half-precision layer: the adapter path runs in float32 (the A_in/B_in feeds are float32)
+      // half-precision layer: the adapter path runs in float32 (feeds and bank are float32)
       // and its sum is rounded once, where it joins the base output
       newNodes.push(node('Cast', [x3], [`${tag}/x32`], `${tag}/x32`, { to: ONNX_FLOAT }));
       x3 = `${tag}/x32`;
@@ -79,12 +106,10 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
       const stag = subs.length > 1 ? `${tag}/${sub.module}` : tag;
       const site: InjectionSite = {
         layer: t.layer, module: sub.module, din: t.din, dout: sub.dout,
-        aInput: `${stag}/lora_A`, bInput: `${stag}/lora_B`, rankDim: '', basePath: t.path,
+        aInput: `${stag}/${bank ? 'bank_A' : 'lora_A'}`, bInput: `${stag}/${bank ? 'bank_B' : 'lora_B'}`, rankDim: '', basePath: t.path,
       };
       here.push(site);
-      newNodes.push(node('MatMul', [x3, site.aInput], [`${stag}/xa`], `${stag}/xa`));
-      newNodes.push(node('MatMul', [`${stag}/xa`, site.bInput], [`${stag}/delta`], `${stag}/delta`));
-      deltas.push(`${stag}/delta`);
+      deltas.push(moduleDelta(x3, site, stag, newNodes, bankForm));
     }
     let delta = deltas[0];
     if (deltas.length > 1) {
@@ -118,13 +143,69 @@ export function injectLora(model: ModelProto, targets: LinearTarget[], plan: Sit
   siteOrder.reverse();
   for (const group of siteOrder) {
     for (const site of group) {
-      site.rankDim = `${PREFIX}_r${sites.length}`;
+      sites.push(site);
+      if (bank) continue;
+      site.rankDim = `${PREFIX}_r${sites.length - 1}`;
       graph.input.push(tensorValueInfo(site.aInput, ONNX_FLOAT, [batchDim, site.din, site.rankDim]));
       graph.input.push(tensorValueInfo(site.bInput, ONNX_FLOAT, [batchDim, site.rankDim, site.dout]));
-      sites.push(site);
     }
   }
-  return { sites, batchDim };
+  if (!bankForm) return { sites, batchDim };
+  graph.input.push(tensorValueInfo(GATES_INPUT, ONNX_FLOAT, [batchDim, bankForm.bank.experts]));
+  graph.node.unshift(...bankForm.gates.nodes);
+  return { sites, batchDim, gates: { input: GATES_INPUT, experts: bankForm.bank.experts } };
+}
+
+/**
+ * One PEFT module's delta from x3 [batch, seq, din], appended to `nodes`; returns its name.
+ *   per-row: MatMul(MatMul(x3, A_in), B_in)
+ *   bank:    MatMul(MatMul(x3, A_bank) * G, B_bank), the bank's columns added as initializers
+ *            (a module no expert adapts gets one zero column)
+ */
+function moduleDelta(
+  x3: string, site: InjectionSite, stag: string, nodes: NodeProto[],
+  bankForm?: { bank: BankSource; gates: GateColumns; initializers: TensorProto[] },
+): string {
+  let xa = `${stag}/xa`;
+  nodes.push(node('MatMul', [x3, site.aInput], [xa], xa));
+  if (bankForm) {
+    const cols = bankForm.bank.columns(site) ?? { a: new Float32Array(site.din), b: new Float32Array(site.dout), expertOf: Int32Array.of(0) };
+    const C = cols.expertOf.length;
+    bankForm.initializers.push(floatTensor(site.aInput, [site.din, C], cols.a), floatTensor(site.bInput, [C, site.dout], cols.b));
+    nodes.push(node('Mul', [xa, bankForm.gates.of(cols.expertOf)], [`${stag}/xag`], `${stag}/xag`));
+    xa = `${stag}/xag`;
+  }
+  nodes.push(node('MatMul', [xa, site.bInput], [`${stag}/delta`], `${stag}/delta`));
+  return `${stag}/delta`;
+}
+
+/**
+ * The bank form's gates, one per distinct column layout (sites whose experts have the same ranks
+ * share it):  G [batch, 1, C] = Reshape(Gather(persona_gates, expertOf, axis 1), [0, 1, -1]).
+ */
+class GateColumns {
+  readonly nodes: NodeProto[] = [];
+  readonly #byLayout = new Map<string, string>();
+  readonly #initializers: TensorProto[];
+
+  constructor(initializers: TensorProto[]) {
+    this.#initializers = initializers;
+  }
+
+  of(expertOf: Int32Array): string {
+    const key = expertOf.join(',');
+    const known = this.#byLayout.get(key);
+    if (known) return known;
+    const tag = `${PREFIX}/gates${this.#byLayout.size}`;
+    if (this.#byLayout.size === 0) this.#initializers.push(int64Tensor(`${PREFIX}/gate_shape`, [0, 1, -1]));
+    this.#initializers.push(int64Tensor(`${tag}/experts`, Array.from(expertOf)));
+    this.nodes.push(
+      node('Gather', [GATES_INPUT, `${tag}/experts`], [`${tag}/columns`], `${tag}/columns`, { axis: 1 }),
+      node('Reshape', [`${tag}/columns`, `${PREFIX}/gate_shape`], [tag], tag),
+    );
+    this.#byLayout.set(key, tag);
+    return tag;
+  }
 }
 
 /** The PEFT modules a target stands for: itself, or the parts of a fused module. */

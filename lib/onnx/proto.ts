@@ -119,6 +119,16 @@ export function int64Tensor(name: string, values: number[]): TensorProto {
   });
 }
 
+/** A float32 initializer (row-major data of `dims`). */
+export function floatTensor(name: string, dims: number[], values: Float32Array<ArrayBuffer>): TensorProto {
+  return create(TensorProtoSchema, {
+    name,
+    dims: dims.map(BigInt),
+    dataType: ONNX_FLOAT,
+    rawData: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+  });
+}
+
 export function intAttr(n: NodeProto, name: string, fallback: number): number {
   const a = n.attribute.find((x) => x.name === name);
   return a ? Number(a.i) : fallback;

@@ -23,15 +23,27 @@ export function elementCount(t: TensorProto): number {
   return t.dims.reduce((n, d) => n * Number(d), 1);
 }
 
+// bytes per element of the fixed-size ONNX types (TensorProto.DataType); strings have none
+const ELEMENT_SIZE: Record<number, number> = {
+  1: 4, // float
+  2: 1, 3: 1, 9: 1, // uint8, int8, bool
+  4: 2, 5: 2, 10: 2, 16: 2, // uint16, int16, float16, bfloat16
+  6: 4, 12: 4, // int32, uint32
+  7: 8, 11: 8, 13: 8, // int64, double, uint64
+};
+
 function elementSize(dataType: number): number {
-  switch (dataType) {
-    case ONNX_FLOAT: return 4;
-    case ONNX_FLOAT16: case ONNX_BFLOAT16: return 2;
-    default: throw new Error(`Unsupported initializer data type ${dataType} (expected float, float16 or bfloat16)`);
-  }
+  const size = ELEMENT_SIZE[dataType];
+  if (size === undefined) throw new Error(`Unsupported initializer data type ${dataType} (expected a fixed-size numeric type)`);
+  return size;
 }
 
-/** Raw little-endian bytes of a float/float16/bfloat16 initializer. */
+/** Bytes an initializer's values take (fixed-size numeric types; 0 for others, e.g. strings). */
+export function byteLength(t: TensorProto): number {
+  return (ELEMENT_SIZE[t.dataType] ?? 0) * elementCount(t);
+}
+
+/** Raw little-endian bytes of a numeric initializer held as raw or external data (float/float16/bfloat16 also from typed fields). */
 export function tensorBytes(t: TensorProto, modelDir: string): Uint8Array {
   const size = elementSize(t.dataType) * elementCount(t);
   if (isExternal(t)) {
@@ -61,7 +73,8 @@ export function tensorBytes(t: TensorProto, modelDir: string): Uint8Array {
   }
   if (t.dataType === ONNX_FLOAT) return new Uint8Array(Float32Array.from(t.floatData).buffer);
   // float16/bfloat16 values may sit in int32_data, one per element
-  return new Uint8Array(Uint16Array.from(t.int32Data).buffer);
+  if (t.dataType === ONNX_FLOAT16 || t.dataType === ONNX_BFLOAT16) return new Uint8Array(Uint16Array.from(t.int32Data).buffer);
+  throw new Error(`Initializer ${t.name} (data type ${t.dataType}) keeps its values in typed fields, not raw data`);
 }
 
 /** An initializer's values as float32 (float16 / bfloat16 widened). */
