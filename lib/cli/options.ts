@@ -60,8 +60,7 @@ export function addPersonaFlags(cmd: Command): Command {
   return cmd
     .option('--router <dir>', 'a router folder (router.json, model.onnx, tokenizer.json); default <model folder>/router')
     .option('--persona <persona>', "auto | a Big Five profile JSON {\"openness\":0.8} | {\"mix\":{\"expert\":weight}}")
-    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)')
-    .addOption(loraLayoutOption());
+    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)');
 }
 
 /** --lora-layout: how the experts enter the graph (PersonaModelOptions.loraLayout); `inject`

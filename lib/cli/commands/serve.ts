@@ -2,11 +2,12 @@
 // a worker thread so the server keeps answering while the batch decodes.
 import { Command } from 'commander';
 import { startServer } from '../../server/server';
-import { addModelFlags, addPersonaFlags, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, addPersonaFlags, loraLayoutOption, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 import * as path from 'node:path';
 
 export function serveCommand(): Command {
   return addPersonaFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models')))
+    .addOption(loraLayoutOption())
     .option('--port <n>', 'port (0 = any free one)', numberFlag('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--model-id <id>', 'the model name /v1/models reports (default: the model folder name)')
