@@ -15,29 +15,11 @@ import { byteLength } from '../lib/onnx/tensor_data';
 import { GATES_INPUT } from '../lib/onnx/inject';
 import { readModel } from '../lib/onnx/proto';
 import { DTYPES, randomBank } from './helpers/bank';
-import { adapterFolders, FIXTURE, plainLastLogits, reference, relError, tempDir, VARIANTS, worstRelError } from './helpers/model';
+import { adapterFolders, FIXTURE, fixtureModels, plainLastLogits, reference, relError, tempDir, VARIANTS, worstRelError } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
 
 const TOL = 1e-4;
-const cacheDir = tempDir('bank-layout');
-const opened: PersonaModel[] = [];
-const loaded = new Map<string, Promise<PersonaModel>>();
-
-function load(variant: string, extra: Partial<Parameters<typeof PersonaModel.load>[0]> = {}): Promise<PersonaModel> {
-  const key = `${variant} ${JSON.stringify(extra)}`;
-  if (!loaded.has(key)) {
-    loaded.set(key, PersonaModel.load({ model: path.join(FIXTURE, variant), adapters: adapterFolders(), cacheDir, worker: false, ...extra }).then((m) => {
-      opened.push(m);
-      return m;
-    }));
-  }
-  return loaded.get(key)!;
-}
-
-afterAll(async () => {
-  for (const m of opened) await m.dispose();
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-});
+const { cacheDir, load, keep } = fixtureModels('bank-layout');
 
 describe('bankColumns: a bank side by side', () => {
   test.each(DTYPES)('%s bank, ranks 4/0/2/4: x·a·diag(g[expertOf])·b equals Σ_e g_e s_e (x A_eᵀ) B_eᵀ in float64', (dtype) => {
@@ -166,9 +148,7 @@ describe("loraLayout 'auto' (the default)", () => {
 
   test('the tiny fixture: per-row with all five experts (43% of its weights) or openness_high alone (14.3%), bank with neuroticism_low alone (3.6%)', async () => {
     const alone = async (name: string, loraLayout?: 'per-row') => {
-      const m = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders([name]), cacheDir, worker: false, loraLayout });
-      opened.push(m);
-      return m;
+      return keep(await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders([name]), cacheDir, worker: false, loraLayout }));
     };
     expect((await load('onnx-legacy', { loraLayout: undefined })).loraLayout).toBe('per-row');
     expect((await alone('openness_high')).loraLayout).toBe('per-row');

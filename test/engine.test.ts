@@ -8,10 +8,9 @@ import { PersonaModel } from '../lib';
 import { argmax } from '../lib/engine/sampler';
 import { checkStop } from '../lib/engine/stop';
 import { TextCodec } from '../lib/engine/text_codec';
-import { adapterFolders, FIXTURE, reference, tempDir } from './helpers/model';
+import { adapterFolders, FIXTURE, fixtureModels, reference } from './helpers/model';
 
-const cacheDir = tempDir('engine');
-const opened: PersonaModel[] = [];
+const { cacheDir, load } = fixtureModels('engine');
 const MIXES: Record<string, number>[] = [
   {},
   { openness_high: 1 },
@@ -21,25 +20,6 @@ const MIXES: Record<string, number>[] = [
 // four prompts of different lengths (3, 8, 13, 18 tokens) cut from the reference sequences
 const ALL_IDS = reference.sequences.flat();
 const PROMPTS = [0, 1, 2, 3].map((i) => ALL_IDS.slice(7 * i, 7 * i + 3 + 5 * i));
-
-const loaded = new Map<string, Promise<PersonaModel>>();
-
-/** One model per variant and options for the whole file (generation leaves a model as it was). */
-function load(variant: string, extra: Partial<Parameters<typeof PersonaModel.load>[0]> = {}): Promise<PersonaModel> {
-  const key = `${variant} ${JSON.stringify(extra)}`;
-  if (!loaded.has(key)) {
-    loaded.set(key, PersonaModel.load({ model: path.join(FIXTURE, variant), adapters: adapterFolders(), cacheDir, worker: false, ...extra }).then((m) => {
-      opened.push(m);
-      return m;
-    }));
-  }
-  return loaded.get(key)!;
-}
-
-afterAll(async () => {
-  for (const m of opened) await m.dispose();
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-});
 
 /** Greedy decoding the slow way: forward() on the whole growing sequence, argmax each time. */
 async function greedyByForward(m: PersonaModel, ids: number[], mix: Record<string, number>, n: number): Promise<number[]> {

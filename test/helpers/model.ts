@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { PersonaModel } from '../../lib';
 
 export const FIXTURE = path.join(__dirname, '..', 'fixtures', 'tiny-llama');
 export const VARIANTS = ['onnx-dynamo', 'onnx-legacy', 'onnx-legacy-nocache', 'onnx-legacy-no-position-ids'] as const;
@@ -28,6 +29,37 @@ export function adapterFolders(names: readonly string[] = reference.experts): Re
 
 export function tempDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `pf-${tag}-`));
+}
+
+type LoadOptions = Parameters<typeof PersonaModel.load>[0];
+
+/**
+ * The fixture's models for one test file, with the five experts, on the calling thread: `load` makes
+ * one per variant and options and hands the same one out after (tests leave a model as they found
+ * it); `keep` adds other models to dispose. Everything is disposed, and the cache removed, after
+ * the file.
+ */
+export function fixtureModels(tag: string): { cacheDir: string; load(variant: string, extra?: Partial<LoadOptions>): Promise<PersonaModel>; keep(m: PersonaModel): PersonaModel } {
+  const cacheDir = tempDir(tag);
+  const opened: PersonaModel[] = [];
+  const loaded = new Map<string, Promise<PersonaModel>>();
+  const keep = (m: PersonaModel) => {
+    opened.push(m);
+    return m;
+  };
+  afterAll(async () => {
+    for (const m of opened) await m.dispose();
+    fs.rmSync(cacheDir, { recursive: true, force: true });
+  });
+  return {
+    cacheDir,
+    keep,
+    load(variant, extra = {}) {
+      const key = `${variant} ${JSON.stringify(extra)}`;
+      if (!loaded.has(key)) loaded.set(key, PersonaModel.load({ model: path.join(FIXTURE, variant), adapters: adapterFolders(), cacheDir, worker: false, ...extra }).then(keep));
+      return loaded.get(key)!;
+    },
+  };
 }
 
 /**
