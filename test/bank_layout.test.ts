@@ -176,24 +176,4 @@ describe('generate with the bank in the graph', () => {
       expect(got.map((r) => r.tokens)).toEqual(want);
     }
   });
-
-  test('requests joining mid-generation leave the running ones unchanged (cache-less export too)', async () => {
-    for (const variant of ['onnx-legacy', 'onnx-legacy-nocache']) {
-      const m = await load(variant, { loraLayout: 'bank', maxBatch: 3 });
-      const alone = [];
-      for (const o of opts) alone.push((await m.generate(o)).tokens);
-      const later: Promise<{ tokens: number[] }>[] = [];
-      const first: number[] = [];
-      for await (const ev of m.stream(opts[0])) {
-        if (ev.done) break;
-        first.push(ev.token);
-        if (first.length <= 3) later.push(m.generate(opts[first.length]));
-      }
-      expect(first).toEqual(alone[0]);
-      expect((await Promise.all(later)).map((r) => r.tokens)).toEqual(alone.slice(1));
-      // the mixes matter: the base model continues differently
-      const base = await Promise.all(opts.map((o) => m.generate({ ...o, persona: { mix: {} } })));
-      expect(base.map((r) => r.tokens)).not.toEqual(alone);
-    }
-  });
 });

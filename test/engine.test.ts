@@ -90,8 +90,10 @@ describe('generate: continuous batching', () => {
     expect((await Promise.all(opts.map((o) => m.generate(o)))).map((r) => r.tokens)).toEqual(alone);
   });
 
-  test('requests joining mid-generation (stream) leave the running ones unchanged', async () => {
-    const m = await load('onnx-legacy');
+  test.each([
+    ['per-row', 'onnx-legacy', 16], ['bank', 'onnx-legacy', 3], ['bank', 'onnx-legacy-nocache', 3],
+  ] as const)('%s layout, %s, maxBatch %d: requests joining mid-generation (stream) leave the running ones unchanged', async (loraLayout, variant, maxBatch) => {
+    const m = await load(variant, { loraLayout, maxBatch });
     const opts = PROMPTS.map((p, i) => ({ inputIds: p, persona: { mix: MIXES[i] }, maxNewTokens: 12, temperature: 0 }));
     const alone = [];
     for (const o of opts) alone.push((await m.generate(o)).tokens);
