@@ -162,7 +162,7 @@ describe("loraLayout 'auto' (the default)", () => {
 });
 
 describe('generate with the bank in the graph', () => {
-  const MIXES = [{}, { openness_high: 1 }, { extraversion_low: 0.6, agreeableness_high: 0.4 }, { neuroticism_low: 0.5, conscientiousness_high: 0.3, openness_high: 0.2 }];
+  const MIXES: Record<string, number>[] = [{}, { openness_high: 1 }, { extraversion_low: 0.6, agreeableness_high: 0.4 }, { neuroticism_low: 0.5, conscientiousness_high: 0.3, openness_high: 0.2 }];
   const ids = reference.sequences.flat();
   const opts = [0, 1, 2, 3].map((i) => ({ inputIds: ids.slice(7 * i, 7 * i + 3 + 5 * i), persona: { mix: MIXES[i] }, maxNewTokens: 10 + 2 * i, temperature: 0 }));
 
