@@ -28,7 +28,8 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import { PersonaModel, mergeModel } from '../lib';
-import { median, modelFileIn, resultsFile, slug, table } from './harness';
+import { median, resultsFile, slug, table } from './harness';
+import { resolveModelFile } from '../lib/model/persona_model';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 import { packageRoot } from '../lib/kernels/binding';
 import { widenedModelDir } from './widen_vocab';
@@ -65,10 +66,10 @@ async function main(): Promise<void> {
   const opened: PersonaModel[] = [];
   try {
     const given = path.resolve(o.model);
-    ensureSyntheticWeights(modelFileIn(given), console.log);
+    ensureSyntheticWeights(resolveModelFile(given), console.log);
     const MODEL_DIR = o.vocab ? widenedModelDir(given, Number(o.vocab), work) : given;
     const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
-    const modelFile = modelFileIn(MODEL_DIR);
+    const modelFile = resolveModelFile(MODEL_DIR);
     const subfolder = path.relative(MODEL_DIR, path.dirname(modelFile));
     const own = path.join(MODEL_DIR, 'adapters');
     const adapters = fs.existsSync(own)

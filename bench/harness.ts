@@ -12,7 +12,6 @@
 //      shared machine) hits every implementation alike; rounds run until the time budget is
 //      spent and each closure has minSamples samples;
 //   4. statistics of the per-call time (sample time / reps): median, p10, p90, mean, min.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mulberry32 } from '../lib/engine/rng';
@@ -252,12 +251,6 @@ export const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g
 
 /** The default place of a results file: bench/results/<name> in the package (this file runs from dist/bench). */
 export const resultsFile = (name: string): string => path.join(__dirname, '..', '..', 'bench', 'results', name);
-
-/** The decoder of a benchmark model folder: onnx/model.onnx (the HF layout) or model.onnx. */
-export function modelFileIn(dir: string): string {
-  const nested = path.join(dir, 'onnx', 'model.onnx');
-  return fs.existsSync(nested) ? nested : path.join(dir, 'model.onnx');
-}
 
 /** GB/s for `bytes` moved in `us` microseconds. */
 export const gbps = (bytes: number, us: number): number => bytes / us / 1e3;

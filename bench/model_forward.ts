@@ -32,7 +32,8 @@ import { decoderFeeds } from '../lib/model/feeds';
 import { widenVocab } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
 import { openDecoderSession } from '../lib/model/session_options';
-import { median, modelFileIn, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
+import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
+import { resolveModelFile } from '../lib/model/persona_model';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
 
 const DEFAULT_MODEL = path.join(__dirname, '..', '..', 'bench', 'models', 'llama-h512');
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'config.json'), 'utf8'));
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-model-bench-'));
   try {
-    const original = modelFileIn(MODEL_DIR);
+    const original = resolveModelFile(MODEL_DIR);
     ensureSyntheticWeights(original, console.log);
     if (o.vocab) cfg.vocab_size = Number(o.vocab);
     const modelFile = o.vocab ? widenVocab(original, cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`)) : original;

@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ModelProto, readModel, TensorProto, valueInfoDims } from '../lib/onnx/proto';
 import { writeModel } from '../lib/onnx/write';
-import { modelFileIn, rng } from './harness';
+import { rng } from './harness';
+import { resolveModelFile } from '../lib/model/persona_model';
 
 /** A copy of the model with a `vocab`-token embedding and LM head (random weights), written to `file`. */
 export function widenVocab(modelFile: string, vocab: number, file: string): string {
@@ -40,6 +41,6 @@ export function widenedModelDir(modelDir: string, vocab: number, dir: string): s
   fs.mkdirSync(path.join(out, 'onnx'), { recursive: true });
   const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
   fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ ...cfg, vocab_size: vocab }, null, 2));
-  widenVocab(modelFileIn(modelDir), vocab, path.join(out, 'onnx', 'model.onnx'));
+  widenVocab(resolveModelFile(modelDir), vocab, path.join(out, 'onnx', 'model.onnx'));
   return out;
 }

@@ -212,6 +212,26 @@ describe('injected model file', () => {
   });
 });
 
+describe('model folders', () => {
+  test('a folder with onnx/model.onnx (the Hub layout of Optimum and transformers.js) loads it; one with neither names both', async () => {
+    const dir = tempDir('hub-layout');
+    try {
+      fs.mkdirSync(path.join(dir, 'onnx'));
+      fs.copyFileSync(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'), path.join(dir, 'onnx', 'model.onnx'));
+      const m = await PersonaModel.load({ model: dir, adapters: adapterFolders(), cacheDir });
+      opened.push(m);
+      expect(m.modelFile).toBe(path.join(dir, 'onnx', 'model.onnx'));
+      const c = reference.cases[reference.cases.length - 1];
+      const got = await m.forward({ inputIds: reference.sequences, mix: reference.sequences.map(() => c.mix) });
+      expect(worstRelError(got, c.last_logits)).toBeLessThanOrEqual(TOL);
+      fs.rmSync(path.join(dir, 'onnx'), { recursive: true });
+      await expect(PersonaModel.load({ model: dir, cacheDir })).rejects.toThrow(/neither model\.onnx nor onnx\/model\.onnx/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('errors', () => {
   test('an unknown expert, a non-finite weight, a mix per row: named in the error', async () => {
     const m = await load('onnx-legacy');
@@ -260,7 +280,7 @@ describe('errors', () => {
 
   test('a missing model path or folder without model.onnx', async () => {
     await expect(PersonaModel.load({ model: path.join(FIXTURE, 'nope') })).rejects.toThrow(/does not exist/);
-    await expect(PersonaModel.load({ model: path.join(FIXTURE, 'adapters') })).rejects.toThrow(/no model.onnx/);
+    await expect(PersonaModel.load({ model: path.join(FIXTURE, 'adapters') })).rejects.toThrow(/neither model.onnx nor onnx\/model.onnx/);
   });
 
   test('a disposed model says so', async () => {

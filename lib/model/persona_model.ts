@@ -42,7 +42,7 @@ import { PersonaRouter, RouteMessage, RouteResult } from '../router/router';
 export type { LoraLayout } from './lora_layout';
 
 export interface PersonaModelOptions {
-  /** an .onnx file, or a folder holding model.onnx */
+  /** an .onnx file, or a folder holding model.onnx or onnx/model.onnx */
   model: string;
   /** expert name -> PEFT adapter folder, in the order the experts get their ids */
   adapters?: Record<string, string>;
@@ -83,12 +83,16 @@ export interface ForwardOptions {
   mix: Mix[];
 }
 
+const MODEL_FILES = ['model.onnx', path.join('onnx', 'model.onnx')];
+
+/** The .onnx file of a model path: the file itself, or the model file in a folder. */
 export function resolveModelFile(model: string): string {
   if (typeof model !== 'string' || model.length === 0) throw typeError('model', 'a path to an .onnx file or a model folder', model);
   if (!fs.existsSync(model)) throw new Error(`The model path ${model} does not exist`);
   if (fs.statSync(model).isDirectory()) {
-    const file = path.join(model, 'model.onnx');
-    if (!fs.existsSync(file)) throw new Error(`The model folder ${model} has no model.onnx`);
+    // model.onnx, or onnx/model.onnx as Optimum and transformers.js lay out a Hub repository
+    const file = MODEL_FILES.map((f) => path.join(model, f)).find((f) => fs.existsSync(f));
+    if (!file) throw new Error(`The model folder ${model} has neither ${MODEL_FILES.join(' nor ')}`);
     return file;
   }
   return model;
