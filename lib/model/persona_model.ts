@@ -2,7 +2,8 @@
 // mix per row through onnxruntime-node.
 //
 //   load:    read the model, find its linear layers, match every adapter module to one, inject
-//            A_in/B_in inputs per adapted module (cached next to the model), open a session
+//            A_in/B_in inputs per adapted module, or the whole bank with one gates input
+//            (loraLayout; lib/model/lora_layout.ts picks by default), cached next to the model
 //   forward: fold each row's mix into its slot of every site's A_in/B_in (kernels.foldExperts)
 //            and run; return each row's last-position logits. With loraLayout 'bank' the whole
 //            bank is in the graph and a row's mix is fed as its gates [E] (no fold)
