@@ -74,7 +74,7 @@ describe('forward with the bank in the graph', () => {
     }
   });
 
-  test('mix {} is the original model; the graph feeds only persona_gates [batch, E], the bank is its initializers', async () => {
+  test('mix {} is the original model; the graph feeds only persona_gates [batch, E], the bank is its initializers and nowhere else', async () => {
     const m = await load('onnx-legacy', { loraLayout: 'bank' });
     const original = await plainLastLogits(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'), reference.sequences);
     const got = await m.forward({ inputIds: reference.sequences, mix: reference.sequences.map(() => ({})) });
@@ -85,6 +85,8 @@ describe('forward with the bank in the graph', () => {
     expect(graph.input.map((i) => i.name)).toEqual([...src.input.map((i) => i.name), GATES_INPUT]);
     const inits = new Set(graph.initializer.map((t) => t.name));
     for (const { site } of m.sites) expect(inits.has(site.aInput) && inits.has(site.bInput)).toBe(true);
+    // the experts live in the graph only: the model keeps no native banks of its own
+    expect(m.sites.every((s) => s.bank === null)).toBe(true);
   });
 
   test.each(['onnx-legacy', 'onnx-legacy-no-position-ids'])('%s: rows of different lengths and mixes each equal the row alone', async (variant) => {

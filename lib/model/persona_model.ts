@@ -158,7 +158,8 @@ export class PersonaModel {
     const layout = requested === 'auto' ? autoLoraLayout(bankBytes(adapters), weightBytes(source)) : requested;
     const bank = layout === 'bank' && adapters.length > 0 ? bankSource(adapters) : undefined;
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source });
-    const sites = siteBanks(built.injection.sites, adapters);
+    // the bank form has the experts in the graph: no native banks to hold twice
+    const sites = built.injection.gates ? built.injection.sites.map((site) => ({ site, bank: null })) : siteBanks(built.injection.sites, adapters);
     const runtime = runtimeModel(built);
     // generating on this thread: its session is the one generation runs, open it now
     const session = options.worker === false ? await openDecoderSession(runtime.file, options) : undefined;

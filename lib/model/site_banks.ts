@@ -10,7 +10,8 @@ import { BankSource, InjectionSite, SiteBankColumns } from '../onnx/inject';
 
 export interface SiteBank {
   site: InjectionSite;
-  /** null when no expert adapts this module (its feeds are always rank 0) */
+  /** null when no expert adapts this module (its feeds are always rank 0), or when the bank is in
+   *  the graph (loraLayout 'bank': the model holds no banks of its own) */
   bank: LoraBank | null;
 }
 
