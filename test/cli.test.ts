@@ -79,6 +79,23 @@ describe('personafuse generate', () => {
   });
 });
 
+describe('personafuse info', () => {
+  test('--json reports the backends, the CPU, the model summary and the layout auto would pick for its adapters', () => {
+    const r = cli(['info', '--model', dir, '--json']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.kernels.backends).toContain('cpu');
+    expect(out.cores).toBeGreaterThan(0);
+    expect(out.model).toMatchObject({ kvCache: true, linearLayers: 15 /* 2 layers x 7 + lm_head */, adapters: fs.readdirSync(path.join(dir, 'adapters')).sort() });
+    // five experts are 43% of the fixture's weights: above 1/8, so per-row
+    expect(out.model.bankBytes / out.model.weightBytes).toBeGreaterThan(0.4);
+    expect(out.model.loraLayout).toBe('per-row');
+    const one = JSON.parse(cli(['info', '--model', dir, '--adapter', `neuroticism_low=${path.join(dir, 'adapters', 'neuroticism_low')}`, '--json']).stdout);
+    expect(one.model.loraLayout).toBe('bank');
+    expect(cli(['info', '--model', dir]).stdout).toMatch(/loraLayout auto = per-row/);
+  });
+});
+
 describe('personafuse route', () => {
   test('--json prints the mix and the full distribution over the experts', () => {
     const r = cli(['route', '--model', dir, 'Please leave me alone', '--json']);

@@ -7,6 +7,8 @@ import { info as kernelInfo } from '../../kernels';
 import { readModel } from '../../onnx/proto';
 import { findLinearTargets, summarizeTargets } from '../../onnx/targets';
 import { resolveModelFile } from '../../model/persona_model';
+import { autoLoraLayout, bankBytes, weightBytes } from '../../model/lora_layout';
+import { loadPeftAdapter } from '../../adapters';
 import { addModelFlags, demoModelDir, ModelFlags, modelSetup, output } from '../options';
 
 /** The SIMD-relevant CPU flags (Linux /proc/cpuinfo; empty elsewhere). */
@@ -38,18 +40,25 @@ export function infoCommand(): Command {
       const model = readModel(file);
       const targets = findLinearTargets(model);
       const g = model.graph!;
+      // what loraLayout 'auto' does with these adapters (lib/model/lora_layout.ts)
+      const weights = weightBytes(model);
+      const bank = bankBytes(Object.entries(setup.adapters).map(([name, dir]) => loadPeftAdapter(dir, name)));
       const summary = {
         file, inputs: g.input.map((i) => i.name), outputs: g.output.map((o) => o.name),
         opset: model.opsetImport.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`),
         kvCache: g.input.some((i) => i.name.startsWith('past_key_values.')),
         linearLayers: targets.length, modules: summarizeTargets(targets),
         adapters: Object.keys(setup.adapters), router: setup.router ?? null,
+        weightBytes: weights, bankBytes: bank, loraLayout: autoLoraLayout(bank, weights),
       };
       result.model = summary;
       lines.push(`model: ${file}${flags.model ? '' : ' (embedded demo)'}`,
         `  opset ${summary.opset.join(', ')}; ${g.input.length} inputs, ${g.output.length} outputs; KV cache ${summary.kvCache ? 'yes' : 'no'}`,
         `  ${targets.length} linear layers: ${summary.modules}`,
-        `  adapters: ${summary.adapters.join(', ') || 'none'}`, `  router: ${summary.router ?? 'none'}`);
+        `  adapters: ${summary.adapters.join(', ') || 'none'}` +
+          (summary.adapters.length ? ` (as a bank ${(summary.bankBytes / 2 ** 20).toFixed(1)} MiB, ${(100 * summary.bankBytes / summary.weightBytes).toFixed(1)}% ` +
+            `of the weights' ${(summary.weightBytes / 2 ** 20).toFixed(1)} MiB: loraLayout auto = ${summary.loraLayout})` : ''),
+        `  router: ${summary.router ?? 'none'}`);
     }
     output(flags, result, lines.join('\n'));
   });
