@@ -36,7 +36,7 @@ import { widenedModelDir } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
 import { inlineModelBytes } from '../lib/onnx/inline_weights';
 import { decoderSessionOptions } from '../lib/model/session_options';
-import { autoLoraLayout, bankBytes, weightBytes } from '../lib/model/lora_layout';
+import { autoLayoutFor, LoraLayout } from '../lib/model/lora_layout';
 import { loadPeftAdapter } from '../lib/adapters';
 import { readModel } from '../lib/onnx/proto';
 
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     const mix = (b: number) => rowMix(experts, b);
     const mergedFile = path.join(work, 'merged.onnx');
     mergeModel({ model: modelFile, adapters, mix: mix(0), out: mergedFile });
-    const load = async (file: string, withAdapters: boolean, loraLayout: 'per-row' | 'bank' = 'per-row') => {
+    const load = async (file: string, withAdapters: boolean, loraLayout: LoraLayout = 'per-row') => {
       const m = await PersonaModel.load({ model: file, adapters: withAdapters ? adapters : undefined, cacheDir: work, maxBatch: 32, inlineWeights: !o.externalWeights, loraLayout });
       opened.push(m);
       return m;
@@ -88,8 +88,9 @@ async function main(): Promise<void> {
     const merged = await load(mergedFile, false);
     const injected = await load(modelFile, true);
     const bank = await load(modelFile, true, 'bank');
-    const bankShare = bankBytes(Object.entries(adapters).map(([n, d]) => loadPeftAdapter(d, n))) / weightBytes(readModel(modelFile));
-    const autoLayout = autoLoraLayout(bankShare, 1);
+    const auto = autoLayoutFor(Object.entries(adapters).map(([n, d]) => loadPeftAdapter(d, n)), readModel(modelFile));
+    const autoLayout = auto.layout;
+    const bankShare = auto.bankBytes / auto.weightBytes;
 
     const gen = (m: PersonaModel, rows: number[][], mix: (b: number) => Record<string, number>): Run => async () => {
       const res = await Promise.all(rows.map((ids, b) => m.generate({ inputIds: ids, persona: { mix: mix(b) }, maxNewTokens, temperature: 0, ignoreEos: true })));

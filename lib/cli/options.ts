@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { packageRoot } from '../kernels/binding';
 import { LoraLayout, PersonaModel } from '../model/persona_model';
+import { LORA_LAYOUTS } from '../model/lora_layout';
 import { withProgressBar } from './progress';
 import type { Persona } from '../router/persona';
 
@@ -69,7 +70,7 @@ export function loraLayoutOption(withAuto = true): Option {
   return new Option('--lora-layout <layout>', 'per-row: each request\'s mix folded into its own adapter inputs (cheaper at small batches); ' +
     'bank: every expert in the graph, requests feed only their gates (cheaper from 5 rows on, no fold when a request joins)' +
     (withAuto ? '; auto (default): bank when it adds at most 1/8 of the weights\' bytes' : ' (default per-row)'))
-    .choices(withAuto ? ['auto', 'per-row', 'bank'] : ['per-row', 'bank']);
+    .choices(withAuto ? ['auto', ...LORA_LAYOUTS] : [...LORA_LAYOUTS]);
 }
 
 /** The embedded demo model: what the commands run when --model is not given. */

@@ -13,7 +13,8 @@ import type { PeftAdapter } from '../adapters';
 import type { ModelProto } from '../onnx/proto';
 import { byteLength } from '../onnx/tensor_data';
 
-export type LoraLayout = 'per-row' | 'bank';
+export const LORA_LAYOUTS = ['per-row', 'bank'] as const;
+export type LoraLayout = (typeof LORA_LAYOUTS)[number];
 
 export const BANK_SHARE_LIMIT = 0.125;
 
@@ -32,4 +33,11 @@ export function weightBytes(model: ModelProto): number {
 /** 'bank' when the whole bank adds at most BANK_SHARE_LIMIT of the weights' bytes, else 'per-row'. */
 export function autoLoraLayout(bank: number, weights: number): LoraLayout {
   return weights > 0 && bank <= BANK_SHARE_LIMIT * weights ? 'bank' : 'per-row';
+}
+
+/** What 'auto' picks for these adapters on this model, with the numbers it picks by. */
+export function autoLayoutFor(adapters: readonly PeftAdapter[], model: ModelProto): { layout: LoraLayout; bankBytes: number; weightBytes: number } {
+  const bank = bankBytes(adapters);
+  const weights = weightBytes(model);
+  return { layout: autoLoraLayout(bank, weights), bankBytes: bank, weightBytes: weights };
 }

@@ -28,7 +28,7 @@ import { batchMix, Mix } from './mix';
 import { checkRows, decoderFeeds, DecoderIO } from './feeds';
 import { lastLogits } from './logits';
 import { bankSource, SiteBank, siteBanks } from './site_banks';
-import { autoLoraLayout, bankBytes, LoraLayout, weightBytes } from './lora_layout';
+import { autoLayoutFor, LORA_LAYOUTS, LoraLayout } from './lora_layout';
 import { openDecoderSession } from './session_options';
 import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
 import { Batcher, DecoderModel } from '../engine/batcher';
@@ -153,9 +153,10 @@ export class PersonaModel {
     const experts = Object.keys(named);
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     const requested = options.loraLayout ?? 'auto';
-    if (!['auto', 'per-row', 'bank'].includes(requested)) throw rangeError('loraLayout', "'auto', 'per-row' or 'bank'", String(requested));
+    const choices: readonly string[] = ['auto', ...LORA_LAYOUTS];
+    if (!choices.includes(requested)) throw rangeError('loraLayout', choices.map((c) => `'${c}'`).join(', '), String(requested));
     const source = readModel(modelFile);
-    const layout = requested === 'auto' ? autoLoraLayout(bankBytes(adapters), weightBytes(source)) : requested;
+    const layout = requested === 'auto' ? autoLayoutFor(adapters, source).layout : requested;
     const bank = layout === 'bank' && adapters.length > 0 ? bankSource(adapters) : undefined;
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source });
     // the bank form has the experts in the graph: no native banks to hold twice

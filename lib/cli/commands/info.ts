@@ -7,7 +7,7 @@ import { info as kernelInfo } from '../../kernels';
 import { readModel } from '../../onnx/proto';
 import { findLinearTargets, summarizeTargets } from '../../onnx/targets';
 import { resolveModelFile } from '../../model/persona_model';
-import { autoLoraLayout, bankBytes, weightBytes } from '../../model/lora_layout';
+import { autoLayoutFor } from '../../model/lora_layout';
 import { loadPeftAdapter } from '../../adapters';
 import { addModelFlags, demoModelDir, ModelFlags, modelSetup, output } from '../options';
 
@@ -41,15 +41,14 @@ export function infoCommand(): Command {
       const targets = findLinearTargets(model);
       const g = model.graph!;
       // what loraLayout 'auto' does with these adapters (lib/model/lora_layout.ts)
-      const weights = weightBytes(model);
-      const bank = bankBytes(Object.entries(setup.adapters).map(([name, dir]) => loadPeftAdapter(dir, name)));
+      const auto = autoLayoutFor(Object.entries(setup.adapters).map(([name, dir]) => loadPeftAdapter(dir, name)), model);
       const summary = {
         file, inputs: g.input.map((i) => i.name), outputs: g.output.map((o) => o.name),
         opset: model.opsetImport.map((o) => `${o.domain || 'ai.onnx'}:${o.version}`),
         kvCache: g.input.some((i) => i.name.startsWith('past_key_values.')),
         linearLayers: targets.length, modules: summarizeTargets(targets),
         adapters: Object.keys(setup.adapters), router: setup.router ?? null,
-        weightBytes: weights, bankBytes: bank, loraLayout: autoLoraLayout(bank, weights),
+        weightBytes: auto.weightBytes, bankBytes: auto.bankBytes, loraLayout: auto.layout,
       };
       result.model = summary;
       lines.push(`model: ${file}${flags.model ? '' : ' (embedded demo)'}`,
