@@ -11,8 +11,9 @@
 //             each row feeds its gates [10]
 //   merged    one fixed mix merged into the weights (personafuse merge): zero adapter overhead
 // Phases: decode (1 new token per row over a 128-token cache; batch 1, 8, 32) and prefill (64
-// tokens per row; batch 1, 8). Throughput = tokens per second; the target is injected (the
-// engine's default layout) >= 85% of base at batch 1 and 8.
+// tokens per row; batch 1, 8). Throughput = tokens per second; the target is injected (per-row)
+// >= 85% of base at batch 1 and 8, and the bank's ratio is reported beside it ('auto' picks the bank
+// on wide models, lib/model/lora_layout.ts).
 // --vocab N runs the same layers with an N-token vocabulary instead of the committed 512 (the
 // embedding and LM head widened with random weights in a temporary copy): real decoders have
 // 32k-150k tokens, and the LM head they read every step dilutes the adapters' share.
