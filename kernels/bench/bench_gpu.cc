@@ -8,7 +8,8 @@
 // (sync_checks = 0, check_pointers = 0); one line shows their cost.
 //
 // Shapes: d in {4096, 8192}, r = 16, E in {10, 64}, k = 2, T in {1, 16, 64, 512, 4096}, f16 and
-// bf16; lora_moe on both paths. Results: bench/results/gpu-<device>-<time>.json (--out DIR).
+// bf16; lora_moe on each of its three paths (decode, fused, grouped) at every T.
+// Results: bench/results/gpu-<device>-<time>.json (--out DIR).
 // --quick: T in {1, 512}; --ts 1,16,...: these T; --only lora_moe|topk_softmax|fold_merge.
 #include <ctype.h>
 #include <math.h>
@@ -117,6 +118,7 @@ struct Result {
 };
 std::vector<Result> g_results;
 double g_copy_gbps = 0;
+int64_t g_prefill_default = 0, g_fused_default = 0;  // the lora_moe path options as the library starts
 
 void add(Result r) {
   const double gbps = r.bytes / (r.t.median_us * 1e3), tflops = r.flops / (r.t.median_us * 1e6);
@@ -191,8 +193,9 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
       bytes += (double)T * d * 4 + (double)T * d * 8 + (double)T * k * 8 + (double)distinct * r * 2 * d * 2;
     }
     bytes /= nsets;
-    for (const char* path : {"decode", "grouped"}) {
+    for (const char* path : {"decode", "fused", "grouped"}) {
       pf_cuda_set_option("moe_prefill_min_tokens", strcmp(path, "grouped") == 0 ? 0 : -1);
+      pf_cuda_set_option("moe_fused_max_tokens", strcmp(path, "fused") == 0 ? T : 0);
       Result res;
       res.op = "lora_moe";
       res.dtype = dt == PF_F16 ? "f16" : "bf16";
@@ -208,7 +211,8 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
       res.flops = 2.0 * T * k * r * (2.0 * d);
       add(res);
     }
-    pf_cuda_set_option("moe_prefill_min_tokens", -1);  // back to the default
+    pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);
+    pf_cuda_set_option("moe_fused_max_tokens", g_fused_default);
   }
 }
 
@@ -322,6 +326,8 @@ int main(int argc, char** argv) {
   ok(pf_cuda_device_capability(0, &ma, &mi), "pf_cuda_device_capability");
   printf("%s, compute capability %d.%d; %s\n", name, ma, mi, pf_cuda_build_info());
 
+  pf_cuda_get_option("moe_prefill_min_tokens", &g_prefill_default);
+  pf_cuda_get_option("moe_fused_max_tokens", &g_fused_default);
   bench_copy();
   const std::vector<int64_t> Ts = !ts_opt.empty() ? ts_opt
                                   : quick          ? std::vector<int64_t>{1, 512}

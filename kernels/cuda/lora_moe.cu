@@ -13,7 +13,8 @@
 //   expand: one block per (token, 32 * Vec16 outputs); its 8 warps split the k * rank
 //     (slot, rank row) pairs, each lane reading 16 bytes of a Bᵀ row per pair; the warps'
 //     partial sums are added in a fixed order and into y.
-// Otherwise the grouped tensor-core path of lora_moe_grouped.cu runs.
+// From moe_prefill_min_tokens on, the grouped tensor-core path of lora_moe_grouped.cu runs
+// instead; up to moe_fused_max_tokens (when set), the one-kernel path of lora_moe_fused.cu.
 #include <math.h>
 
 #include "lora_moe.cuh"
@@ -27,25 +28,6 @@ constexpr int kShrinkThreads = 256;
 constexpr int kShrinkWarps = kShrinkThreads / 32;
 constexpr int kQB = 4;  // rank rows per shrink block
 constexpr int kExpandWarps = 8;
-
-// N activations x[i0 .. i0+N) (zeros past din). VEC: x's rows are 16-byte aligned.
-template <int N, bool VEC>
-__device__ __forceinline__ void load_x(const float* __restrict__ xr, int64_t i0, int64_t din, float* xv) {
-  if (VEC) {
-#pragma unroll
-    for (int s = 0; s < N / 4; ++s) {
-      float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
-      if (i0 + 4 * s < din) f = __ldg(reinterpret_cast<const float4*>(xr + i0 + 4 * s));
-      xv[4 * s] = f.x;
-      xv[4 * s + 1] = f.y;
-      xv[4 * s + 2] = f.z;
-      xv[4 * s + 3] = f.w;
-    }
-  } else {
-#pragma unroll
-    for (int u = 0; u < N; ++u) xv[u] = i0 + u < din ? __ldg(xr + i0 + u) : 0.0f;
-  }
-}
 
 template <int DT, bool XVEC>
 __global__ void __launch_bounds__(kShrinkThreads)
@@ -74,7 +56,7 @@ __global__ void __launch_bounds__(kShrinkThreads)
     for (int qq = 0; qq < kQB; ++qq) acc[qq] = 0.0f;
     for (int64_t i0 = (int64_t)threadIdx.x * N; i0 < bank.din; i0 += (int64_t)kShrinkThreads * N) {
       float xv[N];
-      load_x<N, XVEC>(xr, i0, bank.din, xv);
+      load_f32_row<N, XVEC>(xr, i0, bank.din, xv);
 #pragma unroll
       for (int qq = 0; qq < kQB; ++qq)
         if (qq < nq) {
@@ -189,6 +171,8 @@ extern "C" pf_status pf_cuda_lora_moe(const pf_cuda_bank* bank, const float* x, 
   pf_status s;
   if (moe_grouped_fits(*dev, call)) {
     s = moe_grouped(*dev, call, scratch);
+  } else if (moe_fused_fits(call)) {
+    s = moe_fused(*dev, call);
   } else {
     void* g = nullptr;
     s = scratch.alloc((size_t)T * k * bank->rank * sizeof(float), &g);

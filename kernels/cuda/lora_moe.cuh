@@ -1,5 +1,6 @@
-// lora_moe's two paths share this interface: lora_moe.cu holds the entry point and the
-// per-(token, expert) decode kernels, lora_moe_grouped.cu the expert-grouped tensor-core path.
+// lora_moe's three paths share this interface: lora_moe.cu holds the entry point and the
+// two-kernel decode path, lora_moe_fused.cu the one-kernel decode for a few tokens, and
+// lora_moe_grouped.cu the expert-grouped tensor-core path for many.
 #ifndef PF_CUDA_LORA_MOE_CUH
 #define PF_CUDA_LORA_MOE_CUH
 
@@ -21,6 +22,11 @@ struct MoeCall {
   cudaStream_t stream;
 };
 
+// Whether the fused one-kernel path takes this call (T up to moe_fused_max_tokens, and its
+// shared memory of k * rank gates fits without opt-in).
+bool moe_fused_fits(const MoeCall& c);
+// Queues it: one launch, no scratch memory.
+pf_status moe_fused(const DeviceState& dev, const MoeCall& c);
 // Whether the grouped path can run this call on this device (dtype, rank, T, capability).
 bool moe_grouped_fits(const DeviceState& dev, const MoeCall& c);
 // Queues the grouped path: sort (token, slot) pairs by expert per slot, one shrink kernel

@@ -24,6 +24,7 @@ pf_status check_launch(const char* kernel);
 bool opt_sync_checks();
 bool opt_check_pointers();
 int64_t opt_prefill_min_tokens();
+int64_t opt_fused_max_tokens();
 
 // ---- devices ---------------------------------------------------------------------------------
 struct DeviceState {

@@ -29,6 +29,10 @@ std::atomic<int> g_check_pointers{1};
 // linear fit of both paths puts the crossover at T ~750 (E 10) to ~1450 (E 64); 2048 leaves a
 // margin for the E 64 shapes. (The first grouped version was 30-100x slower: default -1.)
 std::atomic<int64_t> g_prefill_min_tokens{2048};
+// Up to this T, the one-kernel decode (lora_moe_fused.cu). Off (0) until a GPU measures it:
+// it was written in a session without a device, and kernels/cuda/NOTES.md predicts it wins
+// somewhere between T 16 and T 64. test:gpu checks it forced on; bench:gpu times it.
+std::atomic<int64_t> g_fused_max_tokens{0};
 }  // namespace
 
 pf_status fail(pf_status status, const char* fmt, ...) {
@@ -56,6 +60,7 @@ pf_status check_launch(const char* kernel) {
 bool opt_sync_checks() { return g_sync_checks.load(std::memory_order_relaxed) != 0; }
 bool opt_check_pointers() { return g_check_pointers.load(std::memory_order_relaxed) != 0; }
 int64_t opt_prefill_min_tokens() { return g_prefill_min_tokens.load(std::memory_order_relaxed); }
+int64_t opt_fused_max_tokens() { return g_fused_max_tokens.load(std::memory_order_relaxed); }
 
 }  // namespace cuda
 }  // namespace pf
@@ -77,6 +82,10 @@ const char* pf_cuda_build_info(void) {
   return info;
 }
 
+static const char kUnknownOption[] =
+    "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens for name but "
+    "received %s";
+
 pf_status pf_cuda_set_option(const char* name, int64_t value) {
   using pf::cuda::fail;
   if (name == nullptr) return fail(PF_ERR_ARGUMENT, "Expected an option name for name but received null");
@@ -92,8 +101,13 @@ pf_status pf_cuda_set_option(const char* name, int64_t value) {
     pf::cuda::g_prefill_min_tokens.store(value);
     return PF_OK;
   }
-  return fail(PF_ERR_ARGUMENT,
-              "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens for name but received %s", name);
+  if (strcmp(name, "moe_fused_max_tokens") == 0) {
+    if (value < 0)
+      return fail(PF_ERR_ARGUMENT, "Expected an integer >= 0 for %s but received %lld", name, (long long)value);
+    pf::cuda::g_fused_max_tokens.store(value);
+    return PF_OK;
+  }
+  return fail(PF_ERR_ARGUMENT, kUnknownOption, name);
 }
 
 pf_status pf_cuda_get_option(const char* name, int64_t* value) {
@@ -103,9 +117,9 @@ pf_status pf_cuda_get_option(const char* name, int64_t* value) {
   if (strcmp(name, "sync_checks") == 0) *value = pf::cuda::g_sync_checks.load();
   else if (strcmp(name, "check_pointers") == 0) *value = pf::cuda::g_check_pointers.load();
   else if (strcmp(name, "moe_prefill_min_tokens") == 0) *value = pf::cuda::g_prefill_min_tokens.load();
+  else if (strcmp(name, "moe_fused_max_tokens") == 0) *value = pf::cuda::g_fused_max_tokens.load();
   else
-    return fail(PF_ERR_ARGUMENT,
-                "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens for name but received %s", name);
+    return fail(PF_ERR_ARGUMENT, kUnknownOption, name);
   return PF_OK;
 }
 

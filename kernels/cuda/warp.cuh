@@ -1,5 +1,5 @@
 // Device-side building blocks: the warp butterfly over the PF_HD combine steps of
-// lane_math.h, and 16-byte loads of weights. lane_math_test.cc emulates the same butterfly
+// lane_math.h, 16-byte loads of weights and vector loads of f32 activation rows. lane_math_test.cc emulates the same butterfly
 // over 32 host "lanes" (partner = lane ^ offset, offsets width/2 .. 1).
 #ifndef PF_CUDA_WARP_CUH
 #define PF_CUDA_WARP_CUH
@@ -50,6 +50,26 @@ __device__ __forceinline__ void load_weights16(const void* base, int64_t idx, fl
   uint32_t w[4];
   load16(static_cast<const char*>(base) + idx * (DT == kF32 ? 4 : 2), w);
   dequant16<DT>(w, out);
+}
+
+// N activations xr[i0 .. i0+N) of an f32 row of n, zeros past n (i0 a multiple of N, N of 4).
+// VEC: the row starts on a 16-byte boundary and n % 4 == 0, so float4 loads never straddle n.
+template <int N, bool VEC>
+__device__ __forceinline__ void load_f32_row(const float* __restrict__ xr, int64_t i0, int64_t n, float* xv) {
+  if (VEC) {
+#pragma unroll
+    for (int s = 0; s < N / 4; ++s) {
+      float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (i0 + 4 * s < n) f = __ldg(reinterpret_cast<const float4*>(xr + i0 + 4 * s));
+      xv[4 * s] = f.x;
+      xv[4 * s + 1] = f.y;
+      xv[4 * s + 2] = f.z;
+      xv[4 * s + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < N; ++u) xv[u] = i0 + u < n ? __ldg(xr + i0 + u) : 0.0f;
+  }
 }
 
 }  // namespace cuda

@@ -68,7 +68,11 @@ PF_API const char* pf_cuda_build_info(void);
  *                      cores (f16/bf16 banks, rank <= 128, compute capability >= 8.0);
  *                      default 2048 (see status.cu: on an H200 the grouped path wins at
  *                      T 4096 by 1.7-2.1x and loses at T <= 256); -1 = never;
- *                      0 = always when possible */
+ *                      0 = always when possible
+ *   "moe_fused_max_tokens"  T up to which lora_moe runs as one kernel (shrink and expand
+ *                      fused, no scratch memory; for decode steps); default 0 = never, until
+ *                      a GPU benchmark sets it (NOTES.md in kernels/cuda). Where both apply,
+ *                      moe_prefill_min_tokens wins. */
 PF_API pf_status pf_cuda_set_option(const char* name, int64_t value);
 PF_API pf_status pf_cuda_get_option(const char* name, int64_t* value);
 
@@ -120,7 +124,8 @@ PF_API pf_status pf_cuda_topk_softmax(const float* logits, int64_t T, int32_t E,
                                       int renormalize, int32_t* ids, float* weights,
                                       int64_t* bad_row, pf_cuda_stream stream);
 /* x [T, din], ids [T, k], w [T, k], y [T, dout] (accumulated into). Small T: per (token,
- * expert) shrink and expand passes (16-byte weight loads, warp reductions). From
+ * expert) shrink and expand passes (16-byte weight loads, warp reductions), as two kernels,
+ * or as one up to moe_fused_max_tokens. From
  * moe_prefill_min_tokens on: tokens grouped by expert per slot, a shrink kernel split over
  * din and one gate -> expand kernel per slot split over dout (tensor cores; the
  * f32 operand is split in two f16/bf16 parts, so results keep about f32 accuracy; with f16

@@ -1,6 +1,6 @@
 // npm run test:gpu — every op of libpersonafuse_cuda against libpersonafuse_kernels (the CPU
 // kernels) and a float64 reference, on fresh random inputs (seed printed; --seed N repeats a
-// run), outputs poisoned before each run, all three bank dtypes, odd shapes, both lora_moe
+// run), outputs poisoned before each run, all three bank dtypes, odd shapes, the three lora_moe
 // paths, heterogeneous ranks, misaligned activations, and the error cases. Plain C++ over the
 // two C ABIs (no CUDA headers): it is also a test of the plugin API.
 //
@@ -27,6 +27,7 @@ namespace {
 
 int g_pass = 0, g_fail = 0;
 int64_t g_prefill_default = -1;  // moe_prefill_min_tokens as the library starts (main reads it)
+int64_t g_fused_default = 0;     // moe_fused_max_tokens, likewise
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -206,6 +207,15 @@ void test_topk(int64_t T, int32_t E, int32_t k, int renorm, bool ties) {
 
 // ---- lora_moe ----------------------------------------------------------------------------------
 
+// The three lora_moe paths, each forced on: "decode" (two kernels), "fused" (one kernel) and
+// "grouped" (tensor cores; f16/bf16 banks only). use_path(nullptr) restores the defaults.
+const char* const kMoePaths[] = {"decode", "fused", "grouped"};
+void use_path(const char* path) {
+  const bool grouped = path && strcmp(path, "grouped") == 0, fused = path && strcmp(path, "fused") == 0;
+  pf_cuda_set_option("moe_prefill_min_tokens", !path ? g_prefill_default : grouped ? 0 : -1);
+  pf_cuda_set_option("moe_fused_max_tokens", !path ? g_fused_default : fused ? INT64_MAX : 0);
+}
+
 struct MoeShape {
   int32_t E, r, din, dout;
   int64_t T;
@@ -236,7 +246,7 @@ std::vector<double> moe_reference(const HostBank& h, const std::vector<float>& x
   return y;
 }
 
-// path: "decode" (moe_prefill_min_tokens = -1) or "grouped" (0: whenever the bank allows it).
+// path: one of kMoePaths.
 void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   const std::string name = fmt("lora_moe %s %s E=%d r=%d%s din=%d dout=%d T=%lld k=%d%s", dtype_name(dt), path, s.E,
                                s.r, s.hetero ? " (mixed ranks)" : "", s.din, s.dout, (long long)s.T, s.k,
@@ -264,7 +274,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   }
   const size_t off = misalign ? 1 : 0;  // one float in: rows lose 16-byte alignment
   DBuf dx((x.size() + off) * 4), dy((y0.size() + off) * 4), di(ids.size() * 4), dw(w.size() * 4);
-  pf_cuda_set_option("moe_prefill_min_tokens", strcmp(path, "grouped") == 0 ? 0 : -1);
+  use_path(path);
   std::vector<float> yg(y0.size()), yg2(y0.size());
   bool ok = upload(dx, x, off) && upload(di, ids) && upload(dw, w) && upload(dy, y0, off);
   if (ok) gs = pf_cuda_lora_moe(gb, dx.as<float>(off), s.T, di.as<int32_t>(), dw.as<float>(), s.k, dy.as<float>(off), nullptr);
@@ -273,7 +283,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   if (ok) ok = upload(dy, y0, off) &&
                pf_cuda_lora_moe(gb, dx.as<float>(off), s.T, di.as<int32_t>(), dw.as<float>(), s.k, dy.as<float>(off), nullptr) == PF_OK &&
                download(yg2, dy, off);
-  pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);  // back to the default
+  use_path(nullptr);
   pf_cuda_bank_destroy(gb);
   if (!ok) {
     report(name, false, fmt("%s: %s", pf_cuda_status_name(gs), pf_cuda_last_error()));
@@ -284,7 +294,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   bool untouched = true;
   if (s.T > 2)
     for (int32_t o = 0; o < s.dout; ++o) untouched &= fbits(yg[1 * s.dout + o]) == fbits(y0[1 * s.dout + o]);
-  const double tol = strcmp(path, "grouped") == 0 ? 1e-4 : 1e-5;
+  const double tol = strcmp(path, "grouped") == 0 ? 1e-4 : 1e-5;  // grouped: hi/lo-split tensor-core operands
   report(name, cs == PF_OK && err <= tol && same && untouched,
          fmt("rel err %.2e (cpu %.2e, tol %.0e)%s%s", err, err_cpu, tol, same ? "" : " NOT DETERMINISTIC",
              untouched ? "" : " UNROUTED ROW CHANGED"));
@@ -446,8 +456,8 @@ void test_errors() {
   upload(dy, y);
   upload(dw, w);
 
-  for (const char* path : {"decode", "grouped"}) {
-    pf_cuda_set_option("moe_prefill_min_tokens", strcmp(path, "grouped") == 0 ? 0 : -1);
+  for (const char* path : kMoePaths) {
+    use_path(path);
     std::vector<int32_t> bad = ids;
     bad[7] = h.E;  // out of range
     bad[30] = -3;
@@ -466,7 +476,7 @@ void test_errors() {
                 pf_cuda_lora_moe(gb, dx.as<float>(), T, di.as<int32_t>(), dw.as<float>(), k, dy.as<float>(), nullptr));
     upload(dw, w);
   }
-  pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);  // back to the default
+  use_path(nullptr);
 
   {  // topk NaN row
     std::vector<float> logits = make_vec((size_t)T * h.E, -2, 2);
@@ -562,7 +572,9 @@ void test_api_table() {
   int64_t v = -5;
   const bool opts = pf_cuda_get_option("sync_checks", &v) == PF_OK && v == 1 &&
                     pf_cuda_set_option("sync_checks", 2) == PF_ERR_ARGUMENT &&
-                    pf_cuda_set_option("no_such_option", 1) == PF_ERR_ARGUMENT;
+                    pf_cuda_set_option("no_such_option", 1) == PF_ERR_ARGUMENT &&
+                    pf_cuda_get_option("moe_fused_max_tokens", &v) == PF_OK && v == 0 &&
+                    pf_cuda_set_option("moe_fused_max_tokens", -1) == PF_ERR_ARGUMENT;
   report("options: defaults and argument checks", opts, pf_cuda_last_error());
   printf("build: %s\n", pf_cuda_build_info());
 }
@@ -589,6 +601,7 @@ int main(int argc, char** argv) {
     if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], nullptr, 10);
   g_rng.seed(seed);
   pf_cuda_get_option("moe_prefill_min_tokens", &g_prefill_default);
+  pf_cuda_get_option("moe_fused_max_tokens", &g_fused_default);
   printf("personafuse CUDA kernels test, seed %llu (repeat with --seed %llu)\n", (unsigned long long)seed,
          (unsigned long long)seed);
   test_api_table();
@@ -625,7 +638,7 @@ int main(int argc, char** argv) {
       {8, 64, 300, 200, 129, 2, true},  {12, 128, 160, 96, 70, 4, false}};
   for (const MoeShape& s : shapes)
     for (pf_dtype dt : {PF_F32, PF_F16, PF_BF16})
-      for (const char* path : {"decode", "grouped"}) {
+      for (const char* path : kMoePaths) {
         if (dt == PF_F32 && strcmp(path, "grouped") == 0) continue;  // f32 banks always take the decode path
         test_moe(s, dt, path, s.din % 4 == 0 && (s.T % 2 == 1));
       }

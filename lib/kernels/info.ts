@@ -32,8 +32,10 @@ export function setThreads(n: number): void {
  * - check_pointers (1, default): each array is checked to be device memory of the right size.
  * - moe_prefill_min_tokens (2048): T from which loraMoe groups tokens by expert and uses tensor
  *   cores (f16/bf16 banks); 0 = always when possible, -1 = never.
+ * - moe_fused_max_tokens (0 = never): T up to which loraMoe runs as one kernel (decode steps);
+ *   off until a GPU benchmark sets it. moe_prefill_min_tokens wins where both apply.
  */
-export type CudaOption = 'sync_checks' | 'check_pointers' | 'moe_prefill_min_tokens';
+export type CudaOption = 'sync_checks' | 'check_pointers' | 'moe_prefill_min_tokens' | 'moe_fused_max_tokens';
 
 export function setCudaOption(name: CudaOption, value: number): void {
   binding().setCudaOption(name, value);
