@@ -18,7 +18,7 @@
 #include <math.h>
 
 #include "lora_moe.cuh"
-#include "warp.cuh"
+#include "lora_moe_rows.cuh"
 
 namespace pf {
 namespace cuda {
@@ -54,17 +54,7 @@ __global__ void __launch_bounds__(kShrinkThreads)
     float acc[kQB];
 #pragma unroll
     for (int qq = 0; qq < kQB; ++qq) acc[qq] = 0.0f;
-    for (int64_t i0 = (int64_t)threadIdx.x * N; i0 < bank.din; i0 += (int64_t)kShrinkThreads * N) {
-      float xv[N];
-      load_f32_row<N, XVEC>(xr, i0, bank.din, xv);
-#pragma unroll
-      for (int qq = 0; qq < kQB; ++qq)
-        if (qq < nq) {
-          float av[N];
-          load_weights16<DT>(bank.a, row0 + qq * bank.lda + i0, av);
-          acc[qq] = fma_dot<N>(acc[qq], av, xv);
-        }
-    }
+    dot_a_rows<DT, XVEC>(bank, xr, row0, nq, (int64_t)threadIdx.x * N, (int64_t)kShrinkThreads * N, acc);
 #pragma unroll
     for (int qq = 0; qq < kQB; ++qq) {
       const float v = warp_sum(acc[qq]);
@@ -96,29 +86,21 @@ __global__ void __launch_bounds__(kExpandWarps * 32)
     float acc[N];
 #pragma unroll
     for (int u = 0; u < N; ++u) acc[u] = 0.0f;
-    if (o0 < bank.ldb) {
-      for (int p = warp; p < P; p += kExpandWarps) {
-        const int j = p / bank.rank, q = p - j * bank.rank;
-        const int32_t e = ids[t * k + j];
-        if (e < 0 || e >= bank.experts || q >= bank.ranks[e]) continue;
-        const float gv = g[(t * k + j) * bank.rank + q];
-        float bv[N];
-        load_weights16<DT>(bank.bt, bank.b_off[e] + (int64_t)q * bank.ldb + o0, bv);
-#pragma unroll
-        for (int u = 0; u < N; ++u) acc[u] = fmaf(gv, bv[u], acc[u]);
-      }
-    }
+    if (o0 < bank.ldb)
+      expand_chunk<DT>(bank, o0, P, warp, kExpandWarps,
+                       [&](int p, int32_t* e, int* q, float* gv) {
+                         const int j = p / bank.rank;
+                         *q = p - j * bank.rank;
+                         *e = ids[t * k + j];
+                         if (*e < 0 || *e >= bank.experts || *q >= bank.ranks[*e]) return false;
+                         *gv = g[(t * k + j) * bank.rank + *q];
+                         return true;
+                       },
+                       acc);
 #pragma unroll
     for (int u = 0; u < N; ++u) part[warp][lane * N + u] = acc[u];
     __syncthreads();
-    for (int idx = threadIdx.x; idx < kOut; idx += kExpandWarps * 32) {
-      const int64_t o = o_base + idx;
-      if (o < bank.dout) {
-        float s = part[0][idx];
-        for (int wi = 1; wi < kExpandWarps; ++wi) s += part[wi][idx];
-        y[t * bank.dout + o] += s;
-      }
-    }
+    add_warp_parts<kExpandWarps, kOut>(&part[0][0], o_base, bank.dout, y + t * bank.dout);
     __syncthreads();
   }
 }

@@ -20,7 +20,7 @@
 #include <math.h>
 
 #include "lora_moe.cuh"
-#include "warp.cuh"
+#include "lora_moe_rows.cuh"
 
 namespace pf {
 namespace cuda {
@@ -88,18 +88,7 @@ __global__ void __launch_bounds__(kFusedThreads)
       float acc[kFusedQB];
 #pragma unroll
       for (int qq = 0; qq < kFusedQB; ++qq) acc[qq] = 0.0f;
-#pragma unroll 4
-      for (int64_t i0 = (int64_t)lane * N; i0 < bank.din; i0 += 32 * N) {
-        float xv[N];
-        load_f32_row<N, XVEC>(xr, i0, bank.din, xv);
-#pragma unroll
-        for (int qq = 0; qq < kFusedQB; ++qq)
-          if (qq < nq) {
-            float av[N];
-            load_weights16<DT>(bank.a, row0 + qq * bank.lda + i0, av);
-            acc[qq] = fma_dot<N>(acc[qq], av, xv);
-          }
-      }
+      dot_a_rows<DT, XVEC>(bank, xr, row0, nq, (int64_t)lane * N, 32 * N, acc);
       const float gate = w[t * k + j] * bank.scales[e];
 #pragma unroll
       for (int qq = 0; qq < kFusedQB; ++qq) {
@@ -116,28 +105,21 @@ __global__ void __launch_bounds__(kFusedThreads)
       float acc[N];
 #pragma unroll
       for (int u = 0; u < N; ++u) acc[u] = 0.0f;
-      if (o0 < bank.ldb) {
-        for (int p = warp; p < P; p += kFusedWarps) {
-          const int j = p / bank.rank, q = p - j * bank.rank;
-          if (q >= sr[j]) continue;
-          const float gv = gs[p];
-          float bv[N];
-          load_weights16<DT>(bank.bt, bank.b_off[se[j]] + (int64_t)q * bank.ldb + o0, bv);
-#pragma unroll
-          for (int u = 0; u < N; ++u) acc[u] = fmaf(gv, bv[u], acc[u]);
-        }
-      }
+      if (o0 < bank.ldb)
+        expand_chunk<DT>(bank, o0, P, warp, kFusedWarps,
+                         [&](int p, int32_t* e, int* q, float* gv) {
+                           const int j = p / bank.rank;
+                           *q = p - j * bank.rank;
+                           if (*q >= sr[j]) return false;
+                           *e = se[j];
+                           *gv = gs[p];
+                           return true;
+                         },
+                         acc);
 #pragma unroll
       for (int u = 0; u < N; ++u) part[warp * kChunk + lane * N + u] = acc[u];
       __syncthreads();
-      for (int idx = threadIdx.x; idx < kChunk; idx += kFusedThreads) {
-        const int64_t o = o_base + idx;
-        if (o < bank.dout) {
-          float s = part[idx];
-          for (int wi = 1; wi < kFusedWarps; ++wi) s += part[wi * kChunk + idx];
-          y[t * bank.dout + o] += s;
-        }
-      }
+      add_warp_parts<kFusedWarps, kChunk>(part, o_base, bank.dout, y + t * bank.dout);
       __syncthreads();  // part is reused by the next chunk; gs, se, sr by the next token
     }
   }
