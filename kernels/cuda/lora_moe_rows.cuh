@@ -1,5 +1,6 @@
 // The pieces of lora_moe's two decode paths (lora_moe.cu: two kernels; lora_moe_fused.cu: one)
-// that work on one token's rows, so both paths do the same arithmetic in the same order:
+// that work on one token's rows. The expand adds in the same order on both paths; the shrink
+// differs only in how din is shared out (256 threads of a block, or the 32 lanes of a warp):
 //   dot_a_rows       shrink: nq A rows · one x row, over one thread's share of din
 //   expand_chunk     expand: Σ over a warp's (slot, rank row) pairs of g · Bᵀ row, one chunk
 //   add_warp_parts   the warps' partial chunks, added in warp order, into a y row
