@@ -4,7 +4,9 @@
 //  2. when nvcc is on PATH, CMake compiles every CUDA source for sm_90 (build-kernels/ci, kept
 //     between runs), so a compile error fails the suite, and the library is checked to export
 //     only pf_cuda_* and to need neither libcudart nor a driver to load;
-//  3. the GPU test program runs: on a machine without a device it checks that the library fails
+//  3. lora_moe's decode kernels run on the CPU through the CUDA emulation (kernels/tests/emu), with
+//     their own launch code, against float64;
+//  4. the GPU test program runs: on a machine without a device it checks that the library fails
 //     cleanly and prints "skipped: no CUDA device", which is logged here.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -43,7 +45,10 @@ describe('CUDA kernels: build and GPU cases', () => {
       run('cmake', ['-S', 'kernels', '-B', ciDir, '-DCMAKE_BUILD_TYPE=Release', '-DPF_CUDA_ARCHS=90', '-DPF_REQUIRE_CUDA=ON'], 120_000),
       'cmake configure',
     );
-    ok(run('cmake', ['--build', ciDir, '--target', 'personafuse_cuda', 'pf_test_gpu', 'pf_bench_gpu', '--parallel', '2'], 300_000), 'cmake build');
+    ok(
+      run('cmake', ['--build', ciDir, '--target', 'personafuse_cuda', 'pf_test_gpu', 'pf_bench_gpu', 'pf_emu_lora_moe_test', '--parallel', '2'], 300_000),
+      'cmake build',
+    );
     built = true;
   }, 420_000);
 
@@ -71,6 +76,19 @@ describe('CUDA kernels: build and GPU cases', () => {
     const deps = run('ldd', [lib]);
     if (deps.status === 0) expect(deps.stdout).not.toMatch(/libcudart|libcuda\.so/);
   });
+
+  test('lora_moe decode kernels (two-kernel and fused) under the CPU emulation of CUDA match float64', () => {
+    if (!haveNvcc) {
+      console.log('skipped: nvcc not found on PATH, the emulation test was not built');
+      return;
+    }
+    const r = run(path.join(ciDir, 'pf_emu_lora_moe_test'), [], 300_000);
+    expect(failures(r.stdout)).toEqual([]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\n(\d+) passed, 0 failed\n$/);
+    expect(Number(/\n(\d+) passed/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(50);
+  }, 300_000);
 
   test('GPU test program: every op against the CPU kernels and float64 (or a visible skip)', () => {
     if (!haveNvcc) {

@@ -1,10 +1,4 @@
-// The bank on the device. PEFT stores A [E, r, din] and B [E, dout, r]; here each expert is
-// kept rank-outer, only its own r_e rows (padding is neither stored nor read):
-//   a[e]   [r_e, lda]   A_e rows (lda = din rounded up to 16 bytes, zero-filled)
-//   bt[e]  [r_e, ldb]   B_eᵀ rows (ldb = dout rounded up to 16 bytes, zero-filled)
-// so shrink reads A along din, expand and fold read Bᵀ along dout, and merge reads both along
-// its output rows and columns, always with aligned, coalesced 16-byte loads. (The CPU bank
-// keeps Aᵀ [din, r_e] instead: a CPU core streams one row of r_e values per input element.)
+// The bank on the device: its packed bytes (layout in bank_pack.h) and their view.
 #ifndef PF_CUDA_BANK_CUH
 #define PF_CUDA_BANK_CUH
 
@@ -12,19 +6,8 @@
 
 #include <vector>
 
+#include "bank_pack.h"
 #include "runtime.cuh"
-
-// What kernels receive, by value.
-struct pf_cuda_bank_view {
-  const void* a;         // packed A rows, bank dtype
-  const void* bt;        // packed Bᵀ rows, bank dtype
-  const float* scales;   // [E]
-  const int32_t* ranks;  // [E] r_e
-  const int64_t* a_off;  // [E] element offset of a[e]
-  const int64_t* b_off;  // [E] element offset of bt[e]
-  int32_t experts, rank, din, dout;
-  int64_t lda, ldb;
-};
 
 struct pf_cuda_bank {
   uint32_t magic = 0;
@@ -32,7 +15,7 @@ struct pf_cuda_bank {
   int32_t experts = 0, rank = 0, din = 0, dout = 0;
   pf_dtype dtype = PF_F32;
   size_t weight_bytes = 0;
-  void* mem = nullptr;  // one device allocation: weights, then scales, ranks, offsets
+  void* mem = nullptr;  // one device allocation: the packed bytes
   pf_cuda_bank_view view{};
   std::vector<int32_t> ranks;  // host copy of r_e
 };

@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kFusedThreads)
                      unsigned long long* fault) {
   constexpr int N = Vec16<DT>::N;
   constexpr int kChunk = fused_chunk<DT>();
-  extern __shared__ float smem[];
+  PF_EXTERN_SHARED(float, smem);
   float* part = smem;                                     // [kFusedWarps][kChunk]
   float* gs = part + kFusedWarps * kChunk;                // [k][rank]
   int32_t* se = reinterpret_cast<int32_t*>(gs + (size_t)k * bank.rank);  // [k] expert or -1
@@ -148,11 +148,11 @@ pf_status launch_fused(const DeviceState& dev, const MoeCall& c) {
   const size_t smem = fused_smem_bytes(kChunk, c.k, b.rank);
   const bool xvec = b.din % 4 == 0 && reinterpret_cast<uintptr_t>(c.x) % 16 == 0;
   if (xvec)
-    moe_fused_kernel<DT, true><<<grid, kFusedThreads, smem, c.stream>>>(b, c.x, c.T, c.ids, c.w, c.k,
-                                                                         (int32_t)plan.chunks_per_block, c.y, c.fault);
+    PF_LAUNCH((moe_fused_kernel<DT, true>), grid, kFusedThreads, smem, c.stream)(
+        b, c.x, c.T, c.ids, c.w, c.k, (int32_t)plan.chunks_per_block, c.y, c.fault);
   else
-    moe_fused_kernel<DT, false><<<grid, kFusedThreads, smem, c.stream>>>(b, c.x, c.T, c.ids, c.w, c.k,
-                                                                          (int32_t)plan.chunks_per_block, c.y, c.fault);
+    PF_LAUNCH((moe_fused_kernel<DT, false>), grid, kFusedThreads, smem, c.stream)(
+        b, c.x, c.T, c.ids, c.w, c.k, (int32_t)plan.chunks_per_block, c.y, c.fault);
   return check_launch("lora_moe_fused");
 }
 

@@ -101,13 +101,20 @@ class Faults {
 };
 
 // Kernels: record a fault (never the hot path: only when bad data is seen).
-#if defined(__CUDACC__)
+#if defined(__CUDACC__) || defined(PF_CUDA_EMULATE)
 __device__ __forceinline__ void record_fault(unsigned long long* word, FaultKind kind, int64_t index) {
   atomicMin(word, ((unsigned long long)kind << 56) | (unsigned long long)index);
 }
 #endif
 
 inline cudaStream_t to_cuda(pf_cuda_stream s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// A kernel launch, PF_LAUNCH(kernel, grid, block, smem, stream)(args...), so that the CPU
+// emulation test (kernels/tests/emu) can run the launch code of the kernels it covers (the
+// decode and fused lora_moe paths) with its own definition.
+#ifndef PF_LAUNCH
+#define PF_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
+#endif
 
 // Grid sizes: at most this many blocks on y/z, grid-stride loops cover the rest.
 constexpr int64_t kMaxGridY = 65535;

@@ -13,6 +13,11 @@ namespace cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
+// The block's dynamic shared memory as `type* name` (the CPU emulation defines its own).
+#ifndef PF_EXTERN_SHARED
+#define PF_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 // All-reduce over groups of `width` consecutive lanes (a power of two <= 32); `mask` names
 // the lanes taking part (the whole group must).
 __device__ __forceinline__ float group_sum(float v, unsigned mask, int width) {

@@ -23,31 +23,14 @@
 #include "../common/numeric.h"
 #include "personafuse.h"
 #include "personafuse_cuda.h"
+#include "test_support.h"
 
 namespace {
 
-int g_pass = 0, g_fail = 0;
+using namespace pf_test;
+
 int64_t g_prefill_default = -1;  // moe_prefill_min_tokens as the library starts (main reads it)
 int64_t g_fused_default = 0;     // moe_fused_max_tokens, likewise
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[1024];
-  va_list a;
-  va_start(a, f);
-  vsnprintf(buf, sizeof buf, f, a);
-  va_end(a);
-  return buf;
-}
-
-void report(const std::string& name, bool ok, const std::string& detail = "") {
-  (ok ? g_pass : g_fail)++;
-  printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : "  ", detail.c_str());
-  fflush(stdout);
-}
-
-const char* dtype_name(pf_dtype d) { return d == PF_F32 ? "f32" : d == PF_F16 ? "f16" : "bf16"; }
-uint32_t fbits(float f) { return pf::f32_to_bits(f); }
 
 // ---- device buffers ------------------------------------------------------------------------
 
@@ -79,76 +62,6 @@ bool download(std::vector<T>& h, const DBuf& d, size_t offset_elems = 0) {
 bool poison(DBuf& d) { return pf_cuda_memset(d.p, 0xff, d.bytes, nullptr) == PF_OK; }  // f32 NaN
 
 // ---- random inputs ---------------------------------------------------------------------------
-
-std::mt19937_64 g_rng;
-float uni(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
-float gauss() { return std::normal_distribution<float>(0.0f, 1.0f)(g_rng); }
-
-// A bank in PEFT layout; `a`/`b` hold the exact values of the stored weights.
-struct HostBank {
-  int32_t E, r, din, dout;
-  pf_dtype dt;
-  std::vector<float> a, b, scales;
-  std::vector<uint16_t> a16, b16;
-  std::vector<int32_t> ranks;
-  const void* a_data() const { return dt == PF_F32 ? (const void*)a.data() : (const void*)a16.data(); }
-  const void* b_data() const { return dt == PF_F32 ? (const void*)b.data() : (const void*)b16.data(); }
-};
-
-void store(pf_dtype dt, std::vector<float>& v, std::vector<uint16_t>& bits) {
-  if (dt == PF_F32) return;
-  bits.resize(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    bits[i] = dt == PF_F16 ? pf::f32_to_f16(v[i]) : pf::f32_to_bf16(v[i]);
-    v[i] = dt == PF_F16 ? pf::f16_to_f32(bits[i]) : pf::bf16_to_f32(bits[i]);
-  }
-}
-
-HostBank make_bank(int32_t E, int32_t r, int32_t din, int32_t dout, pf_dtype dt, bool hetero) {
-  HostBank h{E, r, din, dout, dt, {}, {}, {}, {}, {}, {}};
-  h.a.resize((size_t)E * r * din);
-  h.b.resize((size_t)E * dout * r);
-  const float sa = 1.0f / sqrtf((float)din);
-  for (float& v : h.a) v = gauss() * sa;
-  for (float& v : h.b) v = gauss() * 0.5f;
-  store(dt, h.a, h.a16);
-  store(dt, h.b, h.b16);
-  h.scales.resize(E);
-  for (float& s : h.scales) s = uni(0.25f, 2.0f);
-  h.ranks.assign(E, r);
-  if (hetero)
-    for (int32_t e = 1; e < E; ++e) h.ranks[e] = (int32_t)(g_rng() % (r + 1));  // expert 0 keeps full rank
-  return h;
-}
-
-// k distinct experts per row, some slots -1.
-std::vector<int32_t> make_ids(int64_t T, int32_t k, int32_t E, double p_skip) {
-  std::vector<int32_t> ids((size_t)T * k), perm(E);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int32_t e = 0; e < E; ++e) perm[e] = e;
-    std::shuffle(perm.begin(), perm.end(), g_rng);
-    for (int32_t j = 0; j < k; ++j) ids[t * k + j] = uni(0, 1) < p_skip ? -1 : perm[j];
-  }
-  return ids;
-}
-
-std::vector<float> make_vec(size_t n, float lo, float hi) {
-  std::vector<float> v(n);
-  for (float& x : v) x = uni(lo, hi);
-  return v;
-}
-
-// ‖got − ref‖ / ‖ref − base‖ (base: what was there before the op; NaN when any got is NaN).
-double rel_err(const std::vector<float>& got, const std::vector<double>& ref, const std::vector<float>* base) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (isnan(got[i])) return NAN;
-    num += (got[i] - ref[i]) * (got[i] - ref[i]);
-    const double d = ref[i] - (base ? (*base)[i] : 0.0);
-    den += d * d;
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 // ---- topk_softmax -----------------------------------------------------------------------------
 
@@ -215,36 +128,6 @@ void use_path(const char* path) {
   const bool grouped = path && strcmp(path, "grouped") == 0, fused = path && strcmp(path, "fused") == 0;
   pf_cuda_set_option("moe_prefill_min_tokens", !path ? g_prefill_default : grouped ? 0 : -1);
   pf_cuda_set_option("moe_fused_max_tokens", !path ? g_fused_default : fused ? INT64_MAX : 0);
-}
-
-struct MoeShape {
-  int32_t E, r, din, dout;
-  int64_t T;
-  int32_t k;
-  bool hetero;
-};
-
-std::vector<double> moe_reference(const HostBank& h, const std::vector<float>& x, int64_t T,
-                                  const std::vector<int32_t>& ids, const std::vector<float>& w, int32_t k,
-                                  const std::vector<float>& y0) {
-  std::vector<double> y(y0.begin(), y0.end()), hq(h.r);
-  for (int64_t t = 0; t < T; ++t)
-    for (int32_t j = 0; j < k; ++j) {
-      const int32_t e = ids[t * k + j];
-      if (e < 0) continue;
-      const double c = (double)w[t * k + j] * h.scales[e];
-      for (int32_t q = 0; q < h.ranks[e]; ++q) {
-        double s = 0;
-        for (int32_t i = 0; i < h.din; ++i) s += (double)h.a[((size_t)e * h.r + q) * h.din + i] * x[t * h.din + i];
-        hq[q] = c * s;
-      }
-      for (int32_t o = 0; o < h.dout; ++o) {
-        double s = 0;
-        for (int32_t q = 0; q < h.ranks[e]; ++q) s += (double)h.b[((size_t)e * h.dout + o) * h.r + q] * hq[q];
-        y[t * h.dout + o] += s;
-      }
-    }
-  return y;
 }
 
 // path: one of kMoePaths.
