@@ -5,7 +5,8 @@
 //     between runs), so a compile error fails the suite, and the library is checked to export
 //     only pf_cuda_* and to need neither libcudart nor a driver to load;
 //  3. lora_moe's decode kernels run on the CPU through the CUDA emulation (kernels/tests/emu), with
-//     their own launch code, against float64;
+//     their own launch code, against float64; so do topk_softmax's, fold_experts' and
+//     merge_experts' kernels (one program an op);
 //  4. the GPU test program runs: on a machine without a device it checks that the library fails
 //     cleanly and prints "skipped: no CUDA device", which is logged here.
 import * as fs from 'node:fs';
@@ -20,6 +21,14 @@ function failures(out: string): string[] {
 }
 
 const haveNvcc = available(process.env.CUDACXX || 'nvcc') && available('cmake');
+
+// The ops whose kernels have an emulation test program of their own, each with the fewest
+// cases it must pass.
+const EMU_OPS: [string, number][] = [
+  ['topk_softmax', 70],
+  ['fold_experts', 33],
+  ['merge_experts', 40],
+];
 
 describe('CUDA kernels: lane arithmetic on the CPU', () => {
   test('conversions, dequantise, dot, warp butterfly and top-k selection match their references', () => {
@@ -46,7 +55,8 @@ describe('CUDA kernels: build and GPU cases', () => {
       'cmake configure',
     );
     ok(
-      run('cmake', ['--build', ciDir, '--target', 'personafuse_cuda', 'pf_test_gpu', 'pf_bench_gpu', 'pf_emu_lora_moe_test', '--parallel', '2'], 300_000),
+      run('cmake', ['--build', ciDir, '--target', 'personafuse_cuda', 'pf_test_gpu', 'pf_bench_gpu', 'pf_emu_lora_moe_test',
+        ...EMU_OPS.map(([op]) => `pf_emu_${op}_test`), '--parallel', '2'], 300_000),
       'cmake build',
     );
     built = true;
@@ -89,6 +99,23 @@ describe('CUDA kernels: build and GPU cases', () => {
     expect(r.stdout).toMatch(/\n(\d+) passed, 0 failed\n$/);
     expect(Number(/\n(\d+) passed/.exec(r.stdout)![1])).toBeGreaterThanOrEqual(50);
   }, 300_000);
+
+  test.each(EMU_OPS)('%s kernels under the CPU emulation of CUDA match their reference (>= %d cases)', (op, least) => {
+    if (!haveNvcc) {
+      console.log(`skipped: nvcc not found on PATH, pf_emu_${op}_test was not built`);
+      return;
+    }
+    const r = run(path.join(ciDir, `pf_emu_${op}_test`), [], 120_000);
+    const last = r.stdout.trimEnd().split('\n').pop() ?? '';
+    // all at once, so that a failure shows every part of the run
+    expect({ failures: failures(r.stdout), stderr: r.stderr, status: r.status, last }).toEqual({
+      failures: [],
+      stderr: '',
+      status: 0,
+      last: expect.stringMatching(/^\d+ passed, 0 failed$/),
+    });
+    expect(Number(/^(\d+) passed/.exec(last)![1])).toBeGreaterThanOrEqual(least);
+  }, 120_000);
 
   test('GPU test program: every op against the CPU kernels and float64 (or a visible skip)', () => {
     if (!haveNvcc) {

@@ -145,24 +145,42 @@ pf_status fold(const pf_cuda_bank& bank, const int32_t* ids, const float* w, int
   const dim3 agrid((unsigned)((v.din + kTI - 1) / kTI), (unsigned)(B < kMaxGridY ? B : kMaxGridY),
                    (unsigned)((R + kTC - 1) / kTC));
   if (R % 4 == 0 && reinterpret_cast<uintptr_t>(a_out) % 16 == 0)
-    fold_a_kernel<DT, true><<<agrid, kThreads, 0, st>>>(v, ids, w, B, k, slots, num_slots, R, a_out);
+    PF_LAUNCH((fold_a_kernel<DT, true>), agrid, kThreads, 0, st)(v, ids, w, B, k, slots, num_slots, R, a_out);
   else
-    fold_a_kernel<DT, false><<<agrid, kThreads, 0, st>>>(v, ids, w, B, k, slots, num_slots, R, a_out);
+    PF_LAUNCH((fold_a_kernel<DT, false>), agrid, kThreads, 0, st)(v, ids, w, B, k, slots, num_slots, R, a_out);
   if (pf_status s = check_launch("fold_experts_a")) return s;
   const int64_t rows = B * R;
   const dim3 bgrid((unsigned)((v.dout + kThreads * N - 1) / (kThreads * N)),
                    (unsigned)(rows < kMaxGridY ? rows : kMaxGridY));
   if (v.dout % 4 == 0 && reinterpret_cast<uintptr_t>(b_out) % 16 == 0)
-    fold_b_kernel<DT, true><<<bgrid, kThreads, 0, st>>>(v, ids, w, B, k, slots, num_slots, R, b_out, fault);
+    PF_LAUNCH((fold_b_kernel<DT, true>), bgrid, kThreads, 0, st)(v, ids, w, B, k, slots, num_slots, R, b_out, fault);
   else
-    fold_b_kernel<DT, false><<<bgrid, kThreads, 0, st>>>(v, ids, w, B, k, slots, num_slots, R, b_out, fault);
+    PF_LAUNCH((fold_b_kernel<DT, false>), bgrid, kThreads, 0, st)(v, ids, w, B, k, slots, num_slots, R, b_out, fault);
   return check_launch("fold_experts_b");
+}
+
+// The launch code behind pf_cuda_fold_experts, arguments checked: with slots, their check
+// (used: num_slots zeroed counters), then the A and B kernels for the bank's dtype.
+pf_status fold_experts(const DeviceState& dev, const pf_cuda_bank& bank, const int32_t* ids, const float* w, int64_t B,
+                       int32_t k, const int32_t* slots, int64_t num_slots, int32_t R, float* a_out, float* b_out,
+                       int32_t* used, unsigned long long* fault, cudaStream_t st) {
+  if (slots) {
+    const int64_t want = (B + kThreads - 1) / kThreads, cap = (int64_t)dev.sms * 8;
+    PF_LAUNCH(fold_slots_kernel, (unsigned)(want < cap ? want : cap), kThreads, 0, st)(slots, B, num_slots, used, fault);
+    if (pf_status s = check_launch("fold_experts_slots")) return s;
+  }
+  switch (bank.dtype) {
+    case PF_F32: return fold<pf::kF32>(bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, fault, st);
+    case PF_F16: return fold<pf::kF16>(bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, fault, st);
+    default: return fold<pf::kBF16>(bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, fault, st);
+  }
 }
 
 }  // namespace
 }  // namespace cuda
 }  // namespace pf
 
+#if !defined(PF_CUDA_EMULATE)  // the entry point needs the CUDA runtime; the emulation test calls fold_experts
 extern "C" pf_status pf_cuda_fold_experts(const pf_cuda_bank* bank, const int32_t* ids, const float* w, int64_t B,
                                           int32_t k, const int32_t* slots, int64_t num_slots, int32_t R, float* a_out,
                                           float* b_out, pf_cuda_stream stream) {
@@ -198,21 +216,14 @@ extern "C" pf_status pf_cuda_fold_experts(const pf_cuda_bank* bank, const int32_
   Faults faults(*dev, st);
   if (pf_status s = faults.begin()) return s;
   Scratch scratch(*dev, st);
+  void* used = nullptr;
   if (slots) {
-    void* used = nullptr;
     if (pf_status s = scratch.alloc((size_t)num_slots * 4, &used)) return s;
     if (cudaError_t e = cudaMemsetAsync(used, 0, (size_t)num_slots * 4, st)) return cuda_fail(e, "cudaMemsetAsync");
-    const int64_t want = (B + kThreads - 1) / kThreads, cap = (int64_t)dev->sms * 8;
-    fold_slots_kernel<<<(unsigned)(want < cap ? want : cap), kThreads, 0, st>>>(slots, B, num_slots,
-                                                                               static_cast<int32_t*>(used), faults.word());
-    if (pf_status s = check_launch("fold_experts_slots")) return s;
   }
-  pf_status s = bank->dtype == PF_F32
-                    ? fold<pf::kF32>(*bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, faults.word(), st)
-                : bank->dtype == PF_F16
-                    ? fold<pf::kF16>(*bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, faults.word(), st)
-                    : fold<pf::kBF16>(*bank, ids, w, B, k, slots, num_slots, R, a_out, b_out, faults.word(), st);
-  if (s) return s;
+  if (pf_status s = fold_experts(*dev, *bank, ids, w, B, k, slots, num_slots, R, a_out, b_out,
+                                 static_cast<int32_t*>(used), faults.word(), st))
+    return s;
   OpContext ctx{"pf_cuda_fold_experts"};
   ctx.ids = ids;
   ctx.weights = w;
@@ -221,3 +232,4 @@ extern "C" pf_status pf_cuda_fold_experts(const pf_cuda_bank* bank, const int32_
   ctx.num_slots = num_slots;
   return faults.finish(ctx);
 }
+#endif

@@ -112,16 +112,27 @@ pf_status merge(const pf_cuda_bank& bank, const int32_t* ids, const float* w, in
   const int64_t gy = (rows + kMR - 1) / kMR;
   const dim3 grid((unsigned)((cols + kMC - 1) / kMC), (unsigned)(gy < kMaxGridY ? gy : kMaxGridY));
   if (cols % 4 == 0 && reinterpret_cast<uintptr_t>(W) % 16 == 0)
-    merge_kernel<DT, true><<<grid, kThreads, 0, st>>>(bank.view, ids, w, n, W, in_out, fault);
+    PF_LAUNCH((merge_kernel<DT, true>), grid, kThreads, 0, st)(bank.view, ids, w, n, W, in_out, fault);
   else
-    merge_kernel<DT, false><<<grid, kThreads, 0, st>>>(bank.view, ids, w, n, W, in_out, fault);
+    PF_LAUNCH((merge_kernel<DT, false>), grid, kThreads, 0, st)(bank.view, ids, w, n, W, in_out, fault);
   return check_launch("merge_experts");
+}
+
+// The launch code behind pf_cuda_merge_experts, arguments checked: the kernel for the bank's dtype.
+pf_status merge_experts(const pf_cuda_bank& bank, const int32_t* ids, const float* w, int32_t n, float* W, bool in_out,
+                        unsigned long long* fault, cudaStream_t st) {
+  switch (bank.dtype) {
+    case PF_F32: return merge<pf::kF32>(bank, ids, w, n, W, in_out, fault, st);
+    case PF_F16: return merge<pf::kF16>(bank, ids, w, n, W, in_out, fault, st);
+    default: return merge<pf::kBF16>(bank, ids, w, n, W, in_out, fault, st);
+  }
 }
 
 }  // namespace
 }  // namespace cuda
 }  // namespace pf
 
+#if !defined(PF_CUDA_EMULATE)  // the entry point needs the CUDA runtime; the emulation test calls merge_experts
 extern "C" pf_status pf_cuda_merge_experts(const pf_cuda_bank* bank, const int32_t* ids, const float* w, int32_t n,
                                            float* W, pf_layout layout, pf_cuda_stream stream) {
   using namespace pf::cuda;
@@ -142,14 +153,11 @@ extern "C" pf_status pf_cuda_merge_experts(const pf_cuda_bank* bank, const int32
   const cudaStream_t st = to_cuda(stream);
   Faults faults(*dev, st);
   if (pf_status s = faults.begin()) return s;
-  const bool in_out = layout == PF_LAYOUT_IN_OUT;
-  pf_status s = bank->dtype == PF_F32   ? merge<pf::kF32>(*bank, ids, w, n, W, in_out, faults.word(), st)
-                : bank->dtype == PF_F16 ? merge<pf::kF16>(*bank, ids, w, n, W, in_out, faults.word(), st)
-                                        : merge<pf::kBF16>(*bank, ids, w, n, W, in_out, faults.word(), st);
-  if (s) return s;
+  if (pf_status s = merge_experts(*bank, ids, w, n, W, layout == PF_LAYOUT_IN_OUT, faults.word(), st)) return s;
   OpContext ctx{"pf_cuda_merge_experts"};
   ctx.ids = ids;
   ctx.weights = w;
   ctx.experts = bank->experts;
   return faults.finish(ctx);
 }
+#endif

@@ -96,15 +96,27 @@ pf_status launch(const float* logits, int64_t T, int32_t E, int32_t k, int renor
   if (blocks > kMaxGridX)
     return fail(PF_ERR_ARGUMENT, "Expected at most %lld rows for logits but received %lld",
                 (long long)(kMaxGridX * rows_per_block), (long long)T);
-  topk_softmax_kernel<VMAX><<<(unsigned)blocks, kWarps * 32, 0, stream>>>(logits, T, E, k, renorm, G, ids, weights,
-                                                                           fault);
+  PF_LAUNCH(topk_softmax_kernel<VMAX>, (unsigned)blocks, kWarps * 32, 0, stream)(logits, T, E, k, renorm, G, ids,
+                                                                               weights, fault);
   return check_launch("topk_softmax");
+}
+
+// The launch code behind pf_cuda_topk_softmax, arguments checked: the lane-group width and the
+// register capacity from E, then one kernel over the rows.
+pf_status topk_softmax(const float* logits, int64_t T, int32_t E, int32_t k, bool renorm, int32_t* ids, float* weights,
+                       unsigned long long* fault, cudaStream_t st) {
+  const int G = pf::topk_group_lanes(E);
+  const int per_lane = (E + G - 1) / G;
+  if (per_lane <= 8) return launch<8>(logits, T, E, k, renorm, G, ids, weights, fault, st);
+  if (per_lane <= 16) return launch<16>(logits, T, E, k, renorm, G, ids, weights, fault, st);
+  return launch<32>(logits, T, E, k, renorm, G, ids, weights, fault, st);
 }
 
 }  // namespace
 }  // namespace cuda
 }  // namespace pf
 
+#if !defined(PF_CUDA_EMULATE)  // the entry point needs the CUDA runtime; the emulation test calls topk_softmax
 extern "C" pf_status pf_cuda_topk_softmax(const float* logits, int64_t T, int32_t E, int32_t k, int renormalize,
                                           int32_t* ids, float* weights, int64_t* bad_row, pf_cuda_stream stream) {
   using namespace pf::cuda;
@@ -123,17 +135,12 @@ extern "C" pf_status pf_cuda_topk_softmax(const float* logits, int64_t T, int32_
   if (pf_status s = check_array(*dev, ids, (size_t)T * k * 4, "ids")) return s;
   if (pf_status s = check_array(*dev, weights, (size_t)T * k * 4, "weights")) return s;
 
-  const int G = pf::topk_group_lanes(E);
-  const int per_lane = (E + G - 1) / G;
   const cudaStream_t st = to_cuda(stream);
   Faults faults(*dev, st);
   if (pf_status s = faults.begin()) return s;
-  pf_status s;
-  if (per_lane <= 8) s = launch<8>(logits, T, E, k, renormalize != 0, G, ids, weights, faults.word(), st);
-  else if (per_lane <= 16) s = launch<16>(logits, T, E, k, renormalize != 0, G, ids, weights, faults.word(), st);
-  else s = launch<32>(logits, T, E, k, renormalize != 0, G, ids, weights, faults.word(), st);
-  if (s) return s;
+  if (pf_status s = topk_softmax(logits, T, E, k, renormalize != 0, ids, weights, faults.word(), st)) return s;
   OpContext ctx{"pf_cuda_topk_softmax"};
   ctx.bad_row = bad_row;
   return faults.finish(ctx);
 }
+#endif

@@ -68,30 +68,10 @@ bool poison(DBuf& d) { return pf_cuda_memset(d.p, 0xff, d.bytes, nullptr) == PF_
 void test_topk(int64_t T, int32_t E, int32_t k, int renorm, bool ties) {
   const std::string name = fmt("topk_softmax T=%lld E=%d k=%d renorm=%d%s", (long long)T, E, k, renorm,
                                ties ? " ties/-inf" : "");
-  std::vector<float> logits((size_t)T * E);
-  for (float& l : logits) {
-    const unsigned r = g_rng() % 16;
-    l = ties ? (r == 0 ? -INFINITY : (float)(g_rng() % 6)) : gauss() * 3.0f;
-  }
-  for (int64_t t = 0; t < T; ++t) logits[t * E + g_rng() % E] = 1.0f;  // every row has a finite logit
-  // float64 reference
-  std::vector<int32_t> rid((size_t)T * k);
-  std::vector<double> rw((size_t)T * k);
-  std::vector<int32_t> order(E);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* l = &logits[t * E];
-    double m = -INFINITY, sum = 0, kept = 0;
-    for (int32_t e = 0; e < E; ++e) m = std::max(m, (double)l[e]);
-    for (int32_t e = 0; e < E; ++e) sum += exp(l[e] - m);
-    for (int32_t e = 0; e < E; ++e) order[e] = e;
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return pf::topk_before(l[a], a, l[b], b); });
-    for (int32_t j = 0; j < k; ++j) {
-      rid[t * k + j] = order[j];
-      kept += rw[t * k + j] = exp(l[order[j]] - m) / sum;
-    }
-    if (renorm)
-      for (int32_t j = 0; j < k; ++j) rw[t * k + j] /= kept;
-  }
+  const std::vector<float> logits = make_logits(T, E, ties);
+  std::vector<int32_t> rid;
+  std::vector<double> rw;
+  topk_reference(logits, T, E, k, renorm, &rid, &rw);
   std::vector<int32_t> cid((size_t)T * k), gid((size_t)T * k);
   std::vector<float> cw((size_t)T * k), gw((size_t)T * k);
   const pf_status cs = pf_topk_softmax(logits.data(), T, E, k, renorm, cid.data(), cw.data(), nullptr);
@@ -225,46 +205,16 @@ void test_fold(const HostBank& h, int64_t B, int32_t k, int32_t R, bool with_slo
   size_t da_diff = 0, db_diff = 0;
   for (size_t i = 0; i < na; ++i) da_diff += fbits(ga[i]) != fbits(ca[i]);
   for (size_t i = 0; i < nb; ++i) db_diff += fbits(gbv[i]) != fbits(cbv[i]);
-  // and the CPU's values against the definition
+  // and against the definition (slots no request names still poisoned)
+  std::vector<float> ra(na), rb(nb);
+  memset(ra.data(), 0xff, na * 4);
+  memset(rb.data(), 0xff, nb * 4);
+  fold_reference(h, ids, w, B, k, with_slots ? slots.data() : nullptr, num_slots, R, &ra, &rb);
   size_t ref_diff = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t s = with_slots ? slots[b] : b;
-    for (int32_t c = 0; c < R; ++c) {
-      const int32_t j = c / h.r, q = c % h.r, e = j < k ? ids[b * k + j] : -1;
-      const bool live = e >= 0 && q < h.ranks[e];
-      for (int32_t i = 0; i < h.din; ++i) {
-        const float want = live ? h.a[((size_t)e * h.r + q) * h.din + i] : 0.0f;
-        ref_diff += fbits(ga[((size_t)s * h.din + i) * R + c]) != fbits(want);
-      }
-      for (int32_t o = 0; o < h.dout; ++o) {
-        const float want = live ? (w[b * k + j] * h.scales[e]) * h.b[((size_t)e * h.dout + o) * h.r + q] : 0.0f;
-        ref_diff += fbits(gbv[((size_t)s * R + c) * h.dout + o]) != fbits(want);
-      }
-    }
-  }
+  for (size_t i = 0; i < na; ++i) ref_diff += fbits(ga[i]) != fbits(ra[i]);
+  for (size_t i = 0; i < nb; ++i) ref_diff += fbits(gbv[i]) != fbits(rb[i]);
   report(name, cs == PF_OK && da_diff == 0 && db_diff == 0 && ref_diff == 0,
          fmt("elements differing from the CPU: %zu (A) %zu (B); from the definition: %zu", da_diff, db_diff, ref_diff));
-}
-
-// Banks of special values (subnormals, extremes, signed zeros): fold copies them, so the device
-// conversions must agree with numeric.h bit for bit.
-HostBank special_bank(pf_dtype dt) {
-  HostBank h = make_bank(3, 4, 37, 21, dt, false);
-  const uint16_t f16[] = {0x0001, 0x03ff, 0x0400, 0x7bff, 0x8001, 0xfbff, 0x3c00, 0x0000, 0x8000, 0x3555, 0x83ff};
-  const uint16_t bf16[] = {0x0001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x8001, 0x3f80, 0x0000, 0x8000, 0x3eab, 0x807f};
-  if (dt == PF_F32) {
-    const float f32[] = {1e-45f, 1.17549435e-38f, 3.4028235e38f, -0.0f, 0.0f, -1e-40f, 1.0f / 3};
-    for (size_t i = 0; i < h.a.size(); ++i) h.a[i] = f32[g_rng() % 7];
-    for (size_t i = 0; i < h.b.size(); ++i) h.b[i] = f32[g_rng() % 7];
-  } else {
-    const uint16_t* sp = dt == PF_F16 ? f16 : bf16;
-    for (size_t i = 0; i < h.a16.size(); ++i) h.a16[i] = sp[g_rng() % 11];
-    for (size_t i = 0; i < h.b16.size(); ++i) h.b16[i] = sp[g_rng() % 11];
-    for (size_t i = 0; i < h.a.size(); ++i) h.a[i] = dt == PF_F16 ? pf::f16_to_f32(h.a16[i]) : pf::bf16_to_f32(h.a16[i]);
-    for (size_t i = 0; i < h.b.size(); ++i) h.b[i] = dt == PF_F16 ? pf::f16_to_f32(h.b16[i]) : pf::bf16_to_f32(h.b16[i]);
-  }
-  h.scales.assign(h.E, 1.0f);
-  return h;
 }
 
 // ---- merge_experts ------------------------------------------------------------------------------
@@ -276,19 +226,7 @@ void test_merge(const HostBank& h, int32_t n, pf_layout layout) {
   std::vector<int32_t> ids(n);
   for (int32_t j = 0; j < n; ++j) ids[j] = j == 2 ? -1 : (int32_t)(g_rng() % h.E);  // repeats allowed
   std::vector<float> w = make_vec(n, -1, 1), W0 = make_vec((size_t)h.din * h.dout, -1, 1), Wc = W0, Wg(W0.size());
-  std::vector<double> ref(W0.begin(), W0.end());
-  for (int32_t j = 0; j < n; ++j) {
-    const int32_t e = ids[j];
-    if (e < 0) continue;
-    const double c = (double)w[j] * h.scales[e];
-    for (int32_t i = 0; i < h.din; ++i)
-      for (int32_t o = 0; o < h.dout; ++o) {
-        double s = 0;
-        for (int32_t q = 0; q < h.ranks[e]; ++q)
-          s += (double)h.a[((size_t)e * h.r + q) * h.din + i] * h.b[((size_t)e * h.dout + o) * h.r + q];
-        ref[in_out ? (size_t)i * h.dout + o : (size_t)o * h.din + i] += c * s;
-      }
-  }
+  const std::vector<double> ref = merge_reference(h, ids, w, W0, in_out);
   pf_bank* cb = nullptr;
   pf_status cs = pf_bank_create(h.E, h.r, h.din, h.dout, h.dt, h.a_data(), h.b_data(), h.scales.data(), h.ranks.data(), &cb);
   if (!cs) cs = pf_merge_experts(cb, ids.data(), w.data(), n, Wc.data(), layout);

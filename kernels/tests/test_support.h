@@ -1,6 +1,6 @@
-// What the kernel test programs share (test_gpu.cc on a device, emu_lora_moe_test.cc on the CPU):
+// What the kernel test programs share (test_gpu.cc on a device, emu_*_test.cc on the CPU):
 // PASS/FAIL lines, seeded random inputs, banks in PEFT layout with their exact stored values,
-// routing, the relative error against a float64 reference, and that reference for lora_moe.
+// routing, the relative error against a float64 reference, and the references of the ops.
 #ifndef PF_TESTS_TEST_SUPPORT_H
 #define PF_TESTS_TEST_SUPPORT_H
 
@@ -140,6 +140,109 @@ inline std::vector<double> moe_reference(const HostBank& h, const std::vector<fl
       }
     }
   return y;
+}
+
+// ---- topk_softmax -------------------------------------------------------------------------------
+
+// Logits [T, E]: N(0, 3²), or with ties: small integers and -Infinity (1 in 16); every row holds
+// a finite value.
+inline std::vector<float> make_logits(int64_t T, int32_t E, bool ties) {
+  std::vector<float> logits((size_t)T * E);
+  for (float& l : logits) {
+    const unsigned r = g_rng() % 16;
+    l = ties ? (r == 0 ? -INFINITY : (float)(g_rng() % 6)) : gauss() * 3.0f;
+  }
+  for (int64_t t = 0; t < T; ++t) logits[t * E + g_rng() % E] = 1.0f;
+  return logits;
+}
+
+// topk_softmax in float64 over rows with a finite value: the k largest logits (ties to the
+// lower id) and their probabilities, renormalised over the k when asked.
+inline void topk_reference(const std::vector<float>& logits, int64_t T, int32_t E, int32_t k, int renorm,
+                           std::vector<int32_t>* ids, std::vector<double>* w) {
+  ids->assign((size_t)T * k, 0);
+  w->assign((size_t)T * k, 0.0);
+  std::vector<int32_t> order(E);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* l = &logits[t * E];
+    double m = -INFINITY, sum = 0, kept = 0;
+    for (int32_t e = 0; e < E; ++e) m = std::max(m, (double)l[e]);
+    for (int32_t e = 0; e < E; ++e) sum += exp(l[e] - m);
+    for (int32_t e = 0; e < E; ++e) order[e] = e;
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return pf::topk_before(l[a], a, l[b], b); });
+    for (int32_t j = 0; j < k; ++j) {
+      (*ids)[t * k + j] = order[j];
+      kept += (*w)[t * k + j] = exp(l[order[j]] - m) / sum;
+    }
+    if (renorm)
+      for (int32_t j = 0; j < k; ++j) (*w)[t * k + j] /= kept;
+  }
+}
+
+// ---- fold_experts -------------------------------------------------------------------------------
+
+// A bank of special values (subnormals, extremes, signed zeros) with scales 1: fold copies them,
+// so every conversion on the way must agree with numeric.h bit for bit.
+inline HostBank special_bank(pf_dtype dt) {
+  HostBank h = make_bank(3, 4, 37, 21, dt, false);
+  const uint16_t f16[] = {0x0001, 0x03ff, 0x0400, 0x7bff, 0x8001, 0xfbff, 0x3c00, 0x0000, 0x8000, 0x3555, 0x83ff};
+  const uint16_t bf16[] = {0x0001, 0x007f, 0x0080, 0x7f7f, 0xff7f, 0x8001, 0x3f80, 0x0000, 0x8000, 0x3eab, 0x807f};
+  if (dt == PF_F32) {
+    const float f32[] = {1e-45f, 1.17549435e-38f, 3.4028235e38f, -0.0f, 0.0f, -1e-40f, 1.0f / 3};
+    for (size_t i = 0; i < h.a.size(); ++i) h.a[i] = f32[g_rng() % 7];
+    for (size_t i = 0; i < h.b.size(); ++i) h.b[i] = f32[g_rng() % 7];
+  } else {
+    const uint16_t* sp = dt == PF_F16 ? f16 : bf16;
+    for (size_t i = 0; i < h.a16.size(); ++i) h.a16[i] = sp[g_rng() % 11];
+    for (size_t i = 0; i < h.b16.size(); ++i) h.b16[i] = sp[g_rng() % 11];
+    for (size_t i = 0; i < h.a.size(); ++i) h.a[i] = dt == PF_F16 ? pf::f16_to_f32(h.a16[i]) : pf::bf16_to_f32(h.a16[i]);
+    for (size_t i = 0; i < h.b.size(); ++i) h.b[i] = dt == PF_F16 ? pf::f16_to_f32(h.b16[i]) : pf::bf16_to_f32(h.b16[i]);
+  }
+  h.scales.assign(h.E, 1.0f);
+  return h;
+}
+
+// fold_experts by its definition, bit for bit (each B value is one f32 product, (w s) b, as the
+// ops compute it): the slots the requests name (slots null: request b in slot b) are written
+// into a [S, din, R] and b [S, R, dout]; the others keep what they held. What the CUDA op
+// writes beside recording a fault: nothing for a slot outside [0, S), zero columns for an id
+// outside [0, E) or a non-finite weight.
+inline void fold_reference(const HostBank& h, const std::vector<int32_t>& ids, const std::vector<float>& w, int64_t B,
+                           int32_t k, const int32_t* slots, int64_t S, int32_t R, std::vector<float>* a,
+                           std::vector<float>* b) {
+  for (int64_t r = 0; r < B; ++r) {
+    const int64_t s = slots ? slots[r] : r;
+    if (s < 0 || s >= S) continue;
+    for (int32_t c = 0; c < R; ++c) {
+      const int32_t j = c / h.r, q = c % h.r, e = j < k ? ids[r * k + j] : -1;
+      const bool live = e >= 0 && e < h.E && isfinite(w[r * k + j]) && q < h.ranks[e];
+      for (int32_t i = 0; i < h.din; ++i) (*a)[((size_t)s * h.din + i) * R + c] = live ? h.a[((size_t)e * h.r + q) * h.din + i] : 0.0f;
+      for (int32_t o = 0; o < h.dout; ++o)
+        (*b)[((size_t)s * R + c) * h.dout + o] = live ? (w[r * k + j] * h.scales[e]) * h.b[((size_t)e * h.dout + o) * h.r + q] : 0.0f;
+    }
+  }
+}
+
+// ---- merge_experts ------------------------------------------------------------------------------
+
+// W0 + Σ_j w_j s_e (B_e A_e)ᵀ (in_out, W [din, dout]) or + Σ_j w_j s_e B_e A_e (out_in,
+// W [dout, din]) in float64; ids outside [0, E) and non-finite weights are skipped.
+inline std::vector<double> merge_reference(const HostBank& h, const std::vector<int32_t>& ids, const std::vector<float>& w,
+                                           const std::vector<float>& W0, bool in_out) {
+  std::vector<double> ref(W0.begin(), W0.end());
+  for (size_t j = 0; j < ids.size(); ++j) {
+    const int32_t e = ids[j];
+    if (e < 0 || e >= h.E || !isfinite(w[j])) continue;
+    const double c = (double)w[j] * h.scales[e];
+    for (int32_t i = 0; i < h.din; ++i)
+      for (int32_t o = 0; o < h.dout; ++o) {
+        double s = 0;
+        for (int32_t q = 0; q < h.ranks[e]; ++q)
+          s += (double)h.a[((size_t)e * h.r + q) * h.din + i] * h.b[((size_t)e * h.dout + o) * h.r + q];
+        ref[in_out ? (size_t)i * h.dout + o : (size_t)o * h.din + i] += c * s;
+      }
+  }
+  return ref;
 }
 
 }  // namespace pf_test

@@ -8,6 +8,10 @@
 //                             arrived, as on Volta and later), then all go on
 //   __shfl_xor_sync(m, v, o)  the lanes named in m publish v, wait for each other, read their
 //                             partner's, and wait again before the slot can be reused
+//   __any_sync(m, p)          likewise, each lane reading the predicates of all lanes in m
+//   __syncwarp(m)             the lanes named in m arrive, then go on
+// Lanes of one warp that name disjoint masks (groups of lanes working apart) meet apart; masks
+// that overlap without being equal, or a lane missing from its own mask, stop the program.
 // Blocks run one after another, so a kernel that depends on two blocks running at once (a
 // spin-wait between blocks) hangs here: that is reported as a deadlock, as is a barrier that
 // some live threads never reach. __shared__ arrays are function statics (one block at a time
@@ -67,10 +71,13 @@ struct Block {
   // block barrier: arrivals this generation, and the generation
   int arrived = 0;
   uint64_t gen = 0;
-  // per warp: shuffle slots, and a barrier like the block's
+  // per warp: shuffle slots, and up to 32 barriers in progress at once, one per mask
   std::vector<uint64_t> slots;  // [warps * 32]
-  std::vector<int> warp_arrived;
-  std::vector<uint64_t> warp_gen;
+  struct WarpBarrier {
+    unsigned mask = 0, arrived = 0;  // arrived == 0: free
+    uint64_t gen = 0;
+  };
+  std::vector<WarpBarrier> warp_bars;  // [warps * 32]
   std::vector<unsigned char> dyn_smem;
   const std::function<void()>* body = nullptr;
   ucontext_t sched_uc;
@@ -114,18 +121,41 @@ inline void syncthreads() {
   yield_until_changed(&b.gen, mine);
 }
 
-// All lanes of `mask` in the calling fiber's warp meet here.
+// All lanes of `mask` in the calling fiber's warp meet here; lanes of a disjoint mask meet at a
+// barrier of their own.
 inline void warp_barrier(unsigned mask) {
   Block& b = *cur_block();
-  const int w = cur_fiber()->warp;
-  const int want = __builtin_popcount(mask);
-  const uint64_t mine = b.warp_gen[w];
-  if (++b.warp_arrived[w] == want) {
-    b.warp_arrived[w] = 0;
-    ++b.warp_gen[w];
+  const Fiber& f = *cur_fiber();
+  if (!((mask >> f.lane) & 1u)) die("a warp barrier (shuffle, vote or __syncwarp) from a lane outside its mask");
+  Block::WarpBarrier* bars = &b.warp_bars[f.warp * 32];
+  Block::WarpBarrier* bar = nullptr;
+  for (int i = 0; i < 32 && !bar; ++i)
+    if (bars[i].arrived && bars[i].mask == mask) bar = &bars[i];
+    else if (bars[i].arrived && (bars[i].mask & mask)) die("lanes of a warp meet at barriers whose masks overlap but differ");
+  for (int i = 0; i < 32 && !bar; ++i)
+    if (!bars[i].arrived) bar = &bars[i];
+  bar->mask = mask;
+  bar->arrived |= 1u << f.lane;
+  const uint64_t mine = bar->gen;
+  if (bar->arrived == mask) {
+    bar->arrived = 0;
+    ++bar->gen;
     return;
   }
-  yield_until_changed(&b.warp_gen[w], mine);
+  yield_until_changed(&bar->gen, mine);
+}
+
+// The lanes of `mask` publish a predicate; each gets the bits of all of them (lane l: bit l).
+inline unsigned ballot(unsigned mask, bool pred) {
+  Fiber& f = *cur_fiber();
+  Block& b = *cur_block();
+  b.slots[f.warp * 32 + f.lane] = pred;
+  warp_barrier(mask);
+  unsigned bits = 0;
+  for (int l = 0; l < 32; ++l)
+    if (((mask >> l) & 1u) && b.slots[f.warp * 32 + l]) bits |= 1u << l;
+  warp_barrier(mask);  // nobody overwrites a slot before every lane has read it
+  return bits;
 }
 
 template <class T>
@@ -220,8 +250,7 @@ inline void run_grid(dim3 grid, dim3 block, size_t dyn_smem, const std::function
   b.slots.assign(warps * 32, 0);
   b.dyn_smem.resize(dyn_smem + 16);
   b.fibers.assign(n, Fiber());
-  b.warp_arrived.assign(warps, 0);
-  b.warp_gen.assign(warps, 0);
+  b.warp_bars.assign(warps * 32, Block::WarpBarrier());
   for (unsigned i = 0; i < n; ++i) {
     Fiber& f = b.fibers[i];
     f.tid = make_uint3(i % block.x, i / block.x % block.y, i / (block.x * block.y));
@@ -275,6 +304,8 @@ T* dynamic_shared() {
 #define PF_EXTERN_SHARED(type, name) type* name = ::emu::dynamic_shared<type>()
 
 inline void __syncthreads() { ::emu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::emu::warp_barrier(mask); }
+inline int __any_sync(unsigned mask, int pred) { return ::emu::ballot(mask, pred != 0) != 0; }
 template <class T>
 inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   return ::emu::shfl_xor(mask, v, lane_mask, width);
@@ -285,8 +316,16 @@ inline T __ldg(const T* p) {
   if (sizeof(T) == 16 && reinterpret_cast<uintptr_t>(p) % 16 != 0) ::emu::die("misaligned 16-byte load");
   return *p;
 }
+// Atomics: one fiber runs at a time and none gives way inside these, so plain read-modify-write
+// is atomic here.
+template <class T>
+inline T atomicAdd(T* p, T v) {
+  const T old = *p;
+  *p = old + v;
+  return old;
+}
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
-  const unsigned long long old = *p;  // one fiber runs at a time: no other writer in between
+  const unsigned long long old = *p;
   if (v < old) *p = v;
   return old;
 }
