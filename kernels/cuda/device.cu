@@ -66,8 +66,7 @@ const char* fault_what(unsigned long long kind) {
   switch (kind) {
     case kFaultIds: return "an expert id outside [-1, experts) in ids";
     case kFaultWeights: return "a non-finite number in weights";
-    case kFaultSlotRange: return "a slot index outside [0, num_slots) in slots";
-    case kFaultSlotDup: return "a repeated slot index in slots";
+    case kFaultSlots: return "a slot index outside [0, num_slots) or repeated in slots";
     case kFaultLogits: return "a NaN or +Infinity or no finite value in a row of logits";
   }
   return "an unknown fault";
@@ -182,13 +181,12 @@ pf_status Faults::finish(const OpContext& c) {
     case kFaultWeights:
       if ((e = cudaMemcpy(&fv, c.weights + index, sizeof fv, cudaMemcpyDeviceToHost))) return cuda_fail(e, c.op);
       return fail(PF_ERR_VALUE, "Expected finite numbers for weights but received %g at index %lld", (double)fv, index);
-    case kFaultSlotRange:
+    case kFaultSlots:  // out of range, or else a repeat
       if ((e = cudaMemcpy(&iv, c.slots + index, sizeof iv, cudaMemcpyDeviceToHost))) return cuda_fail(e, c.op);
-      return fail(PF_ERR_ARGUMENT,
-                  "Expected slot indices between 0 and %lld for slots but received %d at index %lld",
-                  (long long)c.num_slots - 1, iv, index);
-    case kFaultSlotDup:
-      if ((e = cudaMemcpy(&iv, c.slots + index, sizeof iv, cudaMemcpyDeviceToHost))) return cuda_fail(e, c.op);
+      if (iv < 0 || iv >= c.num_slots)
+        return fail(PF_ERR_ARGUMENT,
+                    "Expected slot indices between 0 and %lld for slots but received %d at index %lld",
+                    (long long)c.num_slots - 1, iv, index);
       return fail(PF_ERR_ARGUMENT, "Expected distinct slot indices for slots but received %d twice", iv);
     case kFaultLogits:
       if (c.bad_row) *c.bad_row = index;
@@ -384,9 +382,7 @@ pf_status pf_cuda_check(pf_cuda_stream stream) {
   if ((e = cudaMemset(dev->fault, 0xff, sizeof key))) return cuda_fail(e, "pf_cuda_check");
   const unsigned long long kind = key >> 56;
   const long long index = (long long)(key & ((1ull << 56) - 1));
-  return fail(kind == pf::cuda::kFaultIds || kind == pf::cuda::kFaultSlotRange || kind == pf::cuda::kFaultSlotDup
-                  ? PF_ERR_ARGUMENT
-                  : PF_ERR_VALUE,
+  return fail(kind == pf::cuda::kFaultIds || kind == pf::cuda::kFaultSlots ? PF_ERR_ARGUMENT : PF_ERR_VALUE,
               "An op queued on device %d with sync_checks off found %s at index %lld (that op skipped it)", dev->id,
               pf::cuda::fault_what(kind), index);
 }

@@ -127,13 +127,25 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// slots: each in [0, num_slots) and none twice (used: [num_slots] zeroed counters).
-__global__ void fold_slots_kernel(const int32_t* __restrict__ slots, int64_t B, int64_t num_slots, int32_t* used,
-                                  unsigned long long* fault) {
+// slots: each in [0, num_slots) and none a repeat of an earlier one. The fault is the CPU op's,
+// the first request (in request order) whose slot is out of range or named before, so the
+// check takes two passes: first[s] = the first request naming slot s ([num_slots], all ones
+// before the first pass), then every request not first for its slot is a fault. (One pass over
+// a counter per slot marked whichever request came second in time, and ranked every range
+// fault before every repeat.)
+__global__ void fold_slots_first_kernel(const int32_t* __restrict__ slots, int64_t B, int64_t num_slots,
+                                        unsigned long long* first) {
   for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < B; b += (int64_t)gridDim.x * blockDim.x) {
     const int32_t s = slots[b];
-    if (s < 0 || s >= num_slots) record_fault(fault, kFaultSlotRange, b);
-    else if (atomicAdd(&used[s], 1) != 0) record_fault(fault, kFaultSlotDup, b);
+    if (s >= 0 && s < num_slots) atomicMin(&first[s], (unsigned long long)b);
+  }
+}
+
+__global__ void fold_slots_kernel(const int32_t* __restrict__ slots, int64_t B, int64_t num_slots,
+                                  const unsigned long long* __restrict__ first, unsigned long long* fault) {
+  for (int64_t b = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; b < B; b += (int64_t)gridDim.x * blockDim.x) {
+    const int32_t s = slots[b];
+    if (s < 0 || s >= num_slots || first[s] != (unsigned long long)b) record_fault(fault, kFaultSlots, b);
   }
 }
 
@@ -160,13 +172,16 @@ pf_status fold(const pf_cuda_bank& bank, const int32_t* ids, const float* w, int
 }
 
 // The launch code behind pf_cuda_fold_experts, arguments checked: with slots, their check
-// (used: num_slots zeroed counters), then the A and B kernels for the bank's dtype.
+// (first: num_slots words, all ones), then the A and B kernels for the bank's dtype.
 pf_status fold_experts(const DeviceState& dev, const pf_cuda_bank& bank, const int32_t* ids, const float* w, int64_t B,
                        int32_t k, const int32_t* slots, int64_t num_slots, int32_t R, float* a_out, float* b_out,
-                       int32_t* used, unsigned long long* fault, cudaStream_t st) {
+                       unsigned long long* first, unsigned long long* fault, cudaStream_t st) {
   if (slots) {
     const int64_t want = (B + kThreads - 1) / kThreads, cap = (int64_t)dev.sms * 8;
-    PF_LAUNCH(fold_slots_kernel, (unsigned)(want < cap ? want : cap), kThreads, 0, st)(slots, B, num_slots, used, fault);
+    const unsigned blocks = (unsigned)(want < cap ? want : cap);
+    PF_LAUNCH(fold_slots_first_kernel, blocks, kThreads, 0, st)(slots, B, num_slots, first);
+    if (pf_status s = check_launch("fold_experts_slots_first")) return s;
+    PF_LAUNCH(fold_slots_kernel, blocks, kThreads, 0, st)(slots, B, num_slots, first, fault);
     if (pf_status s = check_launch("fold_experts_slots")) return s;
   }
   switch (bank.dtype) {
@@ -216,13 +231,13 @@ extern "C" pf_status pf_cuda_fold_experts(const pf_cuda_bank* bank, const int32_
   Faults faults(*dev, st);
   if (pf_status s = faults.begin()) return s;
   Scratch scratch(*dev, st);
-  void* used = nullptr;
+  void* first = nullptr;
   if (slots) {
-    if (pf_status s = scratch.alloc((size_t)num_slots * 4, &used)) return s;
-    if (cudaError_t e = cudaMemsetAsync(used, 0, (size_t)num_slots * 4, st)) return cuda_fail(e, "cudaMemsetAsync");
+    if (pf_status s = scratch.alloc((size_t)num_slots * 8, &first)) return s;
+    if (cudaError_t e = cudaMemsetAsync(first, 0xff, (size_t)num_slots * 8, st)) return cuda_fail(e, "cudaMemsetAsync");
   }
   if (pf_status s = fold_experts(*dev, *bank, ids, w, B, k, slots, num_slots, R, a_out, b_out,
-                                 static_cast<int32_t*>(used), faults.word(), st))
+                                 static_cast<unsigned long long*>(first), faults.word(), st))
     return s;
   OpContext ctx{"pf_cuda_fold_experts"};
   ctx.ids = ids;

@@ -65,9 +65,9 @@ pf_status check_array(const DeviceState& dev, const void* p, size_t bytes, const
 enum FaultKind : unsigned long long {
   kFaultIds = 1,        // ids[index] outside [-1, E)
   kFaultWeights = 2,    // weights[index] not finite
-  kFaultSlotRange = 3,  // slots[index] outside [0, num_slots)
-  kFaultSlotDup = 4,    // slots[index] repeats an earlier slot
-  kFaultLogits = 5,     // row `index` of logits holds NaN / +Inf or no finite value
+  kFaultSlots = 3,      // slots[index] outside [0, num_slots) or a repeat of an earlier slot (one
+                        // kind: the CPU op checks both in one pass over the slots)
+  kFaultLogits = 4,     // row `index` of logits holds NaN / +Inf or no finite value
 };
 constexpr unsigned long long kNoFault = ~0ull;
 

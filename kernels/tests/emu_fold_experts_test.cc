@@ -44,13 +44,13 @@ Run run(const EmuBank& bank, const Call& c) {
   Guarded<int32_t> ids(c.ids), slots(c.slots.empty() ? std::vector<int32_t>{0} : c.slots);
   Guarded<float> w(c.w);
   Guarded<float> a((size_t)c.S * h.din * c.R, kPoison, c.skew), b((size_t)c.S * c.R * h.dout, kPoison, c.skew);
-  std::vector<int32_t> used(c.S, 0);  // the entry point's zeroed scratch
+  std::vector<unsigned long long> first(c.S, ~0ull);  // the entry point's scratch, all ones
   pf::cuda::DeviceState dev;
   dev.sms = c.sms;
   Run r;
   r.status = pf::cuda::fold_experts(dev, bank.bank, ids.data(), w.data(), c.B, c.k,
                                     c.slots.empty() ? nullptr : slots.data(), c.S, c.R, a.data(), b.data(),
-                                    used.data(), &r.fault, nullptr);
+                                    first.data(), &r.fault, nullptr);
   r.a = a.values();
   r.b = b.values();
   r.guards_ok = a.guards_ok() && b.guards_ok();
@@ -58,7 +58,7 @@ Run run(const EmuBank& bank, const Call& c) {
 }
 
 // The fault the CPU op reports first, as a fault word key: ids, then weights, then the slots
-// in request order.
+// in request order (out of range or repeated, whichever request comes first).
 unsigned long long cpu_fault(const Call& c) {
   for (size_t i = 0; i < c.ids.size(); ++i)
     if (c.ids[i] < -1 || c.ids[i] >= c.h->E) return (unsigned long long)pf::cuda::kFaultIds << 56 | i;
@@ -67,8 +67,7 @@ unsigned long long cpu_fault(const Call& c) {
   std::vector<bool> used(c.S, false);
   for (size_t b = 0; b < c.slots.size(); ++b) {
     const int32_t s = c.slots[b];
-    if (s < 0 || s >= c.S) return (unsigned long long)pf::cuda::kFaultSlotRange << 56 | b;
-    if (used[s]) return (unsigned long long)pf::cuda::kFaultSlotDup << 56 | b;
+    if (s < 0 || s >= c.S || used[s]) return (unsigned long long)pf::cuda::kFaultSlots << 56 | b;
     used[s] = true;
   }
   return kNoFault;
@@ -140,6 +139,8 @@ void test_faults() {
       {"slot -1", -1, 0, -1, 0, {-1, 1, 2, 3}},
       {"a slot twice", -1, 0, -1, 0, {1, 0, 1, 3}},
       {"bad id and a slot twice: ids first", 6, 6, -1, 0, {1, 0, 1, 3}},
+      {"a slot twice, then one out of range: the repeat first", -1, 0, -1, 0, {0, 0, 7, 1}},
+      {"a slot out of range, then one twice: the range first", -1, 0, -1, 0, {3, 9, 3, 1}},
   };
   for (const Case& cs : cases) {
     Call c{&h, make_ids(B, k, h.E, 0.1), make_vec((size_t)B * k, -1, 1), B, k, cs.slots, S, R};
@@ -151,6 +152,20 @@ void test_faults() {
     if (cs.bad_w_at >= 0) c.w[cs.bad_w_at] = cs.bad_w;
     check(fmt("faults: fold_experts, %s", cs.what), c);
   }
+}
+
+// Repeats far apart: with one multiprocessor the slot check runs 8 blocks of 256 threads, so a
+// thread checks requests b and b + 2048, and request 2100 is seen before request 300 (and on a
+// GPU, any order). Requests 300 and 2100 share slot v, 400 and 500 slot u: the CPU op reports
+// the repeat at 500, the first request whose slot was named before.
+void test_slot_order() {
+  const HostBank h = make_bank(2, 1, 1, 1, PF_F32, false);
+  const int64_t B = 2200;
+  Call c{&h, make_ids(B, 1, h.E, 0.0), make_vec(B, -1, 1), B, 1, some_slots(B, B), B, 1};
+  c.sms = 1;
+  c.slots[2100] = c.slots[300], c.slots[500] = c.slots[400];
+  for (int64_t b : {2100, 500}) c.ids[b] = c.ids[b == 500 ? 400 : 300], c.w[b] = c.w[b == 500 ? 400 : 300];
+  check("faults: fold_experts, slots repeated far apart (2200 requests): the first repeat in request order", c);
 }
 
 }  // namespace
@@ -172,5 +187,6 @@ int main(int argc, char** argv) {
     test_fold(make_bank(1, 1, 1, 1, dt, false), 2, 1, 1, false, 2, false, 0, "");
   }
   test_faults();
+  test_slot_order();
   return summary();
 }

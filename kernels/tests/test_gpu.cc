@@ -323,14 +323,18 @@ void test_errors() {
     DBuf dfi(fids.size() * 4), dfw(fw.size() * 4), dsl(B * 4), da(a.size() * 4), db(b.size() * 4);
     upload(dfi, fids);
     upload(dfw, fw);
-    const std::vector<int32_t> dup = {3, 1, 3, 0}, range = {3, 1, 6, 0};
-    for (const auto* sl : {&dup, &range}) {
+    // (both: the repeat at index 1 comes before the slot out of range at 2)
+    const std::vector<int32_t> dup = {3, 1, 3, 0}, range = {3, 1, 6, 0}, both = {1, 1, 6, 0};
+    for (const auto* sl : {&dup, &range, &both}) {
       upload(dsl, *sl);
       const pf_status c = pf_fold_experts(cb, fids.data(), fw.data(), B, k, sl->data(), S, 16, a.data(), b.data());
       const std::string cm = pf_last_error();
       const pf_status g = pf_cuda_fold_experts(gb, dfi.as<int32_t>(), dfw.as<float>(), B, k, dsl.as<int32_t>(), S, 16,
                                                da.as<float>(), db.as<float>(), nullptr);
-      expect_same(sl == &dup ? "errors: fold_experts, a slot twice" : "errors: fold_experts, slot out of range", c, cm, g);
+      expect_same(sl == &dup     ? "errors: fold_experts, a slot twice"
+                  : sl == &range ? "errors: fold_experts, slot out of range"
+                                 : "errors: fold_experts, a slot twice before one out of range",
+                  c, cm, g);
     }
   }
   {  // merge: bad id
