@@ -1,5 +1,5 @@
 // setCudaOption(name, value) / getCudaOption(name): the CUDA library's process-wide options
-// (personafuse_cuda.h): sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens.
+// (personafuse_cuda.h): sync_checks, check_pointers and the lora_moe path choices (moe_*).
 #include "args.h"
 #include "cuda_ops.h"
 #include "cuda_plugin.h"

@@ -572,7 +572,7 @@ describe('CUDA options', () => {
   });
 
   gpuTest('an unknown option is a RangeError naming it; known ones read back', () => {
-    expectThrows(() => kernels.setCudaOption('fast' as never, 1), RangeError, /sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens for name but received fast/);
+    expectThrows(() => kernels.setCudaOption('fast' as never, 1), RangeError, /sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens, moe_dense_max_columns for name but received fast/);
     expect(kernels.getCudaOption('sync_checks')).toBe(1);
     expect(kernels.getCudaOption('check_pointers')).toBe(1);
   });
@@ -597,24 +597,23 @@ describe('CUDA options', () => {
   });
 
   for (const dtype of DTYPES) {
-    gpuTest(`loraMoe matches the CPU kernel on the decode, fused and grouped paths alike (${dtype})`, () => {
+    gpuTest(`loraMoe matches the CPU kernel on the decode, fused, grouped and dense paths alike (${dtype})`, () => {
       const rng = testRng();
       const c = { T: 45, E: 7, r: 16, din: 200, dout: 97, k: 3 };
       const bank = makeBank(rng, c.E, c.r, c.din, c.dout, dtype, [16, 4, 16, 1, 9, 16, 16]);
       const x = rng.f32(c.T * c.din), ids = randomIds(rng, c.T, c.k, c.E), w = randomWeights(rng, c.T * c.k);
       const want = kernels.loraMoe(bank.cpu, x, ids, w);
       const bound = boundFrom(kernels.loraMoe(bank.abs, x.map(Math.abs), ids, w.map(Math.abs)), c.din + c.r + c.k + 8 + 512);
-      const before = { prefill: kernels.getCudaOption('moe_prefill_min_tokens'), fused: kernels.getCudaOption('moe_fused_max_tokens') };
-      const paths = { decode: { prefill: -1, fused: 0 }, fused: { prefill: -1, fused: c.T }, grouped: { prefill: 0, fused: 0 } };
+      const options = ['moe_prefill_min_tokens', 'moe_fused_max_tokens', 'moe_dense_max_columns'] as const;
+      const before = options.map((o) => kernels.getCudaOption(o));
+      const paths: Record<string, number[]> = { decode: [-1, 0, 0], fused: [-1, c.T, 0], grouped: [0, 0, 0], dense: [0, 0, 256] };
       try {
-        for (const [path, o] of Object.entries(paths)) {
-          kernels.setCudaOption('moe_prefill_min_tokens', o.prefill);
-          kernels.setCudaOption('moe_fused_max_tokens', o.fused);
+        for (const [path, values] of Object.entries(paths)) {
+          options.forEach((o, i) => kernels.setCudaOption(o, values[i]));
           expectClose(kernels.loraMoe(bank.gpu, dev(x), dev(ids), dev(w)).toHost(), want, bound, `${path} path`);
         }
       } finally {
-        kernels.setCudaOption('moe_prefill_min_tokens', before.prefill);
-        kernels.setCudaOption('moe_fused_max_tokens', before.fused);
+        options.forEach((o, i) => kernels.setCudaOption(o, before[i]));
       }
       disposeBank(bank);
     });

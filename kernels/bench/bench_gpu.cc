@@ -8,7 +8,7 @@
 // (sync_checks = 0, check_pointers = 0); one line shows their cost.
 //
 // Shapes: d in {4096, 8192}, r = 16, E in {10, 64}, k = 2, T in {1, 16, 64, 512, 4096}, f16 and
-// bf16; lora_moe on each of its three paths (decode, fused, grouped) at every T.
+// bf16; lora_moe on each of its paths (decode, fused, grouped; dense where E * r <= 256) at every T.
 // Results: bench/results/gpu-<device>-<time>.json (--out DIR).
 // --quick: T in {1, 512}; --ts 1,16,...: these T; --only lora_moe|topk_softmax|fold_merge.
 #include <ctype.h>
@@ -118,7 +118,7 @@ struct Result {
 };
 std::vector<Result> g_results;
 double g_copy_gbps = 0;
-int64_t g_prefill_default = 0, g_fused_default = 0;  // the lora_moe path options as the library starts
+int64_t g_prefill_default = 0, g_fused_default = 0, g_dense_default = 0;  // lora_moe's path options at start
 
 void add(Result r) {
   const double gbps = r.bytes / (r.t.median_us * 1e3), tflops = r.flops / (r.t.median_us * 1e6);
@@ -193,9 +193,12 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
       bytes += (double)T * d * 4 + (double)T * d * 8 + (double)T * k * 8 + (double)distinct * r * 2 * d * 2;
     }
     bytes /= nsets;
-    for (const char* path : {"decode", "fused", "grouped"}) {
-      pf_cuda_set_option("moe_prefill_min_tokens", strcmp(path, "grouped") == 0 ? 0 : -1);
-      pf_cuda_set_option("moe_fused_max_tokens", strcmp(path, "fused") == 0 ? T : 0);
+    for (const char* path : {"decode", "fused", "grouped", "dense"}) {
+      const auto path_is = [&](const char* p) { return strcmp(path, p) == 0; };
+      if (path_is("dense") && E * r > 256) continue;  // past the dense path's columns
+      pf_cuda_set_option("moe_prefill_min_tokens", path_is("grouped") || path_is("dense") ? 0 : -1);
+      pf_cuda_set_option("moe_fused_max_tokens", path_is("fused") ? T : 0);
+      pf_cuda_set_option("moe_dense_max_columns", path_is("dense") ? 256 : 0);
       Result res;
       res.op = "lora_moe";
       res.dtype = dt == PF_F16 ? "f16" : "bf16";
@@ -213,6 +216,7 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
     }
     pf_cuda_set_option("moe_prefill_min_tokens", g_prefill_default);
     pf_cuda_set_option("moe_fused_max_tokens", g_fused_default);
+    pf_cuda_set_option("moe_dense_max_columns", g_dense_default);
   }
 }
 
@@ -328,6 +332,7 @@ int main(int argc, char** argv) {
 
   pf_cuda_get_option("moe_prefill_min_tokens", &g_prefill_default);
   pf_cuda_get_option("moe_fused_max_tokens", &g_fused_default);
+  pf_cuda_get_option("moe_dense_max_columns", &g_dense_default);
   bench_copy();
   const std::vector<int64_t> Ts = !ts_opt.empty() ? ts_opt
                                   : quick          ? std::vector<int64_t>{1, 512}

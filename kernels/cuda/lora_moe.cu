@@ -13,8 +13,9 @@
 //   expand: one block per (token, 32 * Vec16 outputs); its 8 warps split the k * rank
 //     (slot, rank row) pairs, each lane reading 16 bytes of a Bᵀ row per pair; the warps'
 //     partial sums are added in a fixed order and into y.
-// From moe_prefill_min_tokens on, the grouped tensor-core path of lora_moe_grouped.cu runs
-// instead; up to moe_fused_max_tokens (when set), the one-kernel path of lora_moe_fused.cu.
+// From moe_prefill_min_tokens on, a tensor-core path of lora_moe_grouped.cu runs instead (dense
+// when the bank has at most moe_dense_max_columns columns, else grouped); up to
+// moe_fused_max_tokens (when set), the one-kernel path of lora_moe_fused.cu.
 #include <math.h>
 
 #include "lora_moe.cuh"
@@ -152,7 +153,9 @@ extern "C" pf_status pf_cuda_lora_moe(const pf_cuda_bank* bank, const float* x, 
   Scratch scratch(*dev, st);
   const MoeCall call{bank, x, T, ids, w, k, y, faults.word(), st};
   pf_status s;
-  if (moe_grouped_fits(*dev, call)) {
+  if (moe_dense_fits(*dev, call)) {
+    s = moe_dense(*dev, call, scratch);
+  } else if (moe_grouped_fits(*dev, call)) {
     s = moe_grouped(*dev, call, scratch);
   } else if (moe_fused_fits(call)) {
     s = moe_fused(*dev, call);

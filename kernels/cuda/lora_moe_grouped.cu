@@ -1,6 +1,12 @@
-// lora_moe on CUDA, the grouped path (prefill: many tokens, f16/bf16 banks, rank <= 128).
+// lora_moe on CUDA, the tensor-core paths (prefill: many tokens, f16/bf16 banks): grouped
+// (rank <= 128) and dense (the bank's C = Σ r_e <= 256 columns, E <= 64). Both run the same two
+// tile kernels over a tile source (GroupedTiles, DenseTiles below), which says what tokens a
+// tile holds, which A / Bᵀ rows it multiplies and how H is gated.
 //
-// As vLLM's LoRA metadata and S-LoRA's SGMV: the (token, slot) pairs are grouped by expert,
+// Dense: tiles are 64 consecutive tokens multiplied by every expert's rows, gated per column
+// by the token's weight for that column's expert (DenseTiles; a data-check pass first).
+//
+// Grouped, as vLLM's LoRA metadata and S-LoRA's SGMV: the (token, slot) pairs are grouped by expert,
 // separately per slot j, so tokens that share an expert share its weight tiles:
 //   count:   counts[j, e] = #{t : ids[t, j] = e}   (also checks ids and weights: faults)
 //   plan:    seg_start[j, e] (where each group's token list starts), tile_start[j, e]
@@ -73,10 +79,12 @@ struct Smem {
   size_t bts, os;           // Bᵀ chunk [rp, LDBT], output tile [BM, LDO] f32 (alias H)
   size_t gh, gl;            // G hi / lo [BM, ldg]
   size_t rows, gate, gexp;  // token, gate and G scale exponent of each tile row
+  size_t rowg, cole;        // dense tiles: gate [BM, E] per row and expert, expert [rp] per column
   size_t total;
 };
 
-__host__ __device__ inline Smem smem_layout(int rp) {
+// dense_experts: E for dense tiles (their gate tables), 0 for grouped ones.
+__host__ __device__ inline Smem smem_layout(int rp, int dense_experts = 0) {
   Smem L;
   L.ldh = rp + 4;
   L.ldg = rp + 8;
@@ -93,7 +101,9 @@ __host__ __device__ inline Smem smem_layout(int rp) {
   L.rows = shared + 2 * g_bytes;
   L.gate = L.rows + up128(BM * 4);
   L.gexp = L.gate + up128(BM * 4);
-  L.total = L.gexp + up128(BM * 4);
+  L.rowg = L.gexp + up128(BM * 4);
+  L.cole = L.rowg + up128((size_t)BM * dense_experts * 4);
+  L.total = L.cole + (dense_experts ? up128((size_t)rp * 4) : 0);
   return L;
 }
 
@@ -107,7 +117,7 @@ __global__ void moe_count_kernel(const int32_t* __restrict__ ids, const float* _
     const bool w_ok = isfinite(w[p]);
     if (e < -1 || e >= E) record_fault(fault, kFaultIds, p);
     if (!w_ok) record_fault(fault, kFaultWeights, p);
-    if (e >= 0 && e < E && w_ok && ranks[e] > 0) atomicAdd(&counts[(p % k) * E + e], 1);
+    if (counts && e >= 0 && e < E && w_ok && ranks[e] > 0) atomicAdd(&counts[(p % k) * E + e], 1);
   }
 }
 
@@ -181,56 +191,183 @@ __global__ void moe_scatter_kernel(const int32_t* __restrict__ ids, const float*
 
 // ---- the tile kernels --------------------------------------------------------------------------
 
-// The tile b of slot j: its expert (the last e with ts[e] <= b), and each row's token (or -1).
-// Returns false for blocks past the slot's tile count.
+// What a tile multiplies: rows [0, re) of A and Bᵀ from element offsets a0, b0 (one expert's
+// r_e rows, or a block of every expert's rows), as nt tiles of 16; its BM rows' tokens come
+// from the source's token(). Two sources share the kernels below.
 struct Tile {
-  int e, re, nt, cnt, m0;
+  int64_t a0, b0;
+  int re, nt;
+  int j, e, cnt, m0;  // grouped: the slot, the expert, its group's token count, the tile's first row in it
 };
-__device__ __forceinline__ bool find_tile(const pf_cuda_bank_view& bank, int32_t j, int b,
-                                          const int32_t* __restrict__ counts, const int32_t* __restrict__ tile_start,
-                                          Tile* tl) {
-  const int E = bank.experts;
-  const int32_t* ts = tile_start + (int64_t)j * (E + 1);
-  if (b >= ts[E]) return false;
-  int lo = 0, hi = E - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (ts[mid] <= b) lo = mid;
-    else hi = mid - 1;
-  }
-  tl->e = lo;
-  tl->re = bank.ranks[lo];
-  tl->nt = (tl->re + 15) / 16;
-  tl->cnt = counts[j * E + lo];
-  tl->m0 = (b - ts[lo]) * BM;
-  return true;
-}
 
-// Shrink, split over din: block (b, ks, j) computes the partial H[BM, rp] = X · A_eᵀ of tile b
-// of slot j over din chunks [ks * cps, (ks + 1) * cps) (chunks of BK) and stores it, f32, to
-// part[((j * tiles + b) * KS + ks) * BM * rp ...] (rank columns past the expert's tiles are not
-// written and never read). The next chunk's X and A are loaded into registers while the tensor
-// cores work on the current one. XVEC: x rows are 16-byte aligned (din % 4 == 0).
-template <int DT, int NT, bool XVEC>
+// Grouped: tile b of slot j holds up to BM of the tokens routed to one expert e in slot j (the
+// last e with tile_start[j, e] <= b); its H columns are e's rank rows, gated per row by
+// w[t, j] · s[e]. The shrink runs every slot in one launch (slot = blockIdx.z), the expand one
+// launch per slot (j). Partial H: [k, tiles, KS, BM, rp].
+struct GroupedTiles {
+  const int32_t* rows;
+  const int32_t* counts;
+  const int32_t* seg_start;
+  const int32_t* tile_start;
+  const float* w;
+  int32_t k, j;  // j: the expand's slot
+  int64_t tiles;
+  int rp;
+
+  __device__ bool find(const pf_cuda_bank_view& bank, int b, int j_, Tile* tl) const {
+    const int E = bank.experts;
+    const int32_t* ts = tile_start + (int64_t)j_ * (E + 1);
+    if (b >= ts[E]) return false;
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (ts[mid] <= b) lo = mid;
+      else hi = mid - 1;
+    }
+    tl->j = j_;
+    tl->e = lo;
+    tl->re = bank.ranks[lo];
+    tl->nt = (tl->re + 15) / 16;
+    tl->a0 = bank.a_off[lo];
+    tl->b0 = bank.b_off[lo];
+    tl->cnt = counts[j_ * E + lo];
+    tl->m0 = (b - ts[lo]) * BM;
+    return true;
+  }
+  __host__ GroupedTiles slot(int32_t j_) const {
+    GroupedTiles s = *this;
+    s.j = j_;
+    return s;
+  }
+  __device__ bool shrink_tile(const pf_cuda_bank_view& bank, int b, int z, Tile* tl) const { return find(bank, b, z, tl); }
+  __device__ bool expand_tile(const pf_cuda_bank_view& bank, int b, Tile* tl) const { return find(bank, b, j, tl); }
+  __device__ int32_t token(const pf_cuda_bank_view& bank, const Tile& tl, int m) const {
+    return tl.m0 + m < tl.cnt ? rows[seg_start[tl.j * bank.experts + tl.e] + tl.m0 + m] : -1;
+  }
+  // the shrink's output for (tile, slot or column block, split): [BM, ld] f32
+  __device__ float* partial(float* part, int b, const Tile& tl, int ks, int KS) const {
+    return part + (((int64_t)tl.j * tiles + b) * KS + ks) * BM * rp;
+  }
+  __device__ int ld() const { return rp; }
+  // H[m, q] of tile b: the KS partials summed in ks order
+  __device__ float sum_partials(const float* part, int b, const Tile& tl, int KS, int m, int q) const {
+    const float* pt = part + ((int64_t)tl.j * tiles + b) * KS * BM * rp;
+    float s = 0.0f;
+    for (int ks = 0; ks < KS; ++ks) s += pt[((int64_t)ks * BM + m) * rp + q];
+    return s;
+  }
+  // the expand's gates: one per row (every column of H is expert e's)
+  __device__ void prepare_gates(const pf_cuda_bank_view& bank, const Tile& tl, const int32_t* rows_s, float* gate_s,
+                                float*, int32_t*) const {
+    for (int m = threadIdx.x; m < BM; m += kThreads)
+      gate_s[m] = rows_s[m] >= 0 ? w[(int64_t)rows_s[m] * k + tl.j] * bank.scales[tl.e] : 0.0f;
+  }
+  __device__ float gate(const Tile&, const float* gate_s, const float*, const int32_t*, int m, int) const {
+    return gate_s[m];
+  }
+};
+
+// Dense: tile b holds tokens [b·BM, b·BM + BM) in their own order and multiplies every
+// expert's rows at once (the C = Σ r_e rows of the packed bank), so each token's x is read and
+// its y written once, whatever k. The shrink splits the C columns into blocks of kDenseCols
+// (blockIdx.z); the expand takes all of them and gates H[m, q] by the sum of w[t, j] · s[e]
+// over the slots j whose expert e owns column q (0 for the others: E / k times the useful
+// work, which is why this source is for small C). Rows of tokens with no usable slot are -1:
+// never loaded, never written. Partial H: [tiles, Z, KS, BM, kDenseCols].
+constexpr int kDenseCols = 128;
+struct DenseTiles {
+  const int32_t* ids;
+  const float* w;
+  int32_t k;
+  int64_t T, tiles;
+  int C, Z, E;
+
+  __host__ DenseTiles slot(int32_t) const { return *this; }  // one expand launch for all slots
+
+  __device__ bool shrink_tile(const pf_cuda_bank_view& bank, int b, int z, Tile* tl) const {
+    tl->j = z;
+    tl->m0 = b * BM;
+    tl->re = C - z * kDenseCols < kDenseCols ? C - z * kDenseCols : kDenseCols;
+    tl->nt = (tl->re + 15) / 16;
+    tl->a0 = (int64_t)z * kDenseCols * bank.lda;
+    tl->b0 = 0;
+    return true;
+  }
+  __device__ bool expand_tile(const pf_cuda_bank_view&, int b, Tile* tl) const {
+    tl->j = 0;
+    tl->m0 = b * BM;
+    tl->re = C;
+    tl->nt = (C + 15) / 16;
+    tl->a0 = tl->b0 = 0;
+    return true;
+  }
+  __device__ int32_t token(const pf_cuda_bank_view& bank, const Tile& tl, int m) const {
+    const int64_t t = (int64_t)tl.m0 + m;
+    if (t >= T) return -1;
+    for (int jj = 0; jj < k; ++jj) {
+      const int32_t e = ids[t * k + jj];
+      if (e >= 0 && e < bank.experts && isfinite(w[t * k + jj]) && bank.ranks[e] > 0) return (int32_t)t;
+    }
+    return -1;
+  }
+  __device__ float* partial(float* part, int b, const Tile& tl, int ks, int KS) const {
+    return part + (((int64_t)b * Z + tl.j) * KS + ks) * BM * kDenseCols;
+  }
+  __device__ int ld() const { return kDenseCols; }
+  __device__ float sum_partials(const float* part, int b, const Tile&, int KS, int m, int q) const {
+    const int z = q / kDenseCols, qq = q - z * kDenseCols;
+    const float* pt = part + ((int64_t)b * Z + z) * KS * BM * kDenseCols;
+    float s = 0.0f;
+    for (int ks = 0; ks < KS; ++ks) s += pt[((int64_t)ks * BM + m) * kDenseCols + qq];
+    return s;
+  }
+  // rowg [BM, E]: each row's gate per expert (slots summed); cole [C]: each column's expert
+  __device__ void prepare_gates(const pf_cuda_bank_view& bank, const Tile&, const int32_t* rows_s, float*,
+                                float* rowg, int32_t* cole) const {
+    const int E = bank.experts;
+    for (int m = threadIdx.x; m < BM; m += kThreads) {
+      float* g = rowg + m * E;
+      for (int e = 0; e < E; ++e) g[e] = 0.0f;
+      const int32_t t = rows_s[m];
+      if (t < 0) continue;
+      for (int jj = 0; jj < k; ++jj) {
+        const int32_t e = ids[(int64_t)t * k + jj];
+        const float wv = w[(int64_t)t * k + jj];
+        if (e >= 0 && e < E && isfinite(wv)) g[e] += wv * bank.scales[e];
+      }
+    }
+    if (threadIdx.x == 0)
+      for (int e = 0, q = 0; e < E; ++e)
+        for (int r = 0; r < bank.ranks[e]; ++r) cole[q++] = e;
+  }
+  __device__ float gate(const Tile&, const float*, const float* rowg, const int32_t* cole, int m, int q) const {
+    return rowg[m * E + cole[q]];
+  }
+};
+
+// Shrink, split over din: block (b, ks, z) computes the partial H[BM, 16 nt] = X · Aᵀ of tile
+// b (z: the grouped source's slot, the dense source's column block) over din chunks
+// [ks * cps, (ks + 1) * cps) (chunks of BK) and stores it, f32, where src.partial says (columns
+// past the tile's nt are not written and never read). The next chunk's X and A are loaded into
+// registers while the tensor cores work on the current one. XVEC: x rows are 16-byte aligned
+// (din % 4 == 0).
+template <int DT, int NT, bool XVEC, class S>
 __global__ void __launch_bounds__(kThreads)
-    moe_gshrink_kernel(pf_cuda_bank_view bank, const float* __restrict__ x, const int32_t* __restrict__ rows,
-                       const int32_t* __restrict__ counts, const int32_t* __restrict__ seg_start,
-                       const int32_t* __restrict__ tile_start, float* __restrict__ part, int rp, int cps) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    moe_gshrink_kernel(pf_cuda_bank_view bank, const float* __restrict__ x, S src, float* __restrict__ part, int cps) {
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PF_CUDA_EMULATE)
   typedef typename Mma16<DT>::T E16;
   __shared__ __align__(128) uint16_t xh[BM * LDX];
   __shared__ __align__(128) uint16_t xl[BM * LDX];
   __shared__ __align__(128) uint16_t as[NT * 16 * LDX];
   __shared__ int32_t rows_s[BM];
-  const int j = blockIdx.z, b = blockIdx.x, ks = blockIdx.y, KS = gridDim.y;
+  const int b = blockIdx.x, ks = blockIdx.y, KS = gridDim.y;
   Tile tl;
-  if (!find_tile(bank, j, b, counts, tile_start, &tl)) return;
-  const int E = bank.experts, tid = threadIdx.x, warp = tid >> 5;
+  if (!src.shrink_tile(bank, b, blockIdx.z, &tl)) return;
+  const int tid = threadIdx.x, warp = tid >> 5;
   const int64_t din = bank.din;
-  for (int m = tid; m < BM; m += kThreads)
-    rows_s[m] = tl.m0 + m < tl.cnt ? rows[seg_start[j * E + tl.e] + tl.m0 + m] : -1;
+  for (int m = tid; m < BM; m += kThreads) rows_s[m] = src.token(bank, tl, m);
   __syncthreads();
-  const uint16_t* a_e = static_cast<const uint16_t*>(bank.a) + bank.a_off[tl.e];
+  const uint16_t* a_e = static_cast<const uint16_t*>(bank.a) + tl.a0;
   const int64_t chunks = (din + BK - 1) / BK;
   const int64_t c_begin = (int64_t)ks * cps, c_end = c_begin + cps < chunks ? c_begin + cps : chunks;
 
@@ -308,26 +445,25 @@ __global__ void __launch_bounds__(kThreads)
         }
     }
   }
-  float* out = part + (((int64_t)j * gridDim.x + b) * KS + ks) * BM * rp + (int64_t)warp * 16 * rp;
+  const int ld = src.ld();
+  float* out = src.partial(part, b, tl, ks, KS) + (int64_t)warp * 16 * ld;
 #pragma unroll
   for (int n = 0; n < NT; ++n)
-    if (n < tl.nt) wmma::store_matrix_sync(out + n * 16, hacc[n], rp, wmma::mem_row_major);
+    if (n < tl.nt) wmma::store_matrix_sync(out + n * 16, hacc[n], ld, wmma::mem_row_major);
 #endif
 }
 
-// Gate and expand, split over dout: block (b, nb) of slot j sums tile b's KS partial H (in ks
-// order), gates it, G = gate ⊙ H as hi + lo, and adds G · Bᵀ_e into y for outputs
-// [nb * kCols, (nb + 1) * kCols). Each y element is updated by one block per launch.
-template <int DT, int NT>
+// Gate and expand, split over dout: block (b, nb) sums tile b's KS partial H (in ks order),
+// gates it, G = gate ⊙ H as hi + lo, and adds G · Bᵀ into y for outputs [nb * kCols,
+// (nb + 1) * kCols). Each y element is updated by one block per launch.
+template <int DT, class S>
 __global__ void __launch_bounds__(kThreads)
-    moe_gexpand_kernel(pf_cuda_bank_view bank, const float* __restrict__ w, int32_t k, int32_t j,
-                       const int32_t* __restrict__ rows, const int32_t* __restrict__ counts,
-                       const int32_t* __restrict__ seg_start, const int32_t* __restrict__ tile_start,
-                       const float* __restrict__ part, int KS, float* __restrict__ y, int rp) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    moe_gexpand_kernel(pf_cuda_bank_view bank, S src, const float* __restrict__ part, int KS, float* __restrict__ y,
+                       int rp, int dense_experts) {
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800) || defined(PF_CUDA_EMULATE)
   typedef typename Mma16<DT>::T E16;
-  extern __shared__ __align__(128) unsigned char smem[];
-  const Smem L = smem_layout(rp);
+  PF_EXTERN_SHARED(unsigned char, smem);
+  const Smem L = smem_layout(rp, dense_experts);
   float* hs = reinterpret_cast<float*>(smem + L.hs);
   uint16_t* bts = reinterpret_cast<uint16_t*>(smem + L.bts);
   float* os = reinterpret_cast<float*>(smem + L.os);
@@ -336,31 +472,25 @@ __global__ void __launch_bounds__(kThreads)
   int32_t* rows_s = reinterpret_cast<int32_t*>(smem + L.rows);
   float* gate_s = reinterpret_cast<float*>(smem + L.gate);
   int* gexp_s = reinterpret_cast<int*>(smem + L.gexp);
+  float* rowg = reinterpret_cast<float*>(smem + L.rowg);
+  int32_t* cole = reinterpret_cast<int32_t*>(smem + L.cole);
 
   const int b = blockIdx.x;
   Tile tl;
-  if (!find_tile(bank, j, b, counts, tile_start, &tl)) return;
-  const int E = bank.experts, e = tl.e, nt = tl.nt, re = tl.re;
+  if (!src.expand_tile(bank, b, &tl)) return;
+  const int nt = tl.nt, re = tl.re;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t dout = bank.dout;
-  for (int m = tid; m < BM; m += kThreads) {
-    if (tl.m0 + m < tl.cnt) {
-      const int32_t t = rows[seg_start[j * E + e] + tl.m0 + m];
-      rows_s[m] = t;
-      gate_s[m] = w[(int64_t)t * k + j] * bank.scales[e];
-    } else {
-      rows_s[m] = -1;
-      gate_s[m] = 0.0f;
-    }
-  }
+  for (int m = tid; m < BM; m += kThreads) rows_s[m] = src.token(bank, tl, m);
   __syncthreads();
-  // H = Σ_ks partial H, in ks order (rows past the group's end are zero)
-  const float* pt = part + ((int64_t)j * gridDim.x + b) * KS * BM * rp;
+  src.prepare_gates(bank, tl, rows_s, gate_s, rowg, cole);
+  __syncthreads();
+  // gate ⊙ H, H = Σ_ks partial H in ks order (rows without a token are zero; so are columns
+  // past re, which the shrink did not write)
   for (int idx = tid; idx < BM * nt * 16; idx += kThreads) {
     const int m = idx / (nt * 16), q = idx % (nt * 16);
     float s = 0.0f;
-    if (rows_s[m] >= 0)
-      for (int ks = 0; ks < KS; ++ks) s += pt[((int64_t)ks * BM + m) * rp + q];
+    if (rows_s[m] >= 0 && q < re) s = src.sum_partials(part, b, tl, KS, m, q) * src.gate(tl, gate_s, rowg, cole, m, q);
     hs[m * L.ldh + q] = s;
   }
   __syncthreads();
@@ -371,14 +501,14 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 16; ++r) {
     const int m = warp * 16 + r;
     float mx = 0.0f;
-    for (int q = lane; q < nt * 16; q += 32) mx = combine_max(mx, fabsf(hs[m * L.ldh + q] * gate_s[m]));
+    for (int q = lane; q < nt * 16; q += 32) mx = combine_max(mx, fabsf(hs[m * L.ldh + q]));
     mx = group_max(mx, kFullMask, 32);
     if (lane == 0) gexp_s[m] = split_scale_exp(mx);
   }
   __syncthreads();
   for (int idx = tid; idx < BM * rp; idx += kThreads) {
     const int m = idx / rp, q = idx % rp;
-    const float v = q < nt * 16 ? ldexpf(hs[m * L.ldh + q] * gate_s[m], gexp_s[m]) : 0.0f;
+    const float v = q < nt * 16 ? ldexpf(hs[m * L.ldh + q], gexp_s[m]) : 0.0f;
     split_hi_lo<DT>(v, &gh[m * L.ldg + q], &gl[m * L.ldg + q]);
   }
 
@@ -386,7 +516,7 @@ __global__ void __launch_bounds__(kThreads)
   // chunk of y: column c = tid % BN, rows m = i * (kThreads / BN) + tid / BN
   constexpr int kYv = BM * BN / kThreads;
   const int yc = tid % BN, ym = tid / BN;
-  const uint16_t* bt_e = static_cast<const uint16_t*>(bank.bt) + bank.b_off[e];
+  const uint16_t* bt_e = static_cast<const uint16_t*>(bank.bt) + tl.b0;
   const int64_t n_begin = (int64_t)blockIdx.y * kCols;
   const int64_t n_end = n_begin + kCols < dout ? n_begin + kCols : dout;
   for (int64_t n0 = n_begin; n0 < n_end; n0 += BN) {
@@ -434,11 +564,10 @@ __global__ void __launch_bounds__(kThreads)
 #endif
 }
 
-// Splits of din for the shrink: enough blocks to fill the device (about 8 per SM), at most
-// kMaxSplits (the expand sums them), every split non-empty.
-void shrink_split(const DeviceState& dev, const MoeCall& c, int64_t tiles, int* cps, int* KS) {
-  const int64_t chunks = ((int64_t)c.bank->din + BK - 1) / BK;
-  const int64_t blocks0 = (int64_t)c.k * tiles;
+// Splits of din for the shrink: enough blocks to fill the device (about 8 per SM) over the
+// blocks0 it has unsplit, at most kMaxSplits (the expand sums them), every split non-empty.
+void shrink_split(const DeviceState& dev, int64_t din, int64_t blocks0, int* cps, int* KS) {
+  const int64_t chunks = (din + BK - 1) / BK;
   int64_t want = ((int64_t)dev.sms * 8 + blocks0 - 1) / blocks0;
   if (want > kMaxSplits) want = kMaxSplits;
   if (want > chunks) want = chunks;
@@ -448,44 +577,63 @@ void shrink_split(const DeviceState& dev, const MoeCall& c, int64_t tiles, int* 
   *KS = (int)((chunks + per - 1) / per);
 }
 
-template <int DT, int NT>
-pf_status launch_tiles(const DeviceState& dev, const MoeCall& c, const Smem& L, int rp, const int32_t* rows,
-                       const int32_t* counts, const int32_t* seg_start, const int32_t* tile_start, float* part,
-                       int64_t tiles, int cps, int KS) {
+// The work of one call over a tile source: the shrink's grid (tiles x KS x Z) and the expand's
+// launches (grouped: one per slot, in slot order, so y's k additions come in j order as on
+// the CPU; dense: one).
+struct TilePlan {
+  int64_t tiles;
+  unsigned Z;
+  int cps, KS, expands, rp, dense_experts;
+  Smem L;
+};
+
+template <int DT, int NT, class S>
+pf_status launch_tiles(const MoeCall& c, const S& src, const TilePlan& P, float* part) {
   const bool xvec = c.bank->din % 4 == 0 && reinterpret_cast<uintptr_t>(c.x) % 16 == 0;
-  const dim3 sgrid((unsigned)tiles, (unsigned)KS, (unsigned)c.k);
+  const dim3 sgrid((unsigned)P.tiles, (unsigned)P.KS, P.Z);
   if (xvec)
-    moe_gshrink_kernel<DT, NT, true><<<sgrid, kThreads, 0, c.stream>>>(c.bank->view, c.x, rows, counts, seg_start,
-                                                                        tile_start, part, rp, cps);
+    PF_LAUNCH((moe_gshrink_kernel<DT, NT, true, S>), sgrid, kThreads, 0, c.stream)(c.bank->view, c.x, src, part, P.cps);
   else
-    moe_gshrink_kernel<DT, NT, false><<<sgrid, kThreads, 0, c.stream>>>(c.bank->view, c.x, rows, counts, seg_start,
-                                                                         tile_start, part, rp, cps);
+    PF_LAUNCH((moe_gshrink_kernel<DT, NT, false, S>), sgrid, kThreads, 0, c.stream)(c.bank->view, c.x, src, part, P.cps);
   if (pf_status s = check_launch("lora_moe_grouped_shrink")) return s;
-  auto kernel = moe_gexpand_kernel<DT, NT>;
-  if (L.total > 48 * 1024)
-    if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)L.total))
+  auto kernel = moe_gexpand_kernel<DT, S>;
+  if (P.L.total > 48 * 1024)
+    if (cudaError_t e = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.L.total))
       return cuda_fail(e, "cudaFuncSetAttribute of lora_moe_grouped_expand");
-  const dim3 egrid((unsigned)tiles, (unsigned)((c.bank->dout + kCols - 1) / kCols));
-  for (int32_t j = 0; j < c.k; ++j) {  // slots in order: y's k additions in j order, as on the CPU
-    kernel<<<egrid, kThreads, L.total, c.stream>>>(c.bank->view, c.w, c.k, j, rows, counts, seg_start, tile_start,
-                                                   part, KS, c.y, rp);
+  const dim3 egrid((unsigned)P.tiles, (unsigned)((c.bank->dout + kCols - 1) / kCols));
+  for (int32_t j = 0; j < P.expands; ++j) {
+    PF_LAUNCH(kernel, egrid, kThreads, P.L.total, c.stream)(c.bank->view, src.slot(j), part, P.KS, c.y, P.rp,
+                                                            P.dense_experts);
     if (pf_status s = check_launch("lora_moe_grouped_expand")) return s;
   }
-  (void)dev;
   return PF_OK;
 }
 
-template <int DT>
-pf_status launch_tiers(const DeviceState& dev, const MoeCall& c, const Smem& L, int rp, const int32_t* rows,
-                       const int32_t* counts, const int32_t* seg_start, const int32_t* tile_start, float* part,
-                       int64_t tiles, int cps, int KS) {
-  if (rp <= 16) return launch_tiles<DT, 1>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
-  if (rp <= 32) return launch_tiles<DT, 2>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
-  if (rp <= 64) return launch_tiles<DT, 4>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
-  return launch_tiles<DT, 8>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
+// The shrink's accumulators: NT 16-column tiles, the fewest of 1, 2, 4, 8 that hold `cols`.
+template <int DT, class S>
+pf_status launch_tiers(const MoeCall& c, const S& src, const TilePlan& P, float* part, int cols) {
+  if (cols <= 16) return launch_tiles<DT, 1>(c, src, P, part);
+  if (cols <= 32) return launch_tiles<DT, 2>(c, src, P, part);
+  if (cols <= 64) return launch_tiles<DT, 4>(c, src, P, part);
+  return launch_tiles<DT, 8>(c, src, P, part);
+}
+
+template <class S>
+pf_status launch_dtype(const MoeCall& c, const S& src, const TilePlan& P, float* part, int cols) {
+  return c.bank->dtype == PF_F16 ? launch_tiers<kF16>(c, src, P, part, cols) : launch_tiers<kBF16>(c, src, P, part, cols);
 }
 
 int rank_tiles(int32_t rank) { return (rank + 15) / 16 * 16; }
+
+// Dense tiles: C = Σ r_e columns, at most kDenseMaxCols; their gate table holds E per row.
+constexpr int64_t kDenseMaxCols = 256;
+constexpr int32_t kDenseMaxExperts = 64;
+int64_t dense_columns(const pf_cuda_bank& b) {
+  int64_t C = 0;
+  for (int32_t r : b.ranks) C += r;
+  return C;
+}
 
 }  // namespace
 
@@ -514,24 +662,59 @@ pf_status moe_grouped(const DeviceState& dev, const MoeCall& c, Scratch& scratch
   const int64_t want = (pairs + kMetaThreads - 1) / kMetaThreads, cap = (int64_t)dev.sms * 8;
   const unsigned blocks = (unsigned)(want < cap ? want : cap);
   const int32_t* ranks = c.bank->view.ranks;
-  moe_count_kernel<<<blocks, kMetaThreads, 0, c.stream>>>(c.ids, c.w, pairs, k, E, ranks, counts, c.fault);
+  PF_LAUNCH(moe_count_kernel, blocks, kMetaThreads, 0, c.stream)(c.ids, c.w, pairs, k, E, ranks, counts, c.fault);
   if (pf_status s = check_launch("lora_moe_count")) return s;
-  moe_plan_kernel<<<1, kMetaThreads, 0, c.stream>>>(counts, k, E, seg_start, tile_start);
+  PF_LAUNCH(moe_plan_kernel, 1, kMetaThreads, 0, c.stream)(counts, k, E, seg_start, tile_start);
   if (pf_status s = check_launch("lora_moe_plan")) return s;
-  moe_scatter_kernel<<<blocks, kMetaThreads, 0, c.stream>>>(c.ids, c.w, pairs, k, E, ranks, seg_start, cursor, rows);
+  PF_LAUNCH(moe_scatter_kernel, blocks, kMetaThreads, 0, c.stream)(c.ids, c.w, pairs, k, E, ranks, seg_start, cursor,
+                                                                   rows);
   if (pf_status s = check_launch("lora_moe_scatter")) return s;
-  const int rp = rank_tiles(c.bank->rank);
-  const Smem L = smem_layout(rp);
+  TilePlan P;
+  P.rp = rank_tiles(c.bank->rank);
+  P.dense_experts = 0;
+  P.L = smem_layout(P.rp);
   // tiles per slot: a bound on the real count (blocks past it exit)
-  const int64_t tiles = (c.T + BM - 1) / BM + (E < c.T ? E : c.T);
-  int cps = 1, KS = 1;
-  shrink_split(dev, c, tiles, &cps, &KS);
+  P.tiles = (c.T + BM - 1) / BM + (E < c.T ? E : c.T);
+  P.Z = (unsigned)k;
+  P.expands = k;
+  shrink_split(dev, c.bank->din, (int64_t)k * P.tiles, &P.cps, &P.KS);
   void* pmem = nullptr;  // partial H: [k, tiles, KS, BM, rp] f32
-  if (pf_status s = scratch.alloc((size_t)k * tiles * KS * BM * rp * sizeof(float), &pmem)) return s;
-  float* part = static_cast<float*>(pmem);
-  return c.bank->dtype == PF_F16
-             ? launch_tiers<kF16>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS)
-             : launch_tiers<kBF16>(dev, c, L, rp, rows, counts, seg_start, tile_start, part, tiles, cps, KS);
+  if (pf_status s = scratch.alloc((size_t)k * P.tiles * P.KS * BM * P.rp * sizeof(float), &pmem)) return s;
+  const GroupedTiles src{rows, counts, seg_start, tile_start, c.w, k, 0, P.tiles, P.rp};
+  return launch_dtype(c, src, P, static_cast<float*>(pmem), P.rp);
+}
+
+bool moe_dense_fits(const DeviceState& dev, const MoeCall& c) {
+  const int64_t min_t = opt_prefill_min_tokens();
+  const pf_cuda_bank& b = *c.bank;
+  const int64_t C = dense_columns(b);
+  return min_t >= 0 && c.T >= min_t && b.dtype != PF_F32 && dev.cc_major >= 8 && C >= 1 &&
+         C <= opt_dense_max_columns() && C <= kDenseMaxCols && b.experts <= kDenseMaxExperts &&
+         c.T * c.k < (int64_t)INT32_MAX && ((int64_t)b.dout + kCols - 1) / kCols <= 65535 &&
+         smem_layout(rank_tiles((int32_t)C), b.experts).total <= dev.smem_optin;
+}
+
+pf_status moe_dense(const DeviceState& dev, const MoeCall& c, Scratch& scratch) {
+  const int32_t E = c.bank->experts, k = c.k;
+  const int64_t pairs = c.T * k;
+  // the data checks of the grouped path's count pass, without the counts
+  const int64_t want = (pairs + kMetaThreads - 1) / kMetaThreads, cap = (int64_t)dev.sms * 8;
+  PF_LAUNCH(moe_count_kernel, (unsigned)(want < cap ? want : cap), kMetaThreads, 0, c.stream)(
+      c.ids, c.w, pairs, k, E, c.bank->view.ranks, nullptr, c.fault);
+  if (pf_status s = check_launch("lora_moe_count")) return s;
+  const int C = (int)dense_columns(*c.bank);
+  TilePlan P;
+  P.rp = rank_tiles(C);
+  P.dense_experts = E;
+  P.L = smem_layout(P.rp, E);
+  P.tiles = (c.T + BM - 1) / BM;
+  P.Z = (unsigned)((C + kDenseCols - 1) / kDenseCols);
+  P.expands = 1;
+  shrink_split(dev, c.bank->din, P.tiles * P.Z, &P.cps, &P.KS);
+  void* pmem = nullptr;  // partial H: [tiles, Z, KS, BM, kDenseCols] f32
+  if (pf_status s = scratch.alloc((size_t)P.tiles * P.Z * P.KS * BM * kDenseCols * sizeof(float), &pmem)) return s;
+  const DenseTiles src{c.ids, c.w, k, c.T, P.tiles, C, (int)P.Z, E};
+  return launch_dtype(c, src, P, static_cast<float*>(pmem), C < kDenseCols ? C : kDenseCols);
 }
 
 }  // namespace cuda

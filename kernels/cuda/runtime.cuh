@@ -25,6 +25,7 @@ bool opt_sync_checks();
 bool opt_check_pointers();
 int64_t opt_prefill_min_tokens();
 int64_t opt_fused_max_tokens();
+int64_t opt_dense_max_columns();
 
 // ---- devices ---------------------------------------------------------------------------------
 struct DeviceState {
@@ -110,8 +111,8 @@ __device__ __forceinline__ void record_fault(unsigned long long* word, FaultKind
 inline cudaStream_t to_cuda(pf_cuda_stream s) { return reinterpret_cast<cudaStream_t>(s); }
 
 // A kernel launch, PF_LAUNCH(kernel, grid, block, smem, stream)(args...), so that the CPU
-// emulation test (kernels/tests/emu) can run the launch code of the kernels it covers (the
-// decode and fused lora_moe paths) with its own definition.
+// emulation tests (kernels/tests/emu) can run the launch code of the kernels they cover with
+// their own definition.
 #ifndef PF_LAUNCH
 #define PF_LAUNCH(kernel, grid, block, smem, stream) kernel<<<grid, block, smem, stream>>>
 #endif

@@ -33,6 +33,10 @@ std::atomic<int64_t> g_prefill_min_tokens{2048};
 // it was written in a session without a device, and kernels/cuda/NOTES.md predicts it wins
 // somewhere between T 16 and T 64. test:gpu checks it forced on; bench:gpu times it.
 std::atomic<int64_t> g_fused_max_tokens{0};
+// Up to this many bank columns (C = Σ r_e), the prefill path multiplies every expert densely
+// (lora_moe_grouped.cu, DenseTiles) instead of grouping tokens by expert. Off (0) until a GPU
+// measures it: written, and checked under the CPU emulation, in a session without a device.
+std::atomic<int64_t> g_dense_max_columns{0};
 }  // namespace
 
 pf_status fail(pf_status status, const char* fmt, ...) {
@@ -61,6 +65,7 @@ bool opt_sync_checks() { return g_sync_checks.load(std::memory_order_relaxed) !=
 bool opt_check_pointers() { return g_check_pointers.load(std::memory_order_relaxed) != 0; }
 int64_t opt_prefill_min_tokens() { return g_prefill_min_tokens.load(std::memory_order_relaxed); }
 int64_t opt_fused_max_tokens() { return g_fused_max_tokens.load(std::memory_order_relaxed); }
+int64_t opt_dense_max_columns() { return g_dense_max_columns.load(std::memory_order_relaxed); }
 
 }  // namespace cuda
 }  // namespace pf
@@ -83,8 +88,8 @@ const char* pf_cuda_build_info(void) {
 }
 
 static const char kUnknownOption[] =
-    "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens for name but "
-    "received %s";
+    "Expected one of sync_checks, check_pointers, moe_prefill_min_tokens, moe_fused_max_tokens, "
+    "moe_dense_max_columns for name but received %s";
 
 pf_status pf_cuda_set_option(const char* name, int64_t value) {
   using pf::cuda::fail;
@@ -101,10 +106,10 @@ pf_status pf_cuda_set_option(const char* name, int64_t value) {
     pf::cuda::g_prefill_min_tokens.store(value);
     return PF_OK;
   }
-  if (strcmp(name, "moe_fused_max_tokens") == 0) {
+  if (strcmp(name, "moe_fused_max_tokens") == 0 || strcmp(name, "moe_dense_max_columns") == 0) {
     if (value < 0)
       return fail(PF_ERR_ARGUMENT, "Expected an integer >= 0 for %s but received %lld", name, (long long)value);
-    pf::cuda::g_fused_max_tokens.store(value);
+    (name[4] == 'f' ? pf::cuda::g_fused_max_tokens : pf::cuda::g_dense_max_columns).store(value);
     return PF_OK;
   }
   return fail(PF_ERR_ARGUMENT, kUnknownOption, name);
@@ -118,6 +123,7 @@ pf_status pf_cuda_get_option(const char* name, int64_t* value) {
   else if (strcmp(name, "check_pointers") == 0) *value = pf::cuda::g_check_pointers.load();
   else if (strcmp(name, "moe_prefill_min_tokens") == 0) *value = pf::cuda::g_prefill_min_tokens.load();
   else if (strcmp(name, "moe_fused_max_tokens") == 0) *value = pf::cuda::g_fused_max_tokens.load();
+  else if (strcmp(name, "moe_dense_max_columns") == 0) *value = pf::cuda::g_dense_max_columns.load();
   else
     return fail(PF_ERR_ARGUMENT, kUnknownOption, name);
   return PF_OK;

@@ -13,9 +13,10 @@ namespace cuda {
 
 constexpr unsigned kFullMask = 0xffffffffu;
 
-// The block's dynamic shared memory as `type* name` (the CPU emulation defines its own).
+// The block's dynamic shared memory as `type name[]`, 128-byte aligned (WMMA tiles need 32);
+// the CPU emulation defines its own.
 #ifndef PF_EXTERN_SHARED
-#define PF_EXTERN_SHARED(type, name) extern __shared__ type name[]
+#define PF_EXTERN_SHARED(type, name) extern __shared__ __align__(128) type name[]
 #endif
 
 // All-reduce over groups of `width` consecutive lanes (a power of two <= 32); `mask` names

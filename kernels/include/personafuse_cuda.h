@@ -72,7 +72,12 @@ PF_API const char* pf_cuda_build_info(void);
  *   "moe_fused_max_tokens"  T up to which lora_moe runs as one kernel (shrink and expand
  *                      fused, no scratch memory; for decode steps); default 0 = never, until
  *                      a GPU benchmark sets it (NOTES.md in kernels/cuda). Where both apply,
- *                      moe_prefill_min_tokens wins. */
+ *                      moe_prefill_min_tokens wins.
+ *   "moe_dense_max_columns"  from moe_prefill_min_tokens on, banks of at most this many
+ *                      columns (C = sum of the experts' ranks, at most 256, E <= 64) take the
+ *                      dense tensor-core path: every expert multiplied, each token's gates as a
+ *                      mask, so x is read and y written once whatever k; default 0 = never,
+ *                      until a GPU benchmark sets it. */
 PF_API pf_status pf_cuda_set_option(const char* name, int64_t value);
 PF_API pf_status pf_cuda_get_option(const char* name, int64_t* value);
 

@@ -1,6 +1,8 @@
-// lora_moe's two decode paths (lora_moe.cu: shrink + expand kernels; lora_moe_fused.cu: one
-// kernel) run on the CPU through the CUDA emulation (emu/cuda_emu.h): the kernels and their
-// launch code exactly as nvcc compiles them, checked against a float64 reference on fresh
+// lora_moe's four paths run on the CPU through the CUDA emulation (emu/cuda_emu.h, with
+// emu/wmma_emu.h for the tensor-core fragments): decode (lora_moe.cu: shrink + expand kernels),
+// fused (lora_moe_fused.cu: one kernel), grouped and dense (lora_moe_grouped.cu: tiled shrink
+// and expand on WMMA, over tiles of one expert's tokens or over every expert with a mask). The kernels and their launch code exactly as nvcc compiles
+// them, checked against a float64 reference on fresh
 // random inputs (seed printed; --seed N repeats a run), all three bank dtypes, odd shapes,
 // mixed ranks, misaligned activations, unrouted tokens, and the faults bad ids and weights
 // record. Outputs are poisoned where the kernels must write them (g), guarded where they must
@@ -10,22 +12,47 @@
 //       kernels/tests/emu_lora_moe_test.cc -o emu_lora_moe_test
 // (test/cuda_kernels.test.ts builds and runs it wherever nvcc is installed.)
 #include "emu/cuda_emu.h"
+#include "emu/wmma_emu.h"
 // the kernels under test, with their launch code
 #include "../cuda/lora_moe.cu"
 #include "../cuda/lora_moe_fused.cu"
+#include "../cuda/lora_moe_grouped.cu"
 
 #include <chrono>
 
 #include "test_support.h"
 
-// What the included sources need from the rest of the library (status.cu).
+// What the included sources need from the rest of the library (status.cu, device.cu) and from
+// the CUDA runtime, over host memory. Scratch is filled with NaN (0xff bytes): a kernel that
+// reads scratch nothing wrote spreads NaN into y.
 namespace pf {
 namespace cuda {
 pf_status check_launch(const char*) { return PF_OK; }
+pf_status cuda_fail(cudaError_t, const char*) { return PF_ERR_BACKEND; }
 int64_t g_fused_max = 0;
 int64_t opt_fused_max_tokens() { return g_fused_max; }
+int64_t opt_prefill_min_tokens() { return 0; }
+int64_t g_dense_max = 0;
+int64_t opt_dense_max_columns() { return g_dense_max; }
+pf_status Scratch::alloc(size_t bytes, void** out) {
+  if (n_ == 4) return PF_ERR_BACKEND;
+  const size_t n = (bytes + 255) / 256 * 256;
+  *out = aligned_alloc(256, n);
+  if (!*out) return PF_ERR_MEMORY;
+  memset(*out, 0xff, n);
+  ptrs_[n_++] = *out;
+  return PF_OK;
+}
+Scratch::~Scratch() {
+  for (int i = 0; i < n_; ++i) free(ptrs_[i]);
+}
 }  // namespace cuda
 }  // namespace pf
+extern "C" cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t) {
+  memset(p, value, bytes);
+  return cudaSuccess;
+}
+extern "C" cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
 
 namespace {
 
@@ -42,7 +69,8 @@ struct Run {
   bool g_written = true;  // decode: every g element its pairs need was written (not NaN)
 };
 
-// One call of `path` ("decode" or "fused") on a bank packed as the device's, over host memory.
+// One call of `path` ("decode", "fused", "grouped" or "dense") on a bank packed as the device's, over
+// host memory; `sms` is the multiprocessor count the launch code plans for.
 Run run_path(const char* path, const HostBank& h, const std::vector<float>& x, int64_t T, const std::vector<int32_t>& ids,
              const std::vector<float>& w, int32_t k, const std::vector<float>& y0, bool misalign, int sms) {
   const pf::cuda::PackedBank packed =
@@ -74,10 +102,20 @@ Run run_path(const char* path, const HostBank& h, const std::vector<float>& x, i
       if (e < 0 || e >= h.E) continue;
       for (int32_t q = 0; q < h.ranks[e]; ++q) r.g_written &= !isnan(g[p * h.r + q]);
     }
-  } else {
+  } else if (strcmp(path, "fused") == 0) {
     pf::cuda::DeviceState dev;
     dev.sms = sms;
     if (pf::cuda::moe_fused(dev, call)) r.guards_ok = false;
+  } else {
+    pf::cuda::DeviceState dev;  // an H100's limits: the path's checks pass as on the device
+    dev.sms = sms, dev.cc_major = 9, dev.smem_optin = 227 * 1024;
+    pf::cuda::Scratch scratch(dev, nullptr);
+    const bool dense = strcmp(path, "dense") == 0;
+    pf::cuda::g_dense_max = dense ? 256 : 0;
+    const bool fits = dense ? pf::cuda::moe_dense_fits(dev, call) : pf::cuda::moe_grouped_fits(dev, call);
+    if (!fits || (dense ? pf::cuda::moe_dense(dev, call, scratch) : pf::cuda::moe_grouped(dev, call, scratch)))
+      r.guards_ok = false;
+    pf::cuda::g_dense_max = 0;
   }
   for (int i = 0; i < kGuard; ++i)
     r.guards_ok &= fbits(ys[i]) == kCanary && fbits(ys[ys.size() - 1 - i]) == kCanary;
@@ -88,7 +126,7 @@ Run run_path(const char* path, const HostBank& h, const std::vector<float>& x, i
 void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign, int sms) {
   const std::string name = fmt("lora_moe %s %s E=%d r=%d%s din=%d dout=%d T=%lld k=%d%s%s", dtype_name(dt), path, s.E,
                                s.r, s.hetero ? " (mixed ranks)" : "", s.din, s.dout, (long long)s.T, s.k,
-                               misalign ? " x misaligned" : "", strcmp(path, "fused") == 0 ? fmt(" sms=%d", sms).c_str() : "");
+                               misalign ? " x misaligned" : "", strcmp(path, "decode") != 0 ? fmt(" sms=%d", sms).c_str() : "");
   const HostBank h = make_bank(s.E, s.r, s.din, s.dout, dt, s.hetero);
   std::vector<float> x((size_t)s.T * s.din), y0 = make_vec((size_t)s.T * s.dout, -1, 1);
   const std::vector<float> w = make_vec((size_t)s.T * s.k, 0.05f, 1);
@@ -104,7 +142,10 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign, i
   bool untouched = true;
   if (s.T > 2)
     for (int32_t o = 0; o < s.dout; ++o) untouched &= fbits(a.y[1 * s.dout + o]) == fbits(y0[1 * s.dout + o]);
-  const double tol = 1e-5;  // f32 accumulation over din + r terms against exact stored weights
+  // decode, fused: f32 accumulation over din + r terms against exact stored weights; grouped:
+  // also the hi + lo split of x and of the gates (about 22 bits for f16, 16 for bf16)
+  const bool mma = strcmp(path, "grouped") == 0 || strcmp(path, "dense") == 0;
+  const double tol = mma ? 1e-4 : 1e-5;
   report(name, err <= tol && same && untouched && a.guards_ok && a.g_written && a.fault == kNoFault,
          fmt("rel err %.2e (tol %.0e)%s%s%s%s%s", err, tol, same ? "" : " NOT DETERMINISTIC",
              untouched ? "" : " UNROUTED ROW CHANGED", a.guards_ok ? "" : " WROTE OUTSIDE y",
@@ -187,7 +228,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; ++i)
     if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], nullptr, 10);
   g_rng.seed(seed);
-  printf("lora_moe decode paths under the CUDA emulation, seed %llu (repeat with --seed %llu)\n",
+  printf("lora_moe's four paths under the CUDA emulation, seed %llu (repeat with --seed %llu)\n",
          (unsigned long long)seed, (unsigned long long)seed);
   test_plan();
   test_fits();
@@ -203,7 +244,18 @@ int main(int argc, char** argv) {
         const bool misalign = s.din % 4 == 0 && s.T % 2 == 1;
         test_moe(s, dt, path, misalign, strcmp(path, "fused") == 0 && s.T < 8 ? 132 : 4);
       }
-  for (const char* path : {"decode", "fused"}) test_faults(path);
+  // grouped (f16 / bf16 banks, rank <= 128): one tile and several per group, mixed ranks over
+  // several rank tiles, k = 1 and 3, odd dims
+  const MoeShape grouped[] = {{10, 16, 256, 384, 64, 2, false}, {2, 16, 96, 80, 150, 1, false},
+                              {5, 40, 130, 250, 40, 3, true},   {2, 1, 17, 9, 33, 2, true}};
+  for (const MoeShape& s : grouped)
+    for (pf_dtype dt : {PF_F16, PF_BF16})
+      for (const char* path : {"grouped", "dense"}) test_moe(s, dt, path, s.din % 4 == 0 && s.T % 2 == 1, 4);
+  // dense: C = Σ r_e past one 128-column block (E 10 x r 16 = 160), and at the 256 limit
+  const MoeShape dense[] = {{10, 16, 200, 136, 70, 2, false}, {4, 64, 64, 48, 20, 3, false}};
+  for (const MoeShape& s : dense)
+    for (pf_dtype dt : {PF_F16, PF_BF16}) test_moe(s, dt, "dense", s.din % 4 == 0 && s.T % 2 == 1, 4);
+  for (const char* path : {"decode", "fused", "grouped", "dense"}) test_faults(path);
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

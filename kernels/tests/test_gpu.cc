@@ -1,6 +1,6 @@
 // npm run test:gpu — every op of libpersonafuse_cuda against libpersonafuse_kernels (the CPU
 // kernels) and a float64 reference, on fresh random inputs (seed printed; --seed N repeats a
-// run), outputs poisoned before each run, all three bank dtypes, odd shapes, the three lora_moe
+// run), outputs poisoned before each run, all three bank dtypes, odd shapes, the four lora_moe
 // paths, heterogeneous ranks, misaligned activations, and the error cases. Plain C++ over the
 // two C ABIs (no CUDA headers): it is also a test of the plugin API.
 //
@@ -31,6 +31,7 @@ using namespace pf_test;
 
 int64_t g_prefill_default = -1;  // moe_prefill_min_tokens as the library starts (main reads it)
 int64_t g_fused_default = 0;     // moe_fused_max_tokens, likewise
+int64_t g_dense_default = 0;     // moe_dense_max_columns, likewise
 
 // ---- device buffers ------------------------------------------------------------------------
 
@@ -101,13 +102,20 @@ void test_topk(int64_t T, int32_t E, int32_t k, int renorm, bool ties) {
 
 // ---- lora_moe ----------------------------------------------------------------------------------
 
-// The three lora_moe paths, each forced on: "decode" (two kernels), "fused" (one kernel) and
-// "grouped" (tensor cores; f16/bf16 banks only). use_path(nullptr) restores the defaults.
-const char* const kMoePaths[] = {"decode", "fused", "grouped"};
+// The four lora_moe paths, each forced on: "decode" (two kernels), "fused" (one kernel),
+// "grouped" and "dense" (tensor cores; f16/bf16 banks only; dense also only for banks of at
+// most 256 columns, E <= 64: dense_applies). use_path(nullptr) restores the defaults.
+const char* const kMoePaths[] = {"decode", "fused", "grouped", "dense"};
 void use_path(const char* path) {
-  const bool grouped = path && strcmp(path, "grouped") == 0, fused = path && strcmp(path, "fused") == 0;
-  pf_cuda_set_option("moe_prefill_min_tokens", !path ? g_prefill_default : grouped ? 0 : -1);
-  pf_cuda_set_option("moe_fused_max_tokens", !path ? g_fused_default : fused ? INT64_MAX : 0);
+  const auto is = [&](const char* p) { return path && strcmp(path, p) == 0; };
+  pf_cuda_set_option("moe_prefill_min_tokens", !path ? g_prefill_default : is("grouped") || is("dense") ? 0 : -1);
+  pf_cuda_set_option("moe_fused_max_tokens", !path ? g_fused_default : is("fused") ? INT64_MAX : 0);
+  pf_cuda_set_option("moe_dense_max_columns", !path ? g_dense_default : is("dense") ? 256 : 0);
+}
+bool dense_applies(const HostBank& h) {
+  int64_t C = 0;
+  for (int32_t r : h.ranks) C += r;
+  return h.dt != PF_F32 && C >= 1 && C <= 256 && h.E <= 64;
 }
 
 // path: one of kMoePaths.
@@ -116,6 +124,7 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
                                s.r, s.hetero ? " (mixed ranks)" : "", s.din, s.dout, (long long)s.T, s.k,
                                misalign ? " x/y misaligned" : "");
   const HostBank h = make_bank(s.E, s.r, s.din, s.dout, dt, s.hetero);
+  if (strcmp(path, "dense") == 0 && !dense_applies(h)) return;  // the bank would take another path
   std::vector<float> x((size_t)s.T * s.din), y0 = make_vec((size_t)s.T * s.dout, -1, 1), w = make_vec((size_t)s.T * s.k, 0.05f, 1);
   for (float& v : x) v = gauss();
   std::vector<int32_t> ids = make_ids(s.T, s.k, s.E, 0.1);
@@ -158,7 +167,8 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign) {
   bool untouched = true;
   if (s.T > 2)
     for (int32_t o = 0; o < s.dout; ++o) untouched &= fbits(yg[1 * s.dout + o]) == fbits(y0[1 * s.dout + o]);
-  const double tol = strcmp(path, "grouped") == 0 ? 1e-4 : 1e-5;  // grouped: hi/lo-split tensor-core operands
+  const bool mma = strcmp(path, "grouped") == 0 || strcmp(path, "dense") == 0;
+  const double tol = mma ? 1e-4 : 1e-5;  // grouped, dense: hi/lo-split tensor-core operands
   report(name, cs == PF_OK && err <= tol && same && untouched,
          fmt("rel err %.2e (cpu %.2e, tol %.0e)%s%s", err, err_cpu, tol, same ? "" : " NOT DETERMINISTIC",
              untouched ? "" : " UNROUTED ROW CHANGED"));
@@ -432,6 +442,7 @@ int main(int argc, char** argv) {
   g_rng.seed(seed);
   pf_cuda_get_option("moe_prefill_min_tokens", &g_prefill_default);
   pf_cuda_get_option("moe_fused_max_tokens", &g_fused_default);
+  pf_cuda_get_option("moe_dense_max_columns", &g_dense_default);
   printf("personafuse CUDA kernels test, seed %llu (repeat with --seed %llu)%s\n", (unsigned long long)seed,
          (unsigned long long)seed, quick ? "; --quick: small shapes only" : "");
   test_api_table();
@@ -470,7 +481,7 @@ int main(int argc, char** argv) {
     if (!small(s.din, s.dout)) continue;
     for (pf_dtype dt : {PF_F32, PF_F16, PF_BF16})
       for (const char* path : kMoePaths) {
-        if (dt == PF_F32 && strcmp(path, "grouped") == 0) continue;  // f32 banks never take the grouped path
+        if (dt == PF_F32 && (strcmp(path, "grouped") == 0 || strcmp(path, "dense") == 0)) continue;  // f32: no tensor cores
         test_moe(s, dt, path, s.din % 4 == 0 && (s.T % 2 == 1));
       }
   }

@@ -34,8 +34,16 @@ export function setThreads(n: number): void {
  *   cores (f16/bf16 banks); 0 = always when possible, -1 = never.
  * - moe_fused_max_tokens (0 = never): T up to which loraMoe runs as one kernel (decode steps);
  *   off until a GPU benchmark sets it. moe_prefill_min_tokens wins where both apply.
+ * - moe_dense_max_columns (0 = never): from moe_prefill_min_tokens on, banks whose experts' ranks
+ *   add up to at most this many columns (<= 256, E <= 64) multiply every expert densely, each
+ *   token's gates as a mask; off until a GPU benchmark sets it.
  */
-export type CudaOption = 'sync_checks' | 'check_pointers' | 'moe_prefill_min_tokens' | 'moe_fused_max_tokens';
+export type CudaOption =
+  | 'sync_checks'
+  | 'check_pointers'
+  | 'moe_prefill_min_tokens'
+  | 'moe_fused_max_tokens'
+  | 'moe_dense_max_columns';
 
 export function setCudaOption(name: CudaOption, value: number): void {
   binding().setCudaOption(name, value);

@@ -6,8 +6,9 @@
 // and a fiber gives way only where CUDA threads must wait for each other:
 //   __syncthreads()           all live threads of the block arrive (exited threads count as
 //                             arrived, as on Volta and later), then all go on
-//   __shfl_xor_sync(m, v, o)  the lanes named in m publish v, wait for each other, read their
-//                             partner's, and wait again before the slot can be reused
+//   __shfl_xor_sync, __shfl_up_sync
+//                             the lanes named in the mask publish v, wait for each other, read
+//                             their partner's, and wait again before the slot can be reused
 //   __any_sync(m, p)          likewise, each lane reading the predicates of all lanes in m
 //   __syncwarp(m)             the lanes named in m arrive, then go on
 // Lanes of one warp that name disjoint masks (groups of lanes working apart) meet apart; masks
@@ -158,22 +159,37 @@ inline unsigned ballot(unsigned mask, bool pred) {
   return bits;
 }
 
-template <class T>
-T shfl_xor(unsigned mask, T v, int lane_mask, int width) {
+// Every lane of `mask` publishes v and reads the value of the lane its `partner` names (within
+// its group of `width` lanes); a partner outside the group keeps its own v (CUDA's rule).
+template <class T, class Partner>
+T shfl(unsigned mask, T v, Partner partner_of) {
   static_assert(sizeof(T) <= 8, "shuffle of at most 8 bytes");
   Fiber& f = *cur_fiber();
   Block& b = *cur_block();
-  if (!((mask >> f.lane) & 1u)) die("__shfl_xor_sync from a lane outside its mask");
+  if (!((mask >> f.lane) & 1u)) die("a warp shuffle from a lane outside its mask");
   uint64_t bits = 0;
   memcpy(&bits, &v, sizeof(T));
   b.slots[f.warp * 32 + f.lane] = bits;
   warp_barrier(mask);
-  const int partner = (f.lane & ~(width - 1)) | ((f.lane ^ lane_mask) & (width - 1));
-  if (!((mask >> partner) & 1u)) die("__shfl_xor_sync reads a lane outside the mask");
+  const int partner = partner_of(f.lane);
+  if (!((mask >> partner) & 1u)) die("a warp shuffle reads a lane outside the mask");
   T out;
   memcpy(&out, &b.slots[f.warp * 32 + partner], sizeof(T));
   warp_barrier(mask);  // nobody overwrites a slot before every lane has read it
   return out;
+}
+
+template <class T>
+T shfl_xor(unsigned mask, T v, int lane_mask, int width) {
+  return shfl(mask, v, [&](int lane) { return (lane & ~(width - 1)) | ((lane ^ lane_mask) & (width - 1)); });
+}
+
+template <class T>
+T shfl_up(unsigned mask, T v, unsigned delta, int width) {
+  return shfl(mask, v, [&](int lane) {
+    const int in_group = lane & (width - 1);
+    return in_group >= (int)delta ? lane - (int)delta : lane;
+  });
 }
 
 // A fiber runs the kernel once per block, for every block of the launch: started once, it
@@ -315,6 +331,10 @@ inline T __ldg(const T* p) {
   // a 16-byte load from an address that is not 16-byte aligned is a fault on the GPU
   if (sizeof(T) == 16 && reinterpret_cast<uintptr_t>(p) % 16 != 0) ::emu::die("misaligned 16-byte load");
   return *p;
+}
+template <class T>
+inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return ::emu::shfl_up(mask, v, delta, width);
 }
 // Atomics: one fiber runs at a time and none gives way inside these, so plain read-modify-write
 // is atomic here.
