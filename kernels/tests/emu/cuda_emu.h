@@ -20,8 +20,9 @@
 // so a read of shared memory no thread wrote shows up in the results. Launches go through
 // PF_LAUNCH (runtime.cuh), so the kernels' own host-side launch code runs too.
 //
+// Tensor-core fragments (nvcuda::wmma) come from wmma_emu.h, included beside this one.
 // What it cannot show: speed, memory-ordering bugs between blocks or between warps without a
-// barrier (fibers interleave only at the points above), and anything of the tensor cores.
+// barrier (fibers interleave only at the points above), and the tensor cores' own rounding.
 #ifndef PF_TESTS_CUDA_EMU_H
 #define PF_TESTS_CUDA_EMU_H
 
@@ -30,8 +31,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <setjmp.h>
+#include <string.h>
 #include <ucontext.h>
 
 #include <algorithm>
