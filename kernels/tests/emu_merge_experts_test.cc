@@ -51,11 +51,7 @@ void check(const std::string& name, const HostBank& h, const std::vector<int32_t
   const EmuBank bank(h);
   const Run a = run(bank, ids, w, W0, in_out, skew), b = run(bank, ids, w, W0, in_out, skew);
   const double err = rel_err(a.W, ref, &W0);
-  // 1e-5 of the update, plus what rounding W' to f32 costs (2^-24 |W'| an element): against
-  // an update small beside W, that rounding is all the error there is
-  double nw = 0, nu = 0;
-  for (size_t i = 0; i < ref.size(); ++i) nw += ref[i] * ref[i], nu += (ref[i] - W0[i]) * (ref[i] - W0[i]);
-  const double tol = 1e-5 + ldexp(1.0, -24) * sqrt(nw / nu);
+  const double tol = merge_tolerance(ref, W0);
   const bool same = same_bits(a.W, b.W) && a.fault == b.fault;
   const unsigned long long want = cpu_fault(ids, w, h.E);
   report(name, a.status == PF_OK && err <= tol && same && a.guards_ok && a.fault == want,
