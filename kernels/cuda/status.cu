@@ -109,7 +109,8 @@ pf_status pf_cuda_set_option(const char* name, int64_t value) {
   if (strcmp(name, "moe_fused_max_tokens") == 0 || strcmp(name, "moe_dense_max_columns") == 0) {
     if (value < 0)
       return fail(PF_ERR_ARGUMENT, "Expected an integer >= 0 for %s but received %lld", name, (long long)value);
-    (name[4] == 'f' ? pf::cuda::g_fused_max_tokens : pf::cuda::g_dense_max_columns).store(value);
+    const bool fused = strcmp(name, "moe_fused_max_tokens") == 0;
+    (fused ? pf::cuda::g_fused_max_tokens : pf::cuda::g_dense_max_columns).store(value);
     return PF_OK;
   }
   return fail(PF_ERR_ARGUMENT, kUnknownOption, name);
