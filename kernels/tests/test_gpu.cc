@@ -410,7 +410,12 @@ void test_api_table() {
                     pf_cuda_set_option("sync_checks", 2) == PF_ERR_ARGUMENT &&
                     pf_cuda_set_option("no_such_option", 1) == PF_ERR_ARGUMENT &&
                     pf_cuda_get_option("moe_fused_max_tokens", &v) == PF_OK && v == 0 &&
-                    pf_cuda_set_option("moe_fused_max_tokens", -1) == PF_ERR_ARGUMENT;
+                    pf_cuda_set_option("moe_fused_max_tokens", -1) == PF_ERR_ARGUMENT &&
+                    pf_cuda_get_option("moe_dense_max_columns", &v) == PF_OK && v == 0 &&
+                    pf_cuda_set_option("moe_dense_max_columns", 64) == PF_OK &&
+                    pf_cuda_get_option("moe_dense_max_columns", &v) == PF_OK && v == 64 &&
+                    pf_cuda_set_option("moe_dense_max_columns", 0) == PF_OK &&
+                    pf_cuda_set_option("moe_dense_max_columns", -1) == PF_ERR_ARGUMENT;
   report("options: defaults and argument checks", opts, pf_cuda_last_error());
   printf("build: %s\n", pf_cuda_build_info());
 }
