@@ -18,16 +18,13 @@
 #include "../cuda/lora_moe_fused.cu"
 #include "../cuda/lora_moe_grouped.cu"
 
-#include <chrono>
+#include "emu/harness.h"
 
-#include "test_support.h"
-
-// What the included sources need from the rest of the library (status.cu, device.cu) and from
-// the CUDA runtime, over host memory. Scratch is filled with NaN (0xff bytes): a kernel that
-// reads scratch nothing wrote spreads NaN into y.
+// What the included sources need beyond harness.h's stubs (status.cu, device.cu) and from the
+// CUDA runtime, over host memory. Scratch is filled with NaN (0xff bytes): a kernel that reads
+// scratch nothing wrote spreads NaN into y.
 namespace pf {
 namespace cuda {
-pf_status check_launch(const char*) { return PF_OK; }
 pf_status cuda_fail(cudaError_t, const char*) { return PF_ERR_BACKEND; }
 int64_t g_fused_max = 0;
 int64_t opt_fused_max_tokens() { return g_fused_max; }
@@ -57,55 +54,38 @@ extern "C" cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int)
 namespace {
 
 using namespace pf_test;
-using pf::cuda::kNoFault;
 
-constexpr int kGuard = 64;  // floats of canary on each side of y
-constexpr uint32_t kCanary = 0x7fc0beefu;
-
-struct Run {
+struct Run : Outcome {
   std::vector<float> y;
-  unsigned long long fault = kNoFault;
-  bool guards_ok = true;
-  bool g_written = true;  // decode: every g element its pairs need was written (not NaN)
+  bool g_written = true;  // decode: every g element its pairs need was written (not the poison)
 };
 
-// One call of `path` ("decode", "fused", "grouped" or "dense") on a bank packed as the device's, over
-// host memory; `sms` is the multiprocessor count the launch code plans for.
-Run run_path(const char* path, const HostBank& h, const std::vector<float>& x, int64_t T, const std::vector<int32_t>& ids,
-             const std::vector<float>& w, int32_t k, const std::vector<float>& y0, bool misalign, int sms) {
-  const pf::cuda::PackedBank packed =
-      pf::cuda::pack_bank(h.E, h.r, h.din, h.dout, h.dt, h.a_data(), h.b_data(), h.scales.data(), h.ranks.data());
-  pf_cuda_bank bank;
-  bank.experts = h.E, bank.rank = h.r, bank.din = h.din, bank.dout = h.dout, bank.dtype = h.dt;
-  bank.ranks = packed.ranks;
-  bank.view = pf::cuda::bank_view_at(packed, packed.bytes.data(), h.E, h.r, h.din, h.dout);
-  bank.magic = pf::cuda::kBankMagic;
-
-  // x one float in when misaligned: rows lose 16-byte alignment (buffers are 16-byte aligned)
-  std::vector<float> xs(x.size() + 4);
-  const size_t off = misalign ? 1 : 0;
-  std::copy(x.begin(), x.end(), xs.begin() + off);
-  std::vector<float> ys(y0.size() + 2 * kGuard);
-  for (int i = 0; i < kGuard; ++i) ys[i] = ys[ys.size() - 1 - i] = pf::bits_to_f32(kCanary);
-  std::copy(y0.begin(), y0.end(), ys.begin() + kGuard);
-
+// One call of `path` ("decode", "fused", "grouped" or "dense") on a bank packed as the device's,
+// over host memory; `sms` is the multiprocessor count the launch code plans for. A misaligned x
+// starts one float past a 16-byte boundary, so its rows lose their alignment.
+Run run_path(const char* path, const EmuBank& eb, const std::vector<float>& x, int64_t T,
+             const std::vector<int32_t>& ids, const std::vector<float>& w, int32_t k, const std::vector<float>& y0,
+             bool misalign, int sms) {
+  Guarded<float> xs(x, misalign ? 1 : 0), ys(y0);
   Run r;
-  pf::cuda::MoeCall call{&bank, xs.data() + off, T, ids.data(), w.data(), k, ys.data() + kGuard, &r.fault, nullptr};
+  pf::cuda::MoeCall call{&eb.bank, xs.data(), T, ids.data(), w.data(), k, ys.data(), &r.fault, nullptr};
+  const pf_cuda_bank& b = eb.bank;
   if (strcmp(path, "decode") == 0) {
-    std::vector<float> g((size_t)T * k * h.r, NAN);
-    const pf_status s = h.dt == PF_F32   ? pf::cuda::decode<pf::kF32>(call, g.data())
-                        : h.dt == PF_F16 ? pf::cuda::decode<pf::kF16>(call, g.data())
-                                         : pf::cuda::decode<pf::kBF16>(call, g.data());
-    if (s) r.g_written = false;
+    Guarded<float> g((size_t)T * k * b.rank, kPoison);
+    r.status = b.dtype == PF_F32   ? pf::cuda::decode<pf::kF32>(call, g.data())
+               : b.dtype == PF_F16 ? pf::cuda::decode<pf::kF16>(call, g.data())
+                                   : pf::cuda::decode<pf::kBF16>(call, g.data());
+    const std::vector<float> gv = g.values();
     for (int64_t p = 0; p < T * k; ++p) {
       const int32_t e = ids[p];
-      if (e < 0 || e >= h.E) continue;
-      for (int32_t q = 0; q < h.ranks[e]; ++q) r.g_written &= !isnan(g[p * h.r + q]);
+      if (e < 0 || e >= b.experts) continue;
+      for (int32_t q = 0; q < b.ranks[e]; ++q) r.g_written &= fbits(gv[p * b.rank + q]) != kPoison;
     }
+    r.guards_ok = g.guards_ok();
   } else if (strcmp(path, "fused") == 0) {
     pf::cuda::DeviceState dev;
     dev.sms = sms;
-    if (pf::cuda::moe_fused(dev, call)) r.guards_ok = false;
+    r.status = pf::cuda::moe_fused(dev, call);
   } else {
     pf::cuda::DeviceState dev;  // an H100's limits: the path's checks pass as on the device
     dev.sms = sms, dev.cc_major = 9, dev.smem_optin = 227 * 1024;
@@ -113,13 +93,13 @@ Run run_path(const char* path, const HostBank& h, const std::vector<float>& x, i
     const bool dense = strcmp(path, "dense") == 0;
     pf::cuda::g_dense_max = dense ? 256 : 0;
     const bool fits = dense ? pf::cuda::moe_dense_fits(dev, call) : pf::cuda::moe_grouped_fits(dev, call);
-    if (!fits || (dense ? pf::cuda::moe_dense(dev, call, scratch) : pf::cuda::moe_grouped(dev, call, scratch)))
-      r.guards_ok = false;
+    r.status = !fits    ? PF_ERR_ARGUMENT
+               : dense ? pf::cuda::moe_dense(dev, call, scratch)
+                       : pf::cuda::moe_grouped(dev, call, scratch);
     pf::cuda::g_dense_max = 0;
   }
-  for (int i = 0; i < kGuard; ++i)
-    r.guards_ok &= fbits(ys[i]) == kCanary && fbits(ys[ys.size() - 1 - i]) == kCanary;
-  r.y.assign(ys.begin() + kGuard, ys.end() - kGuard);
+  r.guards_ok = r.guards_ok && ys.guards_ok() && xs.guards_ok();
+  r.y = ys.values();
   return r;
 }
 
@@ -135,10 +115,11 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign, i
   if (s.T > 2)
     for (int32_t j = 0; j < s.k; ++j) ids[1 * s.k + j] = -1;  // token 1 routes nowhere: its y row stays
   const std::vector<double> ref = moe_reference(h, x, s.T, ids, w, s.k, y0);
-  const Run a = run_path(path, h, x, s.T, ids, w, s.k, y0, misalign, sms);
-  const Run b = run_path(path, h, x, s.T, ids, w, s.k, y0, misalign, sms);
+  const EmuBank bank(h);
+  const Run a = run_path(path, bank, x, s.T, ids, w, s.k, y0, misalign, sms);
+  const Run b = run_path(path, bank, x, s.T, ids, w, s.k, y0, misalign, sms);
   const double err = rel_err(a.y, ref, &y0);
-  const bool same = memcmp(a.y.data(), b.y.data(), a.y.size() * 4) == 0;
+  const bool same = same_bits(a.y, b.y);
   bool untouched = true;
   if (s.T > 2)
     for (int32_t o = 0; o < s.dout; ++o) untouched &= fbits(a.y[1 * s.dout + o]) == fbits(y0[1 * s.dout + o]);
@@ -146,8 +127,9 @@ void test_moe(const MoeShape& s, pf_dtype dt, const char* path, bool misalign, i
   // also the hi + lo split of x and of the gates (about 22 bits for f16, 16 for bf16)
   const bool mma = strcmp(path, "grouped") == 0 || strcmp(path, "dense") == 0;
   const double tol = mma ? 1e-4 : 1e-5;
-  report(name, err <= tol && same && untouched && a.guards_ok && a.g_written && a.fault == kNoFault,
-         fmt("rel err %.2e (tol %.0e)%s%s%s%s%s", err, tol, same ? "" : " NOT DETERMINISTIC",
+  report(name, a.status == PF_OK && err <= tol && same && untouched && a.guards_ok && a.g_written && a.fault == kNoFault,
+         fmt("%srel err %.2e (tol %.0e)%s%s%s%s%s", a.status == PF_OK ? "" : "LAUNCH FAILED; ", err, tol,
+             same ? "" : " NOT DETERMINISTIC",
              untouched ? "" : " UNROUTED ROW CHANGED", a.guards_ok ? "" : " WROTE OUTSIDE y",
              a.g_written ? "" : " g NOT WRITTEN", a.fault == kNoFault ? "" : " FAULT RECORDED"));
 }
@@ -161,6 +143,7 @@ void test_faults(const char* path) {
   std::vector<float> x((size_t)T * h.din), y0 = make_vec((size_t)T * h.dout, -1, 1), w = make_vec(T * k, 0.1f, 1);
   for (float& v : x) v = gauss();
   const std::vector<int32_t> ids = make_ids(T, k, h.E, 0.0);
+  const EmuBank bank(h);
   struct Case {
     const char* what;
     int bad_id_at, bad_id, nan_w_at;
@@ -177,9 +160,10 @@ void test_faults(const char* path) {
     if (c.bad_id_at >= 0) bad[c.bad_id_at] = c.bad_id, skipped[c.bad_id_at] = -1;
     if (c.nan_w_at >= 0) bw[c.nan_w_at] = NAN, skipped[c.nan_w_at] = -1;
     const std::vector<double> ref = moe_reference(h, x, T, skipped, bw, k, y0);
-    const Run r = run_path(path, h, x, T, bad, bw, k, y0, false, 4);
+    const Run r = run_path(path, bank, x, T, bad, bw, k, y0, false, 4);
     const double err = rel_err(r.y, ref, &y0);
-    report(fmt("faults: lora_moe %s, %s", path, c.what), r.fault == c.want && err <= 1e-5 && r.guards_ok,
+    report(fmt("faults: lora_moe %s, %s", path, c.what),
+           r.status == PF_OK && r.fault == c.want && err <= 1e-5 && r.guards_ok,
            fmt("fault word %#llx (want %#llx), rel err %.2e", r.fault, c.want, err));
   }
 }
@@ -224,12 +208,7 @@ void test_fits() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  uint64_t seed = (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
-  for (int i = 1; i + 1 < argc; ++i)
-    if (strcmp(argv[i], "--seed") == 0) seed = strtoull(argv[i + 1], nullptr, 10);
-  g_rng.seed(seed);
-  printf("lora_moe's four paths under the CUDA emulation, seed %llu (repeat with --seed %llu)\n",
-         (unsigned long long)seed, (unsigned long long)seed);
+  start(argc, argv, "lora_moe's four paths");
   test_plan();
   test_fits();
   // shapes: odd dims (no 16-byte rows), one token at d 4096, ranks past the 4-row groups,
@@ -256,6 +235,5 @@ int main(int argc, char** argv) {
   for (const MoeShape& s : dense)
     for (pf_dtype dt : {PF_F16, PF_BF16}) test_moe(s, dt, "dense", s.din % 4 == 0 && s.T % 2 == 1, 4);
   for (const char* path : {"decode", "fused", "grouped", "dense"}) test_faults(path);
-  printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail ? 1 : 0;
+  return summary();
 }

@@ -1,5 +1,5 @@
-// What the emulation tests of the ops share (emu_topk_softmax_test.cc, emu_fold_experts_test.cc,
-// emu_merge_experts_test.cc): what the kernel sources need from status.cu, the seeded start and
+// What the emulation tests share (emu_lora_moe_test.cc, emu_topk_softmax_test.cc,
+// emu_fold_experts_test.cc, emu_merge_experts_test.cc): what the kernel sources need from status.cu, the seeded start and
 // the summary, buffers over host memory that show a kernel's missing and stray writes, and banks
 // packed as the device's. Include it after the kernel source, once per program.
 #ifndef PF_TESTS_EMU_HARNESS_H
