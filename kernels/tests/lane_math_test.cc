@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../common/lane_math.h"
+#include "test_support.h"
 
 namespace {
 
@@ -26,15 +27,7 @@ void report(const std::string& name, bool ok, const std::string& detail = "") {
   printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : ": ", detail.c_str());
 }
 
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list a;
-  va_start(a, f);
-  vsnprintf(buf, sizeof buf, f, a);
-  va_end(a);
-  return buf;
-}
+using pf_test::fmt;
 
 uint32_t bits(float f) { return pf::f32_to_bits(f); }
 
