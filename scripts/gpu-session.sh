@@ -59,6 +59,7 @@ case "$stage" in
       fi
     fi
     grep -E '^lora_moe .*(T=1 |T=16 |T=64 |T=4096)' "$out/bench_gpu.log" | head -n 48
+    grep -E '^topk_softmax .*E=64 .*T=4096' "$out/bench_gpu.log"
     ;;
   *)
     echo "usage: scripts/gpu-session.sh check|bench" >&2

@@ -7,7 +7,7 @@
 // bandwidth measured in the same run (bytes read + written). Checks are off while timing
 // (sync_checks = 0, check_pointers = 0); one line shows their cost.
 //
-// Shapes: d in {4096, 8192}, r = 16, E in {10, 64}, k = 2, T in {1, 16, 64, 512, 4096}, f16 and
+// Shapes: d in {4096, 8192}, r = 16, E in {10, 64}, k = 2 (topk also 8), T in {1, 16, 64, 512, 4096}, f16 and
 // bf16; lora_moe on each of its paths (decode, fused, grouped; dense where E * r <= 256) at every T.
 // Results: bench/results/gpu-<device>-<time>.json (--out DIR).
 // --quick: T in {1, 512}; --ts 1,16,...: these T; --only lora_moe|topk_softmax|fold_merge.
@@ -122,8 +122,8 @@ int64_t g_prefill_default = 0, g_fused_default = 0, g_dense_default = 0;  // lor
 
 void add(Result r) {
   const double gbps = r.bytes / (r.t.median_us * 1e3), tflops = r.flops / (r.t.median_us * 1e6);
-  printf("%-14s %-4s %-8s d=%-5d E=%-3d T=%-5lld %-10s %9.2f us  %7.1f GB/s (%4.0f%% of copy)  %6.2f TFLOP/s\n",
-         r.op.c_str(), r.dtype.c_str(), r.path.c_str(), r.d, r.E, (long long)r.T, r.extra.c_str(), r.t.median_us, gbps,
+  printf("%-14s %-4s %-8s d=%-5d E=%-3d k=%-2d T=%-5lld %-10s %9.2f us  %7.1f GB/s (%4.0f%% of copy)  %6.2f TFLOP/s\n",
+         r.op.c_str(), r.dtype.c_str(), r.path.c_str(), r.d, r.E, r.k, (long long)r.T, r.extra.c_str(), r.t.median_us, gbps,
          100 * gbps / g_copy_gbps, tflops);
   fflush(stdout);
   g_results.push_back(std::move(r));
@@ -220,20 +220,22 @@ void bench_lora_moe(pf_dtype dt, int d, int E, const std::vector<int64_t>& Ts) {
   }
 }
 
+// k 2 (the persona router's) and k 8 (the target shape: T 4096, E 64, k 8 under 10 us).
 void bench_topk(int E, const std::vector<int64_t>& Ts) {
-  const int k = 2;
-  for (int64_t T : Ts) {
-    DBuf l((size_t)T * E * 4), ids((size_t)T * k * 4), w((size_t)T * k * 4);
-    upload(l, randn((size_t)T * E, 2.0f));
-    Result res;
-    res.op = "topk_softmax";
-    res.dtype = "f32";
-    res.E = E, res.k = k, res.T = T;
-    res.t = time_calls([&](int) {
-      ok(pf_cuda_topk_softmax(l.as<float>(), T, E, k, 1, ids.as<int32_t>(), w.as<float>(), nullptr, nullptr), "topk");
-    });
-    res.bytes = (double)T * E * 4 + (double)T * k * 8;
-    add(res);
+  for (int k : {2, 8}) {
+    for (int64_t T : Ts) {
+      DBuf l((size_t)T * E * 4), ids((size_t)T * k * 4), w((size_t)T * k * 4);
+      upload(l, randn((size_t)T * E, 2.0f));
+      Result res;
+      res.op = "topk_softmax";
+      res.dtype = "f32";
+      res.E = E, res.k = k, res.T = T;
+      res.t = time_calls([&](int) {
+        ok(pf_cuda_topk_softmax(l.as<float>(), T, E, k, 1, ids.as<int32_t>(), w.as<float>(), nullptr, nullptr), "topk");
+      });
+      res.bytes = (double)T * E * 4 + (double)T * k * 8;
+      add(res);
+    }
   }
 }
 
