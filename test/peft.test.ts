@@ -513,3 +513,59 @@ describe('banks from the fixture adapters', () => {
     expect(bank.bytes).toBe(0);
   });
 });
+
+// ---- target_modules as PEFT reads it ----------------------------------------------------------------------
+
+describe('target_modules (PEFT 0.21 semantics)', () => {
+  const tensorsFor = (paths: string[]) => Object.fromEntries(paths.flatMap((p) => {
+    const [din, dout] = SHAPES[p.split('.').pop()!] ?? [64, 64];
+    return [[key(p, 'A'), { dtype: 'F32', shape: [4, din] }], [key(p, 'B'), { dtype: 'F32', shape: [dout, 4] }]];
+  }));
+  const config = (extra: Record<string, unknown>) => ({ peft_type: 'LORA', r: 4, lora_alpha: 8, ...extra });
+
+  test('a tensor for a module that target_modules (list of suffixes) does not select is refused, naming it and the list', () => {
+    const dir = adapterDir(config({ target_modules: ['q_proj'] }), tensorsFor([modulePath(0, 'q_proj'), modulePath(0, 'v_proj')]));
+    expectError(() => loadPeftAdapter(dir), 'model.layers.0.self_attn.v_proj', '[q_proj]', 'target_modules', 'does not select');
+  });
+
+  test('the regex form selects by a full match of the path', () => {
+    const ok = adapterDir(config({ target_modules: '.*\\.(q|v)_proj' }), tensorsFor([modulePath(0, 'q_proj'), modulePath(1, 'v_proj')]));
+    expect([...loadPeftAdapter(ok).modules.keys()]).toEqual([modulePath(0, 'q_proj'), modulePath(1, 'v_proj')]);
+    // 'q_proj' as a string is a regex that must match the whole path, which it does not
+    const bad = adapterDir(config({ target_modules: 'q_proj' }), tensorsFor([modulePath(0, 'q_proj')]));
+    expectError(() => loadPeftAdapter(bad), "the pattern 'q_proj'", 'does not select');
+  });
+
+  test('exclude_modules and layers_to_transform deselect, all-linear selects everything but the head', () => {
+    const excluded = adapterDir(config({ target_modules: ['q_proj'], exclude_modules: ['model.layers.1.self_attn.q_proj'] }), tensorsFor([modulePath(0, 'q_proj'), modulePath(1, 'q_proj')]));
+    expectError(() => loadPeftAdapter(excluded), 'model.layers.1.self_attn.q_proj', 'does not select');
+    const layers = adapterDir(config({ target_modules: ['q_proj'], layers_to_transform: [0] }), tensorsFor([modulePath(0, 'q_proj'), modulePath(1, 'q_proj')]));
+    expectError(() => loadPeftAdapter(layers), 'model.layers.1.self_attn.q_proj', 'does not select');
+    const all = adapterDir(config({ target_modules: 'all-linear' }), tensorsFor([modulePath(0, 'q_proj'), modulePath(1, 'down_proj')]));
+    expect(loadPeftAdapter(all).modules.size).toBe(2);
+  });
+
+  test('a list where only some names are in the model is accepted, as PEFT accepts it', () => {
+    const dir = adapterDir(config({ target_modules: ['q_proj', 'c_attn', 'query_key_value'] }), tensorsFor([modulePath(0, 'q_proj')]));
+    expect(loadPeftAdapter(dir).modules.size).toBe(1);
+  });
+
+  test('target_modules null (PEFT picks the default for the model type) selects whatever the file holds', () => {
+    const dir = adapterDir(config({ target_modules: null }), tensorsFor([modulePath(0, 'q_proj')]));
+    expect(loadPeftAdapter(dir).modules.size).toBe(1);
+  });
+
+  test('an adapter whose target_modules selects none of the model\'s modules is refused at load, naming the adapter, what it asked for and what the model has', async () => {
+    const dir = adapterDir(config({ target_modules: ['c_attn'] }), tensorsFor(['model.layers.0.attn.c_attn']));
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-peft-targets-'));
+    try {
+      const { PersonaModel } = await import('../lib');
+      const err = await PersonaModel.load({ model: path.join(__dirname, 'fixtures', 'tiny-llama', 'onnx-legacy'), adapters: { gpt_style: dir }, cacheDir, worker: false })
+        .then(() => undefined, (e: Error) => e);
+      expect(err).toBeInstanceOf(Error);
+      for (const part of ["'gpt_style'", '[c_attn]', 'not found in the base model', 'q_proj (layers 0-1)']) expect(err!.message).toContain(part);
+    } finally {
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -8,13 +8,15 @@
 //                r     = the module's rank (its tensors; rank_pattern must agree)
 //                alpha = the first alpha_pattern key K with /^(.*\.)?(K)$/ matching the module path, else lora_alpha
 //
-// The set of adapted modules and their ranks come from the file's keys, not from target_modules.
+// The set of adapted modules and their ranks come from the file's keys; every key must be a module
+// that target_modules selects (PEFT's rule, lib/adapters/target_modules.ts), or the file is refused.
 // Config fields that change the maths and are not implemented are refused, never ignored.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BankDtype, fromBits } from '../kernels/dtype';
 import { describe, rangeError, typeError } from '../errors';
 import { readSafetensors, SafetensorsTensor, tensorBits16, tensorF32 } from './safetensors';
+import { describeTargets, ModuleRef, selectsModule } from './target_modules';
 
 /** The LoRA targets of Llama-style decoders (other architectures use other names: any string is accepted). */
 export type LlamaTargetModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
@@ -65,6 +67,8 @@ export interface PeftAdapter {
   dtype: BankDtype;
   /** By module path, in model order. */
   modules: Map<string, PeftModule>;
+  /** target_modules as a rule: which module paths the config selects */
+  targets: { given: boolean; description: string; selects(m: ModuleRef): boolean };
 }
 
 export interface LoadPeftOptions {
@@ -105,7 +109,8 @@ export function loadPeftAdapter(dir: string, nameOrOptions: string | LoadPeftOpt
   const file = readSafetensors(weightsPath);
   const modules = collectModules(file.tensors, config, weightsPath);
   const dtypes = new Set([...modules.values()].map((m) => m.dtype));
-  return { name, dir, config, dtype: dtypes.size === 1 ? [...dtypes][0] : 'f32', modules };
+  const targets = { given: config.targetModules !== null, description: describeTargets(config), selects: (m: ModuleRef) => selectsModule(config, m) };
+  return { name, dir, config, dtype: dtypes.size === 1 ? [...dtypes][0] : 'f32', modules, targets };
 }
 
 /** Validates adapter_config.json's contents (`where` names the file in errors). */
@@ -281,9 +286,14 @@ function collectModules(tensors: Map<string, SafetensorsTensor>, config: PeftLor
       bv = toF32(b, bKey);
     }
     const segments = modulePath.split('.');
+    const layer = layerOf(segments, config.layersPattern);
+    if (!selectsModule(config, { path: modulePath, layer })) {
+      throw rangeError(`tensor '${aKey}' in ${file}`, `a module that target_modules selects (${describeTargets(config)} in ${ADAPTER_CONFIG})`,
+        `'${modulePath}', which it does not select (PEFT would never load it)`);
+    }
     modules.push({
       path: modulePath,
-      layer: layerOf(segments, config.layersPattern),
+      layer,
       module: segments[segments.length - 1],
       a: av,
       b: bv,

@@ -80,8 +80,10 @@ export class MixSlots implements RowMixes {
   put(slot: number, folded: FoldedMix): void {
     this.#ensure(slot, folded.k);
     this.#rowK[slot] = folded.k;
+    // the base model (k = 0) is a slot of zeros: whatever the slot held before must not remain
+    if (folded.k === 0) return this.#clear(slot);
     this.#sites.forEach((s, i) => {
-      if (s.rank === 0 || folded.k === 0) return;
+      if (s.rank === 0) return;
       const R = this.#k * s.rank;
       copyBlock(folded.a[i], folded.k * s.rank, this.#a[i], slot, R, s.din, s.dout, 'a');
       copyBlock(folded.b[i], folded.k * s.rank, this.#b[i], slot, R, s.din, s.dout, 'b');
@@ -91,6 +93,7 @@ export class MixSlots implements RowMixes {
   /** Forgets row `slot` (it left the batch). */
   release(slot: number): void {
     delete this.#rowK[slot];
+    this.#clear(slot);
   }
 
   /** Moves row `from` into slot `to` (a row left; the batch stays contiguous); `from` is freed. */
@@ -104,6 +107,17 @@ export class MixSlots implements RowMixes {
       const sb = R * s.dout;
       this.#a[i].copyWithin(to * sa, from * sa, (from + 1) * sa);
       this.#b[i].copyWithin(to * sb, from * sb, (from + 1) * sb);
+    });
+    this.#clear(from);
+  }
+
+  /** Zeroes every site's blocks of `slot` (a freed slot holds nothing the next row could read). */
+  #clear(slot: number): void {
+    if (slot >= this.#capacity) return;
+    this.#sites.forEach((s, i) => {
+      const R = this.#k * s.rank;
+      this.#a[i].fill(0, slot * s.din * R, (slot + 1) * s.din * R);
+      this.#b[i].fill(0, slot * R * s.dout, (slot + 1) * R * s.dout);
     });
   }
 

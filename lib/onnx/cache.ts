@@ -20,6 +20,16 @@ export interface AdaptedModule {
 export interface AdapterShape {
   name: string;
   modules: Map<string, AdaptedModule>;
+  /** the modules the adapter's config asks for (PEFT target_modules): one must be in the model */
+  targets?: TargetSelection;
+}
+
+/** A module selection rule (PEFT target_modules) and how to name it in errors. */
+export interface TargetSelection {
+  /** false when the config names no targets (nothing to check) */
+  given: boolean;
+  description: string;
+  selects(m: { path: string; layer: number | null }): boolean;
 }
 
 export interface InjectedModel {
@@ -53,6 +63,7 @@ export function planInjection(targets: LinearTarget[], adapters: AdapterShape[])
       if (!seen) wanted.set(key, { m, from: a.name });
     }
   }
+  for (const a of adapters) checkTargetsFound(a, targets);
   const plan = new Map<LinearTarget, { module: string; dout: number }[]>();
   const matched = new Set<string>();
   for (const t of targets) {
@@ -84,6 +95,22 @@ export function planInjection(targets: LinearTarget[], adapters: AdapterShape[])
     throw new Error(`The adapters adapt no module. The model's linear layers: ${summarizeTargets(targets)}`);
   }
   return plan;
+}
+
+/** PEFT refuses an adapter whose target_modules selects none of the model's modules; so do we. */
+function checkTargetsFound(a: AdapterShape, targets: LinearTarget[]): void {
+  const sel = a.targets;
+  if (!sel || !sel.given) return;
+  // the model's modules as PEFT names them: a fused layer stands for its parts (qkv_proj -> q_proj, ...)
+  const modelModules = targets.flatMap((t) => peftModulesOf(t).map((part) => ({ path: t.path.replace(/[^.]+$/, part), layer: t.layer, part })));
+  // exporters name the blocks differently (self_attn vs attn): a module of the adapter's own that
+  // lands on one of the model's layers counts as found under the adapter's spelling of its path too
+  const landed = [...a.modules.values()].some((m) => modelModules.some((mm) => mm.layer === m.layer && mm.part === m.module));
+  if (landed || modelModules.some((mm) => sel.selects(mm))) return;
+  throw new Error(
+    `Adapter '${a.name}': target modules ${sel.description} not found in the base model ` +
+      `(PEFT refuses such an adapter). The model's linear layers: ${summarizeTargets(targets) || '(none found)'}`,
+  );
 }
 
 // Width of a fused part no adapter covers: gate_up_proj splits in halves; qkv_proj is
