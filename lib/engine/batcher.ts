@@ -64,11 +64,29 @@ interface Row {
 
 export interface BatcherOptions {
   maxBatch?: number;
+  /** called after every iteration of the loop with the batch's state (the worker reports it) */
+  onStep?: (stats: BatchStats) => void;
 }
+
+/** What the batch holds now. */
+export interface BatchStats {
+  /** rows decoding */
+  running: number;
+  /** requests waiting for a slot */
+  waiting: number;
+  /** columns of the shared KV cache fed to the model (0 without one) */
+  kvWidth: number;
+  /** tokens of the longest running row (the narrowest the cache could be) */
+  longest: number;
+}
+
+/** Holes a leave may leave in the shared cache before it is compacted (see KvBatch). */
+const KV_SLACK = 8;
 
 export class Batcher {
   readonly maxBatch: number;
   readonly #model: DecoderModel;
+  readonly #onStep: ((stats: BatchStats) => void) | undefined;
   readonly #specs: PastSpec[];
   /** what a cached run fetches: logits and every present.* */
   readonly #fetches: string[];
@@ -84,6 +102,7 @@ export class Batcher {
   constructor(model: DecoderModel, opts: BatcherOptions = {}) {
     this.#model = model;
     this.maxBatch = opts.maxBatch ?? 16;
+    this.#onStep = opts.onStep;
     const outputs = model.session.outputNames;
     this.#specs = model.io.past.map((p) => {
       const present = p.name.replace(/^past_key_values\./, 'present.').replace(/^past\./, 'present.');
@@ -94,6 +113,11 @@ export class Batcher {
     this.#shared = model.io.inputNames.includes('position_ids');
     this.#slots = model.gates ? new GateSlots(model.gates) : new MixSlots(model.sites);
     this.#kv = KvBatch.empty(this.#specs);
+  }
+
+  stats(): BatchStats {
+    const longest = this.#rows.reduce((m, r) => Math.max(m, r.tokens.length), 0);
+    return { running: this.#rows.length, waiting: this.#queue.length, kvWidth: this.#kv.T, longest };
   }
 
   /** true when the model has past_key_values inputs (KV-cache decoding) */
@@ -152,8 +176,10 @@ export class Batcher {
       // setImmediate before it computes, which is a turn of the event loop. Only an iteration
       // that ran nothing needs a turn of its own (one more per step costs ~5% at batch 1).
       if (!ran) await new Promise((resolve) => setImmediate(resolve));
+      this.#onStep?.(this.stats());
     }
     this.#kv = KvBatch.empty(this.#specs);
+    this.#onStep?.(this.stats());
   }
 
   #admit(): Row[] {
@@ -247,7 +273,10 @@ export class Batcher {
     this.#rows.pop();
     if (i !== last) this.#slots.move(last, i);
     else this.#slots.release(last);
-    if (this.#shared && this.cached && i < this.#kv.B) this.#kv.removeRow(i);
+    if (this.#shared && this.cached && i < this.#kv.B) {
+      this.#kv.removeRow(i);
+      if (this.#kv.T > this.#kv.longest + KV_SLACK) this.#kv = this.#kv.compacted();
+    }
   }
 
   #failAll(message: string): void {

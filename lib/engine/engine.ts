@@ -2,11 +2,11 @@
 // into token ids (prompt, chat template or ids), resolves the persona to a mix (router, Big Five
 // profile or explicit), hands the sequence to the runner (a Batcher, usually in a worker thread),
 // and turns the tokens that come back into text deltas, cut at stop strings.
-import { rangeError } from '../errors';
+import { DisposedError, rangeError } from '../errors';
 import { mixEntries, Mix } from '../model/mix';
 import { PersonaRouter } from '../router/router';
 import { staticMix } from '../router/persona';
-import { FinishReason, SequenceRequest } from './batcher';
+import { BatchStats, FinishReason, SequenceRequest } from './batcher';
 import { checkGenerateOptions, DEFAULT_MAX_NEW_TOKENS, GenerateOptions, samplingParams } from './options';
 import { randomSeed } from './rng';
 import { SequenceRunner } from './runner';
@@ -38,6 +38,8 @@ export interface EngineParts {
   router?: PersonaRouter;
   /** vocabulary size (token ids must be below it), null when unknown */
   vocab?: number | null;
+  /** most rows decoded together */
+  maxBatch?: number;
 }
 
 export class Engine {
@@ -54,6 +56,12 @@ export class Engine {
   }
 
   #open = 0;
+  #closed = false;
+
+  /** What the batch holds now, and the batch's capacity (for metrics and load balancing). */
+  loadStats(): BatchStats & { maxBatch: number } {
+    return { ...this.#p.runner.stats(), maxBatch: this.#p.maxBatch ?? 0 };
+  }
 
   async generate(opts: GenerateOptions): Promise<GenerateResult> {
     let result: GenerateResult | undefined;
@@ -92,6 +100,7 @@ export class Engine {
 
   /** deltas: decode the text as tokens arrive (two short decodes per token, on this thread). */
   async *#run(opts: GenerateOptions, deltas: boolean): AsyncGenerator<StreamEvent, void, undefined> {
+    if (this.#closed) throw new DisposedError('PersonaModel');
     const o = checkGenerateOptions(opts, this.#p.vocab ?? null);
     const codec = this.#p.codec;
     const stops = o.stop ?? [];
@@ -151,8 +160,9 @@ export class Engine {
         done: (reason, error) => {
           this.#open--;
           o.signal?.removeEventListener('abort', onAbort);
-          if (error) {
-            failure = error;
+          // dispose() ends requests with 'abort' (the worker adds a reason, the in-thread Batcher none)
+          if (error || (reason === 'abort' && this.#closed)) {
+            failure = error ?? 'The generation engine is closed';
             finished = true;
             wake?.();
             return;
@@ -170,7 +180,8 @@ export class Engine {
           yield ev;
           if (ev.done) return;
         }
-        if (failure) throw new Error(failure);
+        // a request cut short by dispose() says so with the error type callers can test for
+        if (failure) throw this.#closed ? new DisposedError('PersonaModel') : new Error(failure);
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }
@@ -194,6 +205,7 @@ export class Engine {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#p.runner.close();
     await this.#p.router?.dispose();
   }

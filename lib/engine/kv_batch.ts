@@ -7,7 +7,10 @@
 // Rows of different lengths share T: a row's columns past its own tokens are holes, masked out of
 // attention, and its next token's position is lens[b] (position_ids), not the column index.
 // After a step the model's present.* outputs (T + 1 columns) become the next step's past as they
-// are, without copying; rows are copied only when the batch changes (a row joins or leaves).
+// are, without copying. Rows are copied only when the batch changes: a join packs every row's
+// tokens to the left (pack), and a leave compacts once the holes exceed a few columns, so under
+// steady traffic T stays within a few columns of the longest live row instead of growing by one
+// column per step for as long as the batch is never empty.
 import * as ort from 'onnxruntime-node';
 import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 
@@ -47,22 +50,59 @@ export class KvBatch {
     return new KvBatch(specs, B, T, specs.map((s) => out[s.present].data as KvArray), mask, [...lens]);
   }
 
-  /** Rows of `a` then rows of `b`, widened to the longer T (new columns are holes). */
+  /**
+   * Rows of `a` then rows of `b`, each row's tokens packed to the left (its holes dropped), so the
+   * width is the longest row's length, not the columns the batch has accumulated.
+   */
   static concat(a: KvBatch, b: KvBatch): KvBatch {
-    if (a.B === 0) return b;
-    if (b.B === 0) return a;
-    const T = Math.max(a.T, b.T);
-    const B = a.B + b.B;
-    const data = a.specs.map((s, i) => {
-      const out = alloc(s.type, B * s.heads * T * s.headDim);
-      copyRows(a, i, out, 0, T);
-      copyRows(b, i, out, a.B, T);
-      return out;
-    });
+    return KvBatch.pack([a, b]);
+  }
+
+  /** The same rows with their holes dropped: T becomes the longest row's length. */
+  compacted(): KvBatch {
+    return KvBatch.pack([this]);
+  }
+
+  /** The longest row's length (the narrowest T that holds every row). */
+  get longest(): number {
+    return this.lens.reduce((m, n) => Math.max(m, n), 0);
+  }
+
+  /**
+   * The rows of `parts`, in order, into one batch of width max(lens): row r's columns with mask 1
+   * keep their order and move to [0, lens[r]). A row's positions live in position_ids and its
+   * rotary phases are already in its cached keys, so moving columns changes nothing it computes.
+   * Each row's valid columns form a few runs (the prompt, then one run per stretch of decoding),
+   * copied run by run.
+   */
+  static pack(parts: readonly KvBatch[]): KvBatch {
+    const live = parts.filter((p) => p.B > 0);
+    if (live.length === 0) return parts[0];
+    const specs = live[0].specs;
+    const B = live.reduce((n, p) => n + p.B, 0);
+    const T = live.reduce((m, p) => Math.max(m, p.longest), 0);
+    const data = specs.map((s) => alloc(s.type, B * s.heads * T * s.headDim));
     const mask = new Uint8Array(B * T);
-    for (let r = 0; r < a.B; r++) mask.set(a.mask.subarray(r * a.T, (r + 1) * a.T), r * T);
-    for (let r = 0; r < b.B; r++) mask.set(b.mask.subarray(r * b.T, (r + 1) * b.T), (a.B + r) * T);
-    return new KvBatch(a.specs, B, T, data, mask, [...a.lens, ...b.lens]);
+    const lens: number[] = [];
+    let at = 0;
+    for (const p of live) {
+      for (let r = 0; r < p.B; r++, at++) {
+        let dst = 0;
+        for (const [t0, t1] of validRuns(p.mask.subarray(r * p.T, (r + 1) * p.T))) {
+          specs.forEach((s, i) => {
+            const D = s.headDim;
+            for (let h = 0; h < s.heads; h++) {
+              const src = ((r * s.heads + h) * p.T + t0) * D;
+              data[i].set(p.data[i].subarray(src, src + (t1 - t0) * D), ((at * s.heads + h) * T + dst) * D);
+            }
+          });
+          dst += t1 - t0;
+        }
+        mask.fill(1, at * T, at * T + dst);
+        lens.push(p.lens[r]);
+      }
+    }
+    return new KvBatch(specs, B, T, data, mask, lens);
   }
 
   /** Row b alone, its columns [0, lens[b]) (only valid for rows without holes). */
@@ -132,18 +172,18 @@ export class KvBatch {
   }
 }
 
-function alloc(type: PastSpec['type'], n: number): KvArray {
-  return type === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+/** [start, end) of each run of 1s in a row's mask. */
+function validRuns(mask: Uint8Array): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let t = 0; t < mask.length; t++) {
+    if (mask[t] === 0) continue;
+    const start = t;
+    while (t < mask.length && mask[t] === 1) t++;
+    runs.push([start, t]);
+  }
+  return runs;
 }
 
-/** Copies every row of `src` (spec i) into `out` [*, heads, T, headDim] from row `at` on. */
-function copyRows(src: KvBatch, i: number, out: KvArray, at: number, T: number): void {
-  const s = src.specs[i];
-  const rowLen = src.T * s.headDim;
-  for (let b = 0; b < src.B; b++) {
-    for (let h = 0; h < s.heads; h++) {
-      const from = (b * s.heads + h) * rowLen;
-      out.set(src.data[i].subarray(from, from + rowLen), ((at + b) * s.heads + h) * T * s.headDim);
-    }
-  }
+function alloc(type: PastSpec['type'], n: number): KvArray {
+  return type === 'float16' ? new Uint16Array(n) : new Float32Array(n);
 }

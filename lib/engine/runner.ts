@@ -1,10 +1,13 @@
 // What the engine needs of whatever runs the decoder: the in-thread Batcher, or a WorkerClient
 // that drives a Batcher in a worker thread.
-import type { SequenceRequest, SequenceSink } from './batcher';
+import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
 
 export interface SequenceRunner {
   submit(req: SequenceRequest, sink: SequenceSink): number;
   /** ends a request now; its sink hears done('abort') */
   cancel(id: number): void;
+  /** what the batch holds now (from the worker: as of its last step) */
+  stats(): BatchStats;
+  /** ends every request ('abort' with the reason) and releases the session; no crash mid-step */
   close(): Promise<void>;
 }

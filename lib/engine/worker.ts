@@ -5,11 +5,15 @@
 // into the request's slot. A model with the bank in its graph needs no fold: the mix is its gates.
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
+//        | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
+// 'close' ends every request, waits for the step in flight, releases the session and closes the
+// port, so the thread ends by itself: terminating it while session.run computes would let the
+// native run call back into a dead environment and abort the whole process.
 import { parentPort, workerData } from 'node:worker_threads';
 import type * as ort from 'onnxruntime-node';
 import type { DecoderIO } from '../model/feeds';
 import { openDecoderSession } from '../model/session_options';
-import { Batcher, SequenceRequest } from './batcher';
+import { Batcher, BatchStats, SequenceRequest } from './batcher';
 import type { SiteShape } from './mix_slots';
 import type { GateInput } from './gate_slots';
 
@@ -27,6 +31,8 @@ export interface WorkerInit {
   padId: number;
   maxBatch: number;
 }
+
+const STATS_EVERY_MS = 50;
 
 function main(): void {
   const port = parentPort!;
@@ -54,18 +60,29 @@ function main(): void {
       const bid = ids.get(m.id);
       if (bid !== undefined) batcher.cancel(bid);
     } else {
-      void batcher.close().then(() => session?.release()).then(() => port.close());
+      void batcher.close().then(() => session?.release()).finally(() => port.close());
     }
+  };
+  let lastStats = 0;
+  const onStep = (stats: BatchStats) => {
+    const now = Date.now();
+    if (stats.running > 0 && now - lastStats < STATS_EVERY_MS) return;
+    lastStats = now;
+    port.postMessage({ type: 'stats', stats });
   };
   port.on('message', handle);
 
   openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
-      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch });
+      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
       pending.splice(0).forEach(handle);
     })
-    .catch((err: unknown) => port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) }));
+    .catch((err: unknown) => {
+      port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
+      // nothing will run here: a pending close still gets its answer (the thread ends)
+      if (pending.some((m) => m.type === 'close')) port.close();
+    });
 }
 
 main();

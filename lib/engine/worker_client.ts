@@ -1,13 +1,14 @@
-// Main-thread side of the engine worker (see worker.ts): the same submit/cancel/close as the
-// Batcher, over messages. The worker is unref'd while no request is open, so an idle model
-// does not keep the process alive.
+// Main-thread side of the engine worker (see worker.ts): the same submit/cancel/stats/close as
+// the Batcher, over messages. The worker is unref'd while no request is open, so an idle model
+// does not keep the process alive. close() asks the worker to finish its step and release its
+// session, and waits for the thread to end (terminate() only if it has not after CLOSE_GRACE_MS).
 //
 // From the compiled package the worker runs dist/lib/engine/worker.js. From the TypeScript
 // sources (ts-jest), a worker cannot load .ts files, so it first installs a require hook that
 // transpiles them with the `typescript` compiler (a dev dependency, present wherever sources run).
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { SequenceRequest, SequenceSink } from './batcher';
+import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
 import { foldMix, SiteShape } from './mix_slots';
@@ -25,8 +26,13 @@ require.extensions['.ts'] = (m, file) => {
 require(require('node:worker_threads').workerData.entry);
 `;
 
+/** How long close() waits for the worker to finish its step before terminating it. */
+const CLOSE_GRACE_MS = 30_000;
+
 export class WorkerClient implements SequenceRunner {
   readonly #worker: Worker;
+  readonly #exited: Promise<void>;
+  #stats: BatchStats = { running: 0, waiting: 0, kvWidth: 0, longest: 0 };
   readonly #sinks = new Map<number, SequenceSink>();
   #next = 1;
   #fatal: string | undefined;
@@ -43,8 +49,13 @@ export class WorkerClient implements SequenceRunner {
     this.#worker = fromSources
       ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, sites: this.#shapes(), entry } })
       : new Worker(entry, { workerData: { ...init, sites: this.#shapes() } });
-    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string }) => {
+    this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
+    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats }) => {
       if (m.type === 'fatal') return this.#failAll(`The generation worker could not load the model: ${m.message}`);
+      if (m.type === 'stats') {
+        this.#stats = m.stats!;
+        return;
+      }
       const sink = this.#sinks.get(m.id);
       if (!sink) return;
       if (m.type === 'token') sink.token(m.token);
@@ -85,10 +96,21 @@ export class WorkerClient implements SequenceRunner {
     sink.done('abort');
   }
 
+  /** The batch as of the worker's last report; requests posted since count as waiting. */
+  stats(): BatchStats {
+    const running = Math.min(this.#stats.running, this.#sinks.size);
+    return { ...this.#stats, running, waiting: this.#sinks.size - running };
+  }
+
   async close(): Promise<void> {
     this.#fatal ??= 'The generation engine is closed';
     this.#failAll(this.#fatal);
-    await this.#worker.terminate();
+    this.#worker.ref(); // the close must finish even when nothing else keeps the process alive
+    this.#worker.postMessage({ type: 'close' });
+    const grace = setTimeout(() => void this.#worker.terminate(), CLOSE_GRACE_MS);
+    grace.unref();
+    await this.#exited;
+    clearTimeout(grace);
   }
 
   /** the sites without their banks (native handles cannot cross threads) */

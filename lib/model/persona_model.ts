@@ -17,7 +17,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { DisposedError, rangeError, typeError } from '../errors';
+import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
 import { foldExperts, LoraBank } from '../kernels';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
@@ -152,6 +152,7 @@ export class PersonaModel {
     if (typeof named !== 'object' || named === null) throw typeError('adapters', 'an object { expertName: folder }', named);
     const experts = Object.keys(named);
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
+    if (options.maxBatch !== undefined) expectInteger(options.maxBatch, 'maxBatch', 1, 4096);
     const requested = options.loraLayout ?? 'auto';
     const choices: readonly string[] = ['auto', ...LORA_LAYOUTS];
     if (!choices.includes(requested)) throw rangeError('loraLayout', choices.map((c) => `'${c}'`).join(', '), String(requested));
@@ -232,7 +233,7 @@ export class PersonaModel {
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
           gates: this.gates, io: this.#io, padId: this.padId, maxBatch,
         }, sites);
-      this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab });
+      this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab, maxBatch });
     }
     return this.#engine;
   }
