@@ -35,8 +35,8 @@ import { packageRoot } from '../lib/kernels/binding';
 import { widenedModelDir } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
 import { inlineModelBytes } from '../lib/onnx/inline_weights';
-import { decoderSessionOptions } from '../lib/model/session_options';
-import { autoLayoutFor, LoraLayout } from '../lib/model/lora_layout';
+import { decoderSessionOptions } from '../lib/decoder/session_options';
+import { autoLayoutFor, LoraLayout } from '../lib/decoder/lora_layout';
 import { loadPeftAdapter } from '../lib/adapters';
 import { readModel } from '../lib/onnx/proto';
 

@@ -29,10 +29,10 @@ import { performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
-import { decoderFeeds } from '../lib/model/feeds';
+import { decoderFeeds } from '../lib/decoder/feeds';
 import { widenVocab } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
-import { openDecoderSession } from '../lib/model/session_options';
+import { openDecoderSession } from '../lib/decoder/session_options';
 import { median, resultsFile, slug, summarize, Stats, fmtUs, table, rng } from './harness';
 import { resolveModelFile } from '../lib/model/persona_model';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
@@ -138,20 +138,14 @@ async function main(): Promise<void> {
       for (const batch of phase === 'decode' ? [1, 8, 32] : [1, 8]) {
         const plain = decoderInputs(cfg, base, batch, phase);
         const mixes = Array.from({ length: batch }, (_, b) => rowMix(EXPERTS, b));
-        const ids = new Int32Array(batch * K);
-        const weights = new Float32Array(batch * K);
-        mixes.forEach((m, b) => Object.entries(m).forEach(([name, w], j) => {
-          ids[b * K + j] = EXPERTS.indexOf(name);
-          weights[b * K + j] = w;
-        }));
         const f0 = performance.now();
-        const adapterFeeds = model.adapterFeeds(ids, weights, K, batch);
+        const adapterFeeds = model.adapterFeeds(mixes);
         if (phase === 'decode') folds.push({ batch, fold_us: (performance.now() - f0) * 1000 });
         const variants: Variant[] = [
           { name: 'base', session: base, feeds: plain },
           // the injected model as written (logits at every position, as base and merged compute them)
           { name: 'injected', session: injected, feeds: { ...plain, ...adapterFeeds } },
-          { name: 'bank', session: bank, feeds: { ...plain, ...banked.adapterFeeds(ids, weights, K, batch) } },
+          { name: 'bank', session: bank, feeds: { ...plain, ...banked.adapterFeeds(mixes) } },
           { name: 'merged', session: merged, feeds: plain },
         ];
         const samples = await measure(variants, Number(o.budget));

@@ -11,7 +11,7 @@ export type { PersonaModelOptions, ForwardOptions, LoraLayout } from './model/pe
 export type { GenerateOptions } from './engine/options';
 export type { GenerateResult, StreamEvent } from './engine/engine';
 export type { FinishReason } from './engine/batcher';
-export type { ChatMessage } from './engine/text_codec';
+export type { ChatMessage } from './decoder/text_codec';
 export * as router from './router';
 export { PersonaRouter, bigFiveMix, BIG_FIVE } from './router';
 export type { BigFiveProfile, Persona, RouteResult, RouterConfig } from './router';

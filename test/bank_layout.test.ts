@@ -8,8 +8,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PersonaModel } from '../lib';
-import { bankColumns } from '../lib/model/site_banks';
-import { autoLoraLayout, bankBytes, BANK_SHARE_LIMIT, weightBytes } from '../lib/model/lora_layout';
+import { bankColumns } from '../lib/decoder/site_banks';
+import { autoLoraLayout, bankBytes, BANK_SHARE_LIMIT, weightBytes } from '../lib/decoder/lora_layout';
 import { loadPeftAdapter } from '../lib/adapters';
 import { byteLength } from '../lib/onnx/tensor_data';
 import { GATES_INPUT } from '../lib/onnx/inject';

@@ -7,7 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { PersonaModel } from '../lib';
 import { argmax } from '../lib/engine/sampler';
 import { checkStop } from '../lib/engine/stop';
-import { TextCodec } from '../lib/engine/text_codec';
+import { TextCodec } from '../lib/decoder/text_codec';
 import { adapterFolders, FIXTURE, fixtureModels, reference } from './helpers/model';
 
 const { cacheDir, load } = fixtureModels('engine');

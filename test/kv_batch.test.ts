@@ -7,8 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { Batcher, BatchStats } from '../lib/engine/batcher';
-import { KvBatch, PastSpec } from '../lib/engine/kv_batch';
-import { siteShapes } from '../lib/engine/mix_slots';
+import { KvBatch, PastSpec } from '../lib/decoder/kv_batch';
+import { siteShapes } from '../lib/decoder/mix_slots';
 import { adapterFolders, FIXTURE, reference } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
 

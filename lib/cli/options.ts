@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { packageRoot } from '../kernels/binding';
 import { LoraLayout, PersonaModel } from '../model/persona_model';
-import { LORA_LAYOUTS } from '../model/lora_layout';
+import { LORA_LAYOUTS } from '../decoder/lora_layout';
 import { withProgressBar } from './progress';
 import type { Persona } from '../router/persona';
 

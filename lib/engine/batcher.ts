@@ -12,11 +12,11 @@
 // Models without position_ids compute positions from the column index, so there a hole would
 // shift positions: each row then keeps its own cache and decodes alone (batch of 1).
 import * as ort from 'onnxruntime-node';
-import { decoderFeeds, DecoderIO } from '../model/feeds';
-import { lastLogits } from '../model/logits';
-import { KvBatch, PastSpec } from './kv_batch';
-import { FoldedMix, MixEntries, MixSlots, RowMixes, SiteShape } from './mix_slots';
-import { GateInput, GateSlots } from './gate_slots';
+import { decoderFeeds, DecoderIO } from '../decoder/feeds';
+import { lastLogits } from '../decoder/logits';
+import { KvBatch, PastSpec } from '../decoder/kv_batch';
+import { FoldedMix, MixEntries, MixSlots, RowMixes, SiteShape } from '../decoder/mix_slots';
+import { GateInput, GateSlots } from '../decoder/gate_slots';
 import { Rng } from './rng';
 import { sampleToken, SamplingParams } from './sampler';
 

@@ -1,18 +1,24 @@
-// Engine: generate() and stream() of a PersonaModel. Runs on the main thread: it turns the call
-// into token ids (prompt, chat template or ids), resolves the persona to a mix (router, Big Five
-// profile or explicit), hands the sequence to the runner (a Batcher, usually in a worker thread),
-// and turns the tokens that come back into text deltas, cut at stop strings.
+// Engine: generate() and stream() over a runner, for a request whose persona is already a mix.
+// Runs on the main thread: it turns the call into token ids (prompt, chat template or ids), hands
+// the sequence to the runner (a Batcher, usually in a worker thread), and turns the tokens that
+// come back into text deltas, cut at stop strings. Resolving a persona ('auto' through the router,
+// a Big Five profile) is the model facade's job (lib/model/persona_model.ts): the engine never
+// sees a router.
 import { DisposedError, rangeError } from '../errors';
-import { mixEntries, Mix } from '../model/mix';
-import { PersonaRouter } from '../router/router';
-import { staticMix } from '../router/persona';
+import type { Mix, MixEntries } from '../decoder/mix';
 import { BatchStats, FinishReason, SequenceRequest } from './batcher';
 import { checkGenerateOptions, DEFAULT_MAX_NEW_TOKENS, GenerateOptions, samplingParams } from './options';
 import { randomSeed } from './rng';
 import { SequenceRunner } from './runner';
 import { checkStop } from './stop';
 import { Detokenizer } from './detokenizer';
-import { ChatMessage, TextCodec } from './text_codec';
+import { TextCodec } from '../decoder/text_codec';
+
+/** A persona resolved to its mix: names for the caller, (expert id, weight) pairs for the slots. */
+export interface ResolvedMix {
+  mix: Mix;
+  entries: MixEntries;
+}
 
 export interface GenerateResult {
   /** generated tokens only; the EOS token is included when generation ended on it */
@@ -33,9 +39,7 @@ export type StreamEvent =
 
 export interface EngineParts {
   runner: SequenceRunner;
-  experts: readonly string[];
   codec?: TextCodec;
-  router?: PersonaRouter;
   /** vocabulary size (token ids must be below it), null when unknown */
   vocab?: number | null;
   /** most rows decoded together */
@@ -46,7 +50,6 @@ export class Engine {
   readonly #p: EngineParts;
 
   constructor(parts: EngineParts) {
-    // PersonaModel.load has already refused a router whose experts are not all loaded
     this.#p = parts;
   }
 
@@ -63,54 +66,38 @@ export class Engine {
     return { ...this.#p.runner.stats(), maxBatch: this.#p.maxBatch ?? 0 };
   }
 
-  async generate(opts: GenerateOptions): Promise<GenerateResult> {
+  /** One generation with the given mix (the options' persona is ignored: it is already resolved). */
+  async generate(opts: GenerateOptions, mix: ResolvedMix): Promise<GenerateResult> {
     let result: GenerateResult | undefined;
     // nobody reads the deltas: the text is decoded once at the end (unless stop strings need it)
-    for await (const ev of this.#run(opts, false)) if (ev.done) result = ev.result;
+    for await (const ev of this.#run(opts, mix, false)) if (ev.done) result = ev.result;
     return result!;
   }
 
   /** The token ids a call asks to continue. */
   promptIds(o: GenerateOptions): number[] {
     if (o.inputIds) return [...o.inputIds];
-    const codec = this.#needCodec(o.prompt !== undefined ? 'prompt' : 'messages');
+    const codec = this.needCodec(o.prompt !== undefined ? 'prompt' : 'messages');
     return o.prompt !== undefined ? codec.encode(o.prompt) : codec.encodeChat(o.messages!);
   }
 
-  /** The mix a call's persona stands for; persona defaults to 'auto' when a router is loaded. */
-  async resolveMix(o: GenerateOptions): Promise<Mix> {
-    const persona = o.persona ?? (this.#p.router ? 'auto' : undefined);
-    if (persona === undefined) return {};
-    if (persona !== 'auto') return staticMix(persona, this.#p.experts);
-    const router = this.#p.router;
-    if (!router) {
-      throw rangeError('persona', "a Big Five profile or { mix } ('auto' needs a router: load the model with { router: <router folder> } or pass --router)", "'auto'");
-    }
-    let messages: ChatMessage[];
-    if (o.messages) messages = o.messages;
-    else if (o.prompt !== undefined) messages = [{ role: 'user', content: o.prompt }];
-    else messages = [{ role: 'user', content: this.#needCodec('inputIds with persona auto').decode(o.inputIds!) }];
-    const routed = await router.route(messages);
-    return Object.fromEntries(Object.entries(routed.mix).filter(([, w]) => w !== 0));
-  }
-
-  stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
-    return this.#run(opts, true);
+  stream(opts: GenerateOptions, mix: ResolvedMix): AsyncGenerator<StreamEvent, void, undefined> {
+    return this.#run(opts, mix, true);
   }
 
   /** deltas: decode the text as tokens arrive (two short decodes per token, on this thread). */
-  async *#run(opts: GenerateOptions, deltas: boolean): AsyncGenerator<StreamEvent, void, undefined> {
+  async *#run(opts: GenerateOptions, resolved: ResolvedMix, deltas: boolean): AsyncGenerator<StreamEvent, void, undefined> {
     if (this.#closed) throw new DisposedError('PersonaModel');
     const o = checkGenerateOptions(opts, this.#p.vocab ?? null);
     const codec = this.#p.codec;
     const stops = o.stop ?? [];
-    if (stops.length) this.#needCodec('stop');
+    if (stops.length) this.needCodec('stop');
     const inputIds = this.promptIds(o);
-    const mix = await this.resolveMix(o);
+    const mix = resolved.mix;
     const maxNewTokens = this.#budget(inputIds.length, o.maxNewTokens);
     const seed = o.seed ?? randomSeed();
     const req: SequenceRequest = {
-      inputIds, mix: mixEntries(mix, this.#p.experts), maxNewTokens, seed,
+      inputIds, mix: resolved.entries, maxNewTokens, seed,
       sampling: samplingParams(o, codec?.generationConfig ?? {}), eosIds: o.ignoreEos ? [] : codec?.eosIds ?? [],
     };
 
@@ -199,7 +186,7 @@ export class Engine {
     return Math.min(want, maxContext - promptLen);
   }
 
-  #needCodec(what: string): TextCodec {
+  needCodec(what: string): TextCodec {
     if (!this.#p.codec) throw new Error(`${what} needs the model's tokenizer.json (none was found beside the model; pass { tokenizer: <folder> })`);
     return this.#p.codec;
   }
@@ -207,6 +194,5 @@ export class Engine {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#p.runner.close();
-    await this.#p.router?.dispose();
   }
 }

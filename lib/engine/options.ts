@@ -2,11 +2,11 @@
 // Sampling defaults come from the model's generation_config.json (do_sample false or absent ->
 // greedy), then from the call.
 import { rangeError, typeError } from '../errors';
-import type { Persona } from '../router/persona';
-import { checkRows } from '../model/feeds';
+import type { Persona } from '../decoder/mix';
+import { checkRows } from '../decoder/feeds';
 import { GREEDY, SamplingParams } from './sampler';
-import type { ChatMessage } from './text_codec';
-import type { Json } from './model_files';
+import type { ChatMessage } from '../decoder/text_codec';
+import type { Json } from '../decoder/model_files';
 
 export interface GenerateOptions {
   inputIds?: number[];

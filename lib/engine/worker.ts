@@ -11,11 +11,11 @@
 // native run call back into a dead environment and abort the whole process.
 import { parentPort, workerData } from 'node:worker_threads';
 import type * as ort from 'onnxruntime-node';
-import type { DecoderIO } from '../model/feeds';
-import { openDecoderSession } from '../model/session_options';
+import type { DecoderIO } from '../decoder/feeds';
+import { openDecoderSession } from '../decoder/session_options';
 import { Batcher, BatchStats, SequenceRequest } from './batcher';
-import type { SiteShape } from './mix_slots';
-import type { GateInput } from './gate_slots';
+import type { SiteShape } from '../decoder/mix_slots';
+import type { GateInput } from '../decoder/gate_slots';
 
 type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'close' };
 

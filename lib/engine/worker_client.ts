@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
-import { foldMix, SiteShape } from './mix_slots';
+import { foldMix, SiteShape } from '../decoder/mix_slots';
 
 const TS_BOOTSTRAP = `
 const fs = require('node:fs');

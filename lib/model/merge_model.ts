@@ -7,9 +7,9 @@ import { planInjection } from '../onnx/cache';
 import { metadataEntry, readModel } from '../onnx/proto';
 import { findLinearTargets } from '../onnx/targets';
 import { Progress, writeModel } from '../onnx/write';
-import { mixEntries, Mix } from './mix';
+import { mixEntries, Mix } from '../decoder/mix';
 import { resolveModelFile } from './persona_model';
-import { expertModules } from './site_banks';
+import { expertModules } from '../decoder/site_banks';
 
 export interface MergeOptions {
   model: string;

@@ -14,33 +14,33 @@
 // lib/onnx/last_logits.ts). The main thread's session opens on first use (forward, or generation
 // with { worker: false }): generation in the worker thread has a session of its own, and a model
 // that only generates should not hold its weights twice.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
-import { foldExperts, LoraBank } from '../kernels';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
 import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
 import { readModel, valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
-import { batchMix, Mix } from './mix';
-import { checkRows, decoderFeeds, DecoderIO } from './feeds';
-import { lastLogits } from './logits';
-import { bankSource, SiteBank, siteBanks } from './site_banks';
-import { autoLayoutFor, LORA_LAYOUTS, LoraLayout } from './lora_layout';
-import { openDecoderSession } from './session_options';
-import { Engine, GenerateResult, StreamEvent } from '../engine/engine';
+import { Mix, mixEntries } from '../decoder/mix';
+import { staticMix } from '../router/persona';
+import { checkRows, decoderFeeds, DecoderIO } from '../decoder/feeds';
+import { lastLogits } from '../decoder/logits';
+import { bankSource, SiteBank, siteBanks } from '../decoder/site_banks';
+import { autoLayoutFor, LORA_LAYOUTS, LoraLayout } from '../decoder/lora_layout';
+import { openDecoderSession } from '../decoder/session_options';
+import { Engine, GenerateResult, ResolvedMix, StreamEvent } from '../engine/engine';
+import { checkGenerateOptions } from '../engine/options';
 import { Batcher, DecoderModel } from '../engine/batcher';
 import { GenerateOptions } from '../engine/options';
-import { sideFileDirs, findFile, idList, readJson } from '../engine/model_files';
-import { TextCodec } from '../engine/text_codec';
+import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
+import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
-import { siteShapes } from '../engine/mix_slots';
-import { GateInput, writeGateRow } from '../engine/gate_slots';
+import { MixSlots, RowMixes, siteShapes } from '../decoder/mix_slots';
+import { GateInput, GateSlots } from '../decoder/gate_slots';
+import type { ChatMessage } from '../decoder/text_codec';
 import { PersonaRouter, RouteMessage, RouteResult } from '../router/router';
 
-export type { LoraLayout } from './lora_layout';
+export type { LoraLayout } from '../decoder/lora_layout';
 
 export interface PersonaModelOptions {
   /** an .onnx file, or a folder holding model.onnx or onnx/model.onnx */
@@ -84,20 +84,7 @@ export interface ForwardOptions {
   mix: Mix[];
 }
 
-const MODEL_FILES = ['model.onnx', path.join('onnx', 'model.onnx')];
-
-/** The .onnx file of a model path: the file itself, or the model file in a folder. */
-export function resolveModelFile(model: string): string {
-  if (typeof model !== 'string' || model.length === 0) throw typeError('model', 'a path to an .onnx file or a model folder', model);
-  if (!fs.existsSync(model)) throw new Error(`The model path ${model} does not exist`);
-  if (fs.statSync(model).isDirectory()) {
-    // model.onnx, or onnx/model.onnx as Optimum and transformers.js lay out a Hub repository
-    const file = MODEL_FILES.map((f) => path.join(model, f)).find((f) => fs.existsSync(f));
-    if (!file) throw new Error(`The model folder ${model} has neither ${MODEL_FILES.join(' nor ')}`);
-    return file;
-  }
-  return model;
-}
+export { resolveModelFile };
 
 export class PersonaModel {
   readonly experts: string[];
@@ -233,19 +220,47 @@ export class PersonaModel {
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
           gates: this.gates, io: this.#io, padId: this.padId, maxBatch,
         }, sites);
-      this.#engine = new Engine({ runner, experts: this.experts, codec: this.codec, router: this.router, vocab: this.vocab, maxBatch });
+      this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch });
     }
     return this.#engine;
   }
 
   /** One generation; concurrent calls are decoded together, each with its own persona. */
-  generate(opts: GenerateOptions): Promise<GenerateResult> {
-    return this.engine.generate(opts);
+  async generate(opts: GenerateOptions): Promise<GenerateResult> {
+    const engine = this.engine;
+    return engine.generate(opts, await this.resolvePersona(opts));
   }
 
   /** The same as generate, token by token: { done: false, token, text } ... { done: true, text, result }. */
-  stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
-    return this.engine.stream(opts);
+  async *stream(opts: GenerateOptions): AsyncGenerator<StreamEvent, void, undefined> {
+    const engine = this.engine;
+    yield* engine.stream(opts, await this.resolvePersona(opts));
+  }
+
+  /**
+   * The mix a call's persona stands for, checked once against the loaded experts: 'auto' (the
+   * default when a router is loaded) asks the router about the last user turn, a Big Five profile
+   * or { mix } is converted as lib/router/persona.ts says, none is the base model.
+   */
+  async resolvePersona(opts: GenerateOptions): Promise<ResolvedMix> {
+    if (this.#disposed) throw new DisposedError('PersonaModel');
+    const o = checkGenerateOptions(opts, this.vocab);
+    const persona = o.persona ?? (this.router ? 'auto' : undefined);
+    let mix: Mix;
+    if (persona === undefined) mix = {};
+    else if (persona !== 'auto') mix = staticMix(persona, this.experts);
+    else {
+      if (!this.router) {
+        throw rangeError('persona', "a Big Five profile or { mix } ('auto' needs a router: load the model with { router: <router folder> } or pass --router)", "'auto'");
+      }
+      let messages: ChatMessage[];
+      if (o.messages) messages = o.messages;
+      else if (o.prompt !== undefined) messages = [{ role: 'user', content: o.prompt }];
+      else messages = [{ role: 'user', content: this.engine.needCodec('inputIds with persona auto').decode(o.inputIds!) }];
+      const routed = await this.router.route(messages);
+      mix = Object.fromEntries(Object.entries(routed.mix).filter(([, w]) => w !== 0));
+    }
+    return { mix, entries: mixEntries(mix, this.experts, 'persona') };
   }
 
   /** The mix the router picks for a text or a conversation. */
@@ -262,8 +277,7 @@ export class PersonaModel {
     if (!Array.isArray(opts.mix) || opts.mix.length !== rows.length) {
       throw typeError('mix', `an array of ${rows.length} mixes (one per row of inputIds)`, opts.mix);
     }
-    const mix = batchMix(opts.mix, this.experts);
-    const feeds = { ...decoderFeeds(this.#io, rows, this.padId), ...this.adapterFeeds(mix.ids, mix.weights, mix.k, rows.length) };
+    const feeds = { ...decoderFeeds(this.#io, rows, this.padId), ...this.adapterFeeds(opts.mix) };
     const session = await this.openSession();
     const out = await session.run(feeds, ['logits']);
     const logits = out.logits;
@@ -274,28 +288,13 @@ export class PersonaModel {
     return result;
   }
 
-  /** The persona inputs for a batch (ids/weights [batch, k], id -1 = none): A_in / B_in of every
-   *  site with each row's mix folded into its slot, or with the bank in the graph, the gates. */
-  adapterFeeds(ids: Int32Array, weights: Float32Array, k: number, batch: number): Record<string, ort.Tensor> {
-    if (this.gates) {
-      const E = this.gates.experts;
-      const gates = new Float32Array(batch * E);
-      for (let r = 0; r < batch; r++) {
-        const entries = Array.from({ length: k }, (_, j) => [ids[r * k + j], weights[r * k + j]] as const);
-        writeGateRow(gates.subarray(r * E, (r + 1) * E), entries);
-      }
-      return { [this.gates.input]: new ort.Tensor('float32', gates, [batch, E]) };
-    }
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const s of this.sites) {
-      const R = k > 0 && s.bank ? k * s.bank.rank : 0;
-      const a = new Float32Array(batch * s.site.din * R);
-      const b = new Float32Array(batch * R * s.site.dout);
-      if (R > 0) foldExperts(s.bank as LoraBank, ids, weights, k, { a, b, rankCapacity: R });
-      feeds[s.site.aInput] = new ort.Tensor('float32', a, [batch, s.site.din, R]);
-      feeds[s.site.bInput] = new ort.Tensor('float32', b, [batch, R, s.site.dout]);
-    }
-    return feeds;
+  /** The persona inputs of a batch, one mix per row ({} = the base model): every site's A_in / B_in
+   *  with row r's mix folded into slot r, or with the bank in the graph, the gates. The same slots
+   *  generation fills, fresh for this call. */
+  adapterFeeds(mixes: Mix[]): Record<string, ort.Tensor> {
+    const slots: RowMixes = this.gates ? new GateSlots(this.gates) : new MixSlots(siteShapes(this.sites));
+    mixes.forEach((m, r) => slots.set(r, mixEntries(m, this.experts, `mix[${r}]`)));
+    return slots.feeds(0, mixes.length);
   }
 
   async dispose(): Promise<void> {
@@ -305,22 +304,9 @@ export class PersonaModel {
     this.#session = undefined;
     const engine = this.#engine;
     this.#engine = undefined;
-    if (engine) await engine.close();
-    else await this.router?.dispose();
+    await engine?.close();
+    await this.router?.dispose();
     for (const s of this.sites) s.bank?.dispose();
     await session?.release();
   }
-}
-
-/** pad_token_id from config.json / generation_config.json, else 0 (padding is masked anyway). */
-function readPadId(dirs: string[]): number {
-  for (const f of ['generation_config.json', 'config.json']) {
-    try {
-      const [pad] = idList(readJson(findFile(dirs, f)).pad_token_id);
-      if (pad !== undefined) return pad;
-    } catch {
-      /* absent or unreadable: next */
-    }
-  }
-  return 0;
 }

@@ -10,12 +10,10 @@
 // expert does; a profile of small values stays a light touch (e.g. { openness: 0.3 } is
 // openness_high at 0.3). Traits left out count as 0.
 import { rangeError, typeError } from '../errors';
-import { mixEntries, Mix } from '../model/mix';
+import { BIG_FIVE, mixEntries, Mix } from '../decoder/mix';
 
-export const BIG_FIVE = ['openness', 'conscientiousness', 'extraversion', 'agreeableness', 'neuroticism'] as const;
-export type BigFiveTrait = (typeof BIG_FIVE)[number];
-export type BigFiveProfile = Partial<Record<BigFiveTrait, number>>;
-export type Persona = 'auto' | BigFiveProfile | { mix: Mix };
+export { BIG_FIVE };
+export type { BigFiveProfile, BigFiveTrait, Persona } from '../decoder/mix';
 
 export function isAuto(p: unknown): p is 'auto' {
   return p === 'auto';

@@ -11,8 +11,8 @@ import * as ort from 'onnxruntime-node';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DisposedError, typeError } from '../errors';
 import { topkSoftmax } from '../kernels';
-import { Mix } from '../model/mix';
-import { findFile, readJson } from '../engine/model_files';
+import { Mix } from '../decoder/mix';
+import { findFile, readJson } from '../decoder/model_files';
 import { readRouterConfig, RouterConfig } from './router_config';
 
 export interface RouteMessage {
@@ -81,12 +81,15 @@ export class PersonaRouter {
     const logits = Float32Array.from(out.logits.data as Float32Array);
     const E = this.config.experts.length;
     if (logits.length !== E) throw new Error(`The router gave ${logits.length} logits for ${E} experts (router.json experts)`);
+    // one softmax over every expert, sorted: the distribution, and its first topK are the mix
+    // (renormalised over those k: softmax of the top-k logits, what topkSoftmax's renormalize gives)
     const all = topkSoftmax(logits, E, E);
     const distribution: Mix = {};
-    this.config.experts.forEach((name, i) => (distribution[name] = all.weights[Array.from(all.ids).indexOf(i)]));
-    const top = topkSoftmax(logits, E, this.config.topK, { renormalize: this.config.renormalize });
+    all.ids.forEach((id, j) => (distribution[this.config.experts[id]] = all.weights[j]));
+    const k = this.config.topK;
+    const kept = all.weights.subarray(0, k).reduce((s, w) => s + w, 0);
     const mix: Mix = {};
-    top.ids.forEach((id, j) => (mix[this.config.experts[id]] = top.weights[j]));
+    for (let j = 0; j < k; j++) mix[this.config.experts[all.ids[j]]] = this.config.renormalize ? all.weights[j] / kept : all.weights[j];
     return { mix, distribution, text };
   }
 

@@ -11,8 +11,8 @@
 //          exactly what a freshly loaded model does with that request alone
 import type { PersonaModel } from '../../lib';
 import { Batcher, FinishReason } from '../../lib/engine/batcher';
-import { siteShapes } from '../../lib/engine/mix_slots';
-import { mixEntries, Mix } from '../../lib/model/mix';
+import { siteShapes } from '../../lib/decoder/mix_slots';
+import { mixEntries, Mix } from '../../lib/decoder/mix';
 import { staticMix, Persona } from '../../lib/router/persona';
 import { samplingParams } from '../../lib/engine/options';
 import type { Rng } from './rng';

@@ -4,7 +4,7 @@
 // finishReason } instead.
 import * as readline from 'node:readline';
 import { Command } from 'commander';
-import { ChatMessage } from '../../engine/text_codec';
+import { ChatMessage } from '../../decoder/text_codec';
 import { GenerateOptions } from '../../engine/options';
 import { addModelFlags, addPersonaFlags, loraLayoutOption, describeMix, ModelFlags, parsePersona, loadModelFromFlags } from '../options';
 import { addSamplingFlags, SamplingFlags, samplingOptions } from './generate';

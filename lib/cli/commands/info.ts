@@ -7,7 +7,7 @@ import { info as kernelInfo } from '../../kernels';
 import { readModel } from '../../onnx/proto';
 import { findLinearTargets, summarizeTargets } from '../../onnx/targets';
 import { resolveModelFile } from '../../model/persona_model';
-import { autoLayoutFor } from '../../model/lora_layout';
+import { autoLayoutFor } from '../../decoder/lora_layout';
 import { loadPeftAdapter } from '../../adapters';
 import { addModelFlags, demoModelDir, ModelFlags, modelSetup, output } from '../options';
 

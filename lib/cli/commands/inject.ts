@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { loadPeftAdapter } from '../../adapters';
 import { injectedModel } from '../../onnx/cache';
 import { resolveModelFile } from '../../model/persona_model';
-import { bankSource } from '../../model/site_banks';
+import { bankSource } from '../../decoder/site_banks';
 import { addModelFlags, adapterFolders, loraLayoutOption, ModelFlags, output, requireModel } from '../options';
 import { withProgressBar } from '../progress';
 

@@ -4,8 +4,37 @@
 // then in its parent.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { typeError } from '../errors';
 
 export type Json = Record<string, unknown>;
+
+const MODEL_FILES = ['model.onnx', path.join('onnx', 'model.onnx')];
+
+/** The .onnx file of a model path: the file itself, or the model file in a folder. */
+export function resolveModelFile(model: string): string {
+  if (typeof model !== 'string' || model.length === 0) throw typeError('model', 'a path to an .onnx file or a model folder', model);
+  if (!fs.existsSync(model)) throw new Error(`The model path ${model} does not exist`);
+  if (fs.statSync(model).isDirectory()) {
+    // model.onnx, or onnx/model.onnx as Optimum and transformers.js lay out a Hub repository
+    const file = MODEL_FILES.map((f) => path.join(model, f)).find((f) => fs.existsSync(f));
+    if (!file) throw new Error(`The model folder ${model} has neither ${MODEL_FILES.join(' nor ')}`);
+    return file;
+  }
+  return model;
+}
+
+/** pad_token_id from generation_config.json / config.json, else 0 (padding is masked anyway). */
+export function readPadId(dirs: string[]): number {
+  for (const f of ['generation_config.json', 'config.json']) {
+    try {
+      const [pad] = idList(readJson(findFile(dirs, f)).pad_token_id);
+      if (pad !== undefined) return pad;
+    } catch {
+      /* absent or unreadable: next */
+    }
+  }
+  return 0;
+}
 
 /** The first of `dirs` holding `name`, or undefined. */
 export function findFile(dirs: readonly string[], name: string): string | undefined {

@@ -5,6 +5,15 @@ import { rangeError, typeError } from '../errors';
 
 export type Mix = Record<string, number>;
 
+/** (expert id, weight) pairs of one row, ids into the loaded experts. */
+export type MixEntries = readonly (readonly [number, number])[];
+
+export const BIG_FIVE = ['openness', 'conscientiousness', 'extraversion', 'agreeableness', 'neuroticism'] as const;
+export type BigFiveTrait = (typeof BIG_FIVE)[number];
+export type BigFiveProfile = Partial<Record<BigFiveTrait, number>>;
+/** What a request asks for (lib/router/persona.ts turns it into a mix). */
+export type Persona = 'auto' | BigFiveProfile | { mix: Mix };
+
 export interface BatchMix {
   /** [rows, k] expert ids, -1 = none */
   ids: Int32Array;

@@ -11,8 +11,9 @@
 import * as ort from 'onnxruntime-node';
 import { foldExperts, LoraBank } from '../kernels';
 
-/** (expert id, weight) pairs of one row. */
-export type MixEntries = readonly (readonly [number, number])[];
+import type { MixEntries } from './mix';
+
+export type { MixEntries };
 
 /** What a slot buffer needs to know of a site; bank is absent in the worker thread. */
 export interface SiteShape {
