@@ -14,7 +14,7 @@
 //   4. statistics of the per-call time (sample time / reps): median, p10, p90, mean, min.
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { mulberry32 } from '../lib/engine/rng';
+import { mulberry32 } from '../lib/rng';
 
 /** One call of an op on the next rotated input set. */
 export type BenchFn = () => unknown;

@@ -9,7 +9,7 @@
 // never overwritten.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { mulberry32 } from '../lib/engine/rng';
+import { mulberry32 } from '../lib/rng';
 import { ONNX_FLOAT, readModel, TensorProto } from '../lib/onnx/proto';
 import { elementCount, externalField, isExternal } from '../lib/onnx/tensor_data';
 

@@ -1,15 +1,28 @@
 // The sampler against the plain definition (sort everything, float64), on fresh random logits:
 // the same token for the same draw, whatever path the fast version takes (k-heap or full sort
-// for top-k, one or several floors for top-p, peaked or flat distributions, ties, penalties).
-import { argmax, sampleToken, SamplingParams } from '../lib/engine/sampler';
-import { Rng } from '../lib/engine/rng';
+// for top-k, one or several floors for top-p, peaked or flat distributions, ties, penalties);
+// OpenAI's presence / frequency penalties, logit bias and log-probabilities against the same
+// slow definition.
+import { argmax, sample, sampleToken, SamplingParams } from '../lib/engine/sampler';
+import { Rng } from '../lib/rng';
 
 /** The definition, written the slow obvious way (what lib/engine/sampler.ts's comment says). */
-function referenceSample(logits: Float32Array, p: SamplingParams, seen: readonly number[], u01: number): number {
+function referenceAdjusted(logits: Float32Array, p: SamplingParams, seen: readonly number[], generatedFrom = 0): Float32Array {
   const x = Float32Array.from(logits);
   if (p.repetitionPenalty !== 1) {
     for (const t of new Set(seen)) x[t] = logits[t] > 0 ? logits[t] / p.repetitionPenalty : logits[t] * p.repetitionPenalty;
   }
+  const generated = seen.slice(generatedFrom);
+  for (const t of new Set(generated)) {
+    const count = generated.filter((g) => g === t).length;
+    x[t] -= (p.presencePenalty ?? 0) * (count > 0 ? 1 : 0) + (p.frequencyPenalty ?? 0) * count;
+  }
+  for (const [t, b] of Object.entries(p.logitBias ?? {})) x[Number(t)] += b;
+  return x;
+}
+
+function referenceSample(logits: Float32Array, p: SamplingParams, seen: readonly number[], u01: number, generatedFrom = 0): number {
+  const x = referenceAdjusted(logits, p, seen, generatedFrom);
   if (p.temperature === 0) return argmax(x);
   const V = x.length;
   const top = x.reduce((m, v) => (v > m ? v : m), -Infinity);
@@ -122,5 +135,79 @@ describe('sampleToken', () => {
     for (let i = 0; i < N; i++) counts[sampleToken(x, { temperature: T, topK: 0, topP: 1, repetitionPenalty: 1 }, [], rng)]++;
     const chi2 = counts.reduce((acc, c, i) => acc + (c - (N * w[i]) / sum) ** 2 / ((N * w[i]) / sum), 0);
     expect(chi2).toBeLessThan(18.5); // 4 degrees of freedom, p = 0.001
+  });
+});
+
+describe('OpenAI penalties, logit bias and log-probabilities', () => {
+  const BASE: SamplingParams = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 };
+
+  test('presence / frequency penalties and logit bias draw the token the definition draws (sampled and greedy)', () => {
+    const gen = new Rng(Date.now() % 100000);
+    const params: SamplingParams[] = [
+      { ...BASE, presencePenalty: 1.5 },
+      { ...BASE, frequencyPenalty: 0.8, temperature: 0.7, topP: 0.9 },
+      { ...BASE, presencePenalty: -2, frequencyPenalty: 2, topK: 40, repetitionPenalty: 1.3 },
+      { ...BASE, logitBias: { 3: 100, 17: -100, 250: 4.5 } },
+      { ...BASE, temperature: 0, presencePenalty: 2, frequencyPenalty: 1, logitBias: { 8: 2 } },
+    ];
+    for (let trial = 0; trial < 20; trial++) {
+      const x = logitsOf(3000, gen, trial % 2 ? 'peaked' : 'ties');
+      const seen = Array.from({ length: 40 }, () => Math.floor(gen.next() * 60)); // repeats, so counts > 1
+      const generatedFrom = Math.floor(gen.next() * 40);
+      for (const p of params) {
+        const seed = Math.floor(gen.next() * 1e9);
+        expect(sampleToken(x, p, seen, new Rng(seed), generatedFrom)).toBe(referenceSample(x, p, seen, firstDraw(seed), generatedFrom));
+      }
+    }
+  });
+
+  test('presence and frequency penalties count the generated tokens only, not the prompt', () => {
+    const x = Float32Array.from([0, 1, 5, 4.9, 0]);
+    const p = { ...BASE, temperature: 0, presencePenalty: 2, frequencyPenalty: 1 };
+    // token 2 fills the prompt (the first 3 tokens): untouched, it stays the argmax
+    expect(sampleToken(x, p, [2, 2, 2], new Rng(1), 3)).toBe(2);
+    // generated once: 5 - 2 - 1 = 2 < 4.9
+    expect(sampleToken(x, p, [2, 2, 2, 2], new Rng(1), 3)).toBe(3);
+    // a negative penalty favours what was generated
+    expect(sampleToken(x, { ...p, presencePenalty: -2, frequencyPenalty: 0 }, [0, 1, 3], new Rng(1), 1)).toBe(3);
+  });
+
+  test('a bias of -100 keeps a token from ever being drawn; +100 makes it the choice', () => {
+    const x = Float32Array.from([2, 2, 2, 2]);
+    const drawn = new Set<number>();
+    for (let seed = 0; seed < 400; seed++) drawn.add(sampleToken(x, { ...BASE, logitBias: { 1: -100 } }, [], new Rng(seed)));
+    expect([...drawn].sort()).toEqual([0, 2, 3]);
+    for (let seed = 0; seed < 50; seed++) expect(sampleToken(x, { ...BASE, logitBias: { 2: 100 } }, [], new Rng(seed))).toBe(2);
+    // ids past the vocabulary are ignored rather than written past the row
+    expect(sampleToken(x, { ...BASE, temperature: 0, logitBias: { 9: 100 } }, [], new Rng(1))).toBe(0);
+  });
+
+  test('log-probabilities are the log-softmax of the adjusted logits, most likely first, ties to the lower id', () => {
+    const gen = new Rng(77);
+    const x = logitsOf(2048, gen, 'ties');
+    const p: SamplingParams = { ...BASE, temperature: 0.8, frequencyPenalty: 0.5, logitBias: { 5: 3 }, topLogprobs: 20 };
+    const seen = [5, 9, 9, 30];
+    const got = sample(x, p, seen, new Rng(3), 1);
+    const adj = referenceAdjusted(x, p, seen, 1);
+    const max = adj.reduce((m, v) => Math.max(m, v), -Infinity);
+    const lse = max + Math.log(adj.reduce((s, v) => s + Math.exp(v - max), 0));
+    const want = Array.from(adj, (v, token) => ({ token, logprob: v - lse })).sort((a, b) => b.logprob - a.logprob || a.token - b.token).slice(0, 20);
+    expect(got.logprobs!.top.map((e) => e.token)).toEqual(want.map((e) => e.token));
+    got.logprobs!.top.forEach((e, i) => expect(e.logprob).toBeCloseTo(want[i].logprob, 10));
+    expect(got.logprobs!.logprob).toBeCloseTo(adj[got.token] - lse, 10);
+    expect(got.token).toBe(sampleToken(x, { ...p, topLogprobs: undefined }, seen, new Rng(3), 1));
+  });
+
+  test('log-probabilities do not depend on temperature; topLogprobs 0 gives the chosen token\'s alone; absent, none', () => {
+    const x = Float32Array.from([1, 3, 2, 0.5]);
+    const cold = sample(x, { ...BASE, temperature: 0, topLogprobs: 2 }, [], new Rng(1));
+    const hot = sample(x, { ...BASE, temperature: 1.7, topK: 2, topLogprobs: 2 }, [], new Rng(1));
+    expect(cold.token).toBe(1);
+    expect(hot.logprobs!.top).toEqual(cold.logprobs!.top);
+    expect(cold.logprobs!.top.map((e) => e.token)).toEqual([1, 2]);
+    const total = [1, 3, 2, 0.5].reduce((s, v) => s + Math.exp(v), 0);
+    expect(cold.logprobs!.logprob).toBeCloseTo(3 - Math.log(total), 6);
+    expect(sample(x, { ...BASE, topLogprobs: 0 }, [], new Rng(1)).logprobs!.top).toEqual([]);
+    expect(sample(x, BASE, [], new Rng(1)).logprobs).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 // loadPeftAdapter: one PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors) as typed
-// per-module tensors with their scales. Facts relied on: shared/PEFT_FORMAT.md.
+// per-module tensors with their scales. Facts relied on: docs/design.md §11.
 //
 //   tensors   base_model.model.<module path>.lora_A.weight  A [r, din]
 //             base_model.model.<module path>.lora_B.weight  B [dout, r]

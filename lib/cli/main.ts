@@ -6,6 +6,7 @@ import { infoCommand } from './commands/info';
 import { injectCommand } from './commands/inject';
 import { mergeCommand } from './commands/merge';
 import { routeCommand } from './commands/route';
+import { routerCommand } from './commands/router';
 import { generateCommand } from './commands/generate';
 import { chatCommand } from './commands/chat';
 import { serveCommand } from './commands/serve';
@@ -17,6 +18,7 @@ export function program(): Command {
     .addCommand(injectCommand())
     .addCommand(mergeCommand())
     .addCommand(routeCommand())
+    .addCommand(routerCommand())
     .addCommand(generateCommand())
     .addCommand(chatCommand())
     .addCommand(serveCommand())

@@ -7,7 +7,7 @@
 // take it when that share is at most BANK_SHARE_LIMIT: then batch 1 stays near 90% of base and every
 // larger batch gains. That is the wide models people serve (10 rank-16 experts on all 7 modules of
 // llama-1b-slice, d = 2048: 11.5%); narrow ones keep per-row (llama-h512, d = 512: 85%, where the
-// bank made batch-1 generation 0.67x of base against per-row's 0.73x, bench/NOTES.md; the demo
+// bank made batch-1 generation 0.67x of base against per-row's 0.73x, docs/design.md §4; the demo
 // model: 38%).
 import type { PeftAdapter } from '../adapters';
 import type { ModelProto } from '../onnx/proto';

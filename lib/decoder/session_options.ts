@@ -3,7 +3,7 @@
 //
 // force_spinning_stop: by default onnxruntime's pool threads keep spinning after a run returns,
 // taking a core from whatever runs next — our kernels (folding a joining request's mix), the
-// router's session, another model's session. Measured in bench/NOTES.md (method, 7): a kernel
+// router's session, another model's session. Measured (bench/README.md, Method): a kernel
 // call after an onnxruntime run went from ~46 µs to 19.6 ms with the default. Spinning inside a
 // run stays on.
 //

@@ -13,11 +13,12 @@
 // shift positions: each row then keeps its own cache and decodes alone (batch of 1).
 import * as ort from 'onnxruntime-node';
 import { decoderFeeds, DecoderIO } from '../decoder/feeds';
+import { poolHidden } from '../decoder/hidden';
 import { lastLogits } from '../decoder/logits';
 import { KvBatch, PastSpec } from '../decoder/kv_batch';
 import { FoldedMix, MixEntries, MixSlots, RowMixes, SiteShape } from '../decoder/mix_slots';
 import { GateInput, GateSlots } from '../decoder/gate_slots';
-import { Rng } from './rng';
+import { Rng } from '../rng';
 import { sampleToken, SamplingParams } from './sampler';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -47,6 +48,8 @@ export interface DecoderModel {
   gates?: GateInput;
   io: DecoderIO;
   padId: number;
+  /** the graph output with the hidden states at every position (features for a hidden-state router) */
+  hidden?: string;
 }
 
 interface Row {
@@ -118,6 +121,20 @@ export class Batcher {
   stats(): BatchStats {
     const longest = this.#rows.reduce((m, r) => Math.max(m, r.tokens.length), 0);
     return { running: this.#rows.length, waiting: this.#queue.length, kvWidth: this.#kv.T, longest };
+  }
+
+  /**
+   * Pooled hidden states of the base model (no persona) for each row (lib/decoder/hidden.ts): one
+   * prefill of the rows, beside the batch (onnxruntime runs concurrent calls on one session).
+   */
+  async features(rows: number[][]): Promise<Float32Array[]> {
+    const hidden = this.#model.hidden;
+    if (!hidden) throw new Error('This model gives no hidden states (its LM head is not a MatMul onnxruntime can be read from), so a hidden-state router cannot run on it');
+    const base = this.#model.gates ? new GateSlots(this.#model.gates) : new MixSlots(this.#model.sites);
+    rows.forEach((_, r) => base.set(r, []));
+    const feeds = { ...decoderFeeds(this.#model.io, rows, this.#model.padId), ...base.feeds(0, rows.length) };
+    const out = await this.#model.session.run(feeds, [hidden]);
+    return poolHidden(out[hidden], rows.map((r) => r.length));
   }
 
   /** true when the model has past_key_values inputs (KV-cache decoding) */

@@ -8,7 +8,7 @@ import { DisposedError, rangeError } from '../errors';
 import type { Mix, MixEntries } from '../decoder/mix';
 import { BatchStats, FinishReason, SequenceRequest } from './batcher';
 import { checkGenerateOptions, DEFAULT_MAX_NEW_TOKENS, GenerateOptions, samplingParams } from './options';
-import { randomSeed } from './rng';
+import { randomSeed } from '../rng';
 import { SequenceRunner } from './runner';
 import { checkStop } from './stop';
 import { Detokenizer } from './detokenizer';
@@ -79,6 +79,12 @@ export class Engine {
     if (o.inputIds) return [...o.inputIds];
     const codec = this.needCodec(o.prompt !== undefined ? 'prompt' : 'messages');
     return o.prompt !== undefined ? codec.encode(o.prompt) : codec.encodeChat(o.messages!);
+  }
+
+  /** Pooled hidden states of the base model for each row of token ids (hidden-state routers). */
+  features(rows: number[][]): Promise<Float32Array[]> {
+    if (this.#closed) return Promise.reject(new DisposedError('PersonaModel'));
+    return this.#p.runner.features(rows);
   }
 
   stream(opts: GenerateOptions, mix: ResolvedMix): AsyncGenerator<StreamEvent, void, undefined> {

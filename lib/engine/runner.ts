@@ -6,6 +6,8 @@ export interface SequenceRunner {
   submit(req: SequenceRequest, sink: SequenceSink): number;
   /** ends a request now; its sink hears done('abort') */
   cancel(id: number): void;
+  /** pooled hidden states of the base model for each row (Batcher.features) */
+  features(rows: number[][]): Promise<Float32Array[]>;
   /** what the batch holds now (from the worker: as of its last step) */
   stats(): BatchStats;
   /** ends every request ('abort' with the reason) and releases the session; no crash mid-step */

@@ -3,9 +3,9 @@
 // and never loads the personafuse addon: the main thread folds each request's mix
 // (kernels.foldExperts) and sends the folded blocks with the request; the worker copies them
 // into the request's slot. A model with the bank in its graph needs no fold: the mix is its gates.
-//   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'close' }
+//   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'features', id, rows } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
-//        | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
+//        | { type: 'features', id, data | error } | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
 // 'close' ends every request, waits for the step in flight, releases the session and closes the
 // port, so the thread ends by itself: terminating it while session.run computes would let the
 // native run call back into a dead environment and abort the whole process.
@@ -17,7 +17,7 @@ import { Batcher, BatchStats, SequenceRequest } from './batcher';
 import type { SiteShape } from '../decoder/mix_slots';
 import type { GateInput } from '../decoder/gate_slots';
 
-type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'close' };
+type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'features'; id: number; rows: number[][] } | { type: 'close' };
 
 export interface WorkerInit {
   /** the injected .onnx file */
@@ -27,6 +27,7 @@ export interface WorkerInit {
   inlineWeights?: boolean;
   sites: SiteShape[];
   gates?: GateInput;
+  hidden?: string;
   io: DecoderIO;
   padId: number;
   maxBatch: number;
@@ -56,6 +57,12 @@ function main(): void {
           port.postMessage({ type: 'done', id, reason, error });
         },
       }));
+    } else if (m.type === 'features') {
+      const id = m.id;
+      batcher.features(m.rows).then(
+        (data) => port.postMessage({ type: 'features', id, data }, data.map((d) => d.buffer as ArrayBuffer)),
+        (err: unknown) => port.postMessage({ type: 'features', id, error: err instanceof Error ? err.message : String(err) }),
+      );
     } else if (m.type === 'cancel') {
       const bid = ids.get(m.id);
       if (bid !== undefined) batcher.cancel(bid);
@@ -75,7 +82,7 @@ function main(): void {
   openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
-      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
+      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, hidden: init.hidden, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
       pending.splice(0).forEach(handle);
     })
     .catch((err: unknown) => {

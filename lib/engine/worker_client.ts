@@ -33,6 +33,7 @@ export class WorkerClient implements SequenceRunner {
   readonly #worker: Worker;
   readonly #exited: Promise<void>;
   #stats: BatchStats = { running: 0, waiting: 0, kvWidth: 0, longest: 0 };
+  readonly #featureCalls = new Map<number, { resolve(d: Float32Array[]): void; reject(e: Error): void }>();
   readonly #sinks = new Map<number, SequenceSink>();
   #next = 1;
   #fatal: string | undefined;
@@ -50,10 +51,18 @@ export class WorkerClient implements SequenceRunner {
       ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, sites: this.#shapes(), entry } })
       : new Worker(entry, { workerData: { ...init, sites: this.#shapes() } });
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
-    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats }) => {
+    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats; data?: Float32Array[] }) => {
       if (m.type === 'fatal') return this.#failAll(`The generation worker could not load the model: ${m.message}`);
       if (m.type === 'stats') {
         this.#stats = m.stats!;
+        return;
+      }
+      if (m.type === 'features') {
+        const call = this.#featureCalls.get(m.id);
+        this.#featureCalls.delete(m.id);
+        if (this.#featureCalls.size === 0 && this.#sinks.size === 0) this.#worker.unref();
+        if (m.error !== undefined) call?.reject(new Error(m.error));
+        else call?.resolve(m.data!);
         return;
       }
       const sink = this.#sinks.get(m.id);
@@ -96,6 +105,16 @@ export class WorkerClient implements SequenceRunner {
     sink.done('abort');
   }
 
+  features(rows: number[][]): Promise<Float32Array[]> {
+    if (this.#fatal) return Promise.reject(new Error(this.#fatal));
+    const id = this.#next++;
+    this.#worker.ref();
+    return new Promise((resolve, reject) => {
+      this.#featureCalls.set(id, { resolve, reject });
+      this.#worker.postMessage({ type: 'features', id, rows });
+    });
+  }
+
   /** The batch as of the worker's last report; requests posted since count as waiting. */
   stats(): BatchStats {
     const running = Math.min(this.#stats.running, this.#sinks.size);
@@ -120,11 +139,15 @@ export class WorkerClient implements SequenceRunner {
 
   #forget(id: number): void {
     this.#sinks.delete(id);
-    if (this.#sinks.size === 0) this.#worker.unref();
+    if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
   }
 
   #failAll(message: string): void {
     this.#fatal ??= message;
+    for (const [id, call] of [...this.#featureCalls]) {
+      this.#featureCalls.delete(id);
+      call.reject(new Error(message));
+    }
     for (const [id, sink] of [...this.#sinks]) {
       this.#forget(id);
       sink.done('abort', message);

@@ -18,7 +18,7 @@ import * as ort from 'onnxruntime-node';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
-import { LAST_INDEX_INPUT } from '../onnx/last_logits';
+import { HIDDEN_OUTPUT, LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
 import { readModel, valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { Mix, mixEntries } from '../decoder/mix';
@@ -38,7 +38,7 @@ import { WorkerClient } from '../engine/worker_client';
 import { MixSlots, RowMixes, siteShapes } from '../decoder/mix_slots';
 import { GateInput, GateSlots } from '../decoder/gate_slots';
 import type { ChatMessage } from '../decoder/text_codec';
-import { PersonaRouter, RouteMessage, RouteResult } from '../router/router';
+import { AnyRouter, loadRouter, RouteMessage, RouteResult } from '../router/router';
 
 export type { LoraLayout } from '../decoder/lora_layout';
 
@@ -60,14 +60,14 @@ export interface PersonaModelOptions {
   onProgress?: Progress;
   /** folder with tokenizer.json / tokenizer_config.json (default: the model's folder, then its parent) */
   tokenizer?: string;
-  /** a router folder (router.json, model.onnx, tokenizer.json): enables persona 'auto' */
+  /** a router folder (router.json, and model.onnx + tokenizer.json or head.safetensors): enables persona 'auto' */
   router?: string;
   /** run generation's onnxruntime session in a worker thread (default true); false runs it on the
    *  calling thread (session.run is async but blocks the event loop while it computes) */
   worker?: boolean;
   /** most requests decoded together (default 16) */
   maxBatch?: number;
-  /** how the experts enter the graph (lib/onnx/inject.ts; ARCHITECTURE.md §3 (a) and (c)):
+  /** how the experts enter the graph (lib/onnx/inject.ts; docs/design.md §4, formulations (a) and (c)):
    *  'per-row': each row's mix folded into its own A_in/B_in inputs when it joins: reads k·r
    *    columns per row and step, the cheaper form at small batches;
    *  'bank': every expert side by side as initializers, each row feeds only its gates [E]: reads
@@ -109,13 +109,15 @@ export class PersonaModel {
   readonly #io: DecoderIO;
   /** text <-> ids, chat template, EOS ids; undefined when no tokenizer.json was found */
   readonly codec: TextCodec | undefined;
-  readonly router: PersonaRouter | undefined;
+  readonly router: AnyRouter | undefined;
+  /** the runtime graph's output of hidden states (features of hidden-state routers), when it has one */
+  readonly #hidden: string | undefined;
   readonly #options: PersonaModelOptions;
   #engine: Engine | undefined;
 
   private constructor(init: {
     experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; sites: SiteBank[]; gates?: GateInput; session?: ort.InferenceSession;
-    io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: PersonaRouter; options: PersonaModelOptions;
+    io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: AnyRouter; hidden?: string; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
     this.modelFile = init.modelFile;
@@ -129,6 +131,7 @@ export class PersonaModel {
     this.vocab = init.vocab;
     this.codec = init.codec;
     this.router = init.router;
+    this.#hidden = init.hidden;
     this.#options = init.options;
   }
 
@@ -169,7 +172,7 @@ export class PersonaModel {
     const dirs = sideFileDirs(modelFile, options.tokenizer);
     const padId = readPadId(dirs);
     const codec = findFile(dirs, 'tokenizer.json') ? new TextCodec(dirs) : undefined;
-    const router = options.router !== undefined ? await PersonaRouter.load(options.router) : undefined;
+    const router = options.router !== undefined ? await loadRouter(options.router) : undefined;
     const unrouted = router?.config.experts.filter((e) => !experts.includes(e)) ?? [];
     if (unrouted.length) {
       await router!.dispose();
@@ -181,7 +184,7 @@ export class PersonaModel {
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
       experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, sites, gates: built.injection.gates, session, io: { inputNames, past }, padId, vocab,
-      codec, router, options: { ...options, onProgress: undefined },
+      codec, router, hidden: runtime.lastIndex ? HIDDEN_OUTPUT : undefined, options: { ...options, onProgress: undefined },
     });
   }
 
@@ -215,10 +218,10 @@ export class PersonaModel {
       const sites = siteShapes(this.sites);
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
-        ? new Batcher({ session: this.#session!, sites, gates: this.gates, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
+        ? new Batcher({ session: this.#session!, sites, gates: this.gates, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
-          gates: this.gates, io: this.#io, padId: this.padId, maxBatch,
+          gates: this.gates, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
         }, sites);
       this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch });
     }
@@ -257,7 +260,7 @@ export class PersonaModel {
       if (o.messages) messages = o.messages;
       else if (o.prompt !== undefined) messages = [{ role: 'user', content: o.prompt }];
       else messages = [{ role: 'user', content: this.engine.needCodec('inputIds with persona auto').decode(o.inputIds!) }];
-      const routed = await this.router.route(messages);
+      const routed = await this.route(messages);
       mix = Object.fromEntries(Object.entries(routed.mix).filter(([, w]) => w !== 0));
     }
     return { mix, entries: mixEntries(mix, this.experts, 'persona') };
@@ -265,8 +268,30 @@ export class PersonaModel {
 
   /** The mix the router picks for a text or a conversation. */
   async route(input: string | RouteMessage[]): Promise<RouteResult> {
-    if (!this.router) throw new Error('This model has no router: load it with { router: <router folder> }');
-    return this.router.route(input);
+    const router = this.router;
+    if (!router) throw new Error('This model has no router: load it with { router: <router folder> }');
+    if (router.kind === 'encoder') return router.route(input);
+    const text = typeof input === 'string' ? input : router.situation(input);
+    const [features] = await this.features([text], router.config.maxLength);
+    return router.routeFeatures(features, text);
+  }
+
+  /**
+   * The base model's pooled hidden states (mean and last position, lib/decoder/hidden.ts) of each
+   * text as a user turn, as a hidden-state router reads them: the turn rendered with the model's
+   * chat template and its generation prompt (so the last position is where the model starts its
+   * answer; a plain encode without a template), no persona. A turn over maxLength tokens keeps its
+   * first maxLength - 8 and its last 8 (the generation prompt). Runs where generation runs (the
+   * worker thread by default).
+   */
+  async features(texts: readonly string[], maxLength = 96): Promise<Float32Array[]> {
+    const codec = this.engine.needCodec('features');
+    const rows = texts.map((t) => {
+      const ids = codec.hasChatTemplate ? codec.encodeChat([{ role: 'user', content: t }]) : codec.encode(t);
+      if (ids.length > maxLength) return [...ids.slice(0, maxLength - 8), ...ids.slice(-8)];
+      return ids.length ? ids : [this.padId];
+    });
+    return this.engine.features(rows);
   }
 
   /** Last-position logits of each row, each row with its own mix. */

@@ -40,7 +40,7 @@ export interface InjectedModel {
 }
 
 const INJECT_VERSION = 2;
-const RUNTIME_VERSION = 1;
+const RUNTIME_VERSION = 2;
 const SITES_KEY = 'personafuse.injection';
 
 function siteKey(layer: number | null, module: string): string {
@@ -145,7 +145,7 @@ export interface InjectOptions {
 /**
  * What the sessions run: the injected model with logits at one position per row (last_logits.ts),
  * beside it and sharing its weights file; the injected model itself when its LM head has another
- * form. lastIndex: whether it takes the persona_last_index input.
+ * form. lastIndex: whether it takes the persona_last_index input (and gives persona_hidden).
  */
 export function runtimeModel(built: InjectedModel): { file: string; lastIndex: boolean } {
   const file = built.file.replace(/\.onnx$/, `.last${RUNTIME_VERSION}.onnx`);

@@ -1,5 +1,5 @@
 // LoRA injection: a stock decoder gains, for every adapted linear layer, one of two forms
-// (ARCHITECTURE.md §3: onnxruntime-node cannot run our kernels inside the graph, and inputs with
+// (docs/design.md §3: onnxruntime-node cannot run our kernels inside the graph, and inputs with
 // default initializers are invisible to it).
 //
 //   per-row:  y = base(x) + MatMul(MatMul(x, A_in), B_in)       A_in [batch, din, R], B_in [batch, R, dout]

@@ -6,10 +6,15 @@
 //   hidden_last = GatherND(hidden, persona_last_index [batch, 1], batch_dims = 1)   [batch, H]
 //   logits      = MatMul(Reshape(hidden_last, [0, 1, -1]), W_head)                [batch, 1, vocab]
 // persona_last_index is the row's last real position (length - 1; 0 for a decode step).
+// The hidden states the LM head reads, at every position, become one more output:
+//   persona_hidden = hidden [batch, seq, H]
+// which a hidden-state router pools into its features (lib/decoder/hidden.ts). The graph computes
+// them anyway; a run that does not fetch them pays nothing.
 // Only this runtime copy is rewritten; the model `personafuse inject` writes stays complete.
 import { int64Tensor, ModelProto, node, ONNX_INT64, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
 
 export const LAST_INDEX_INPUT = 'persona_last_index';
+export const HIDDEN_OUTPUT = 'persona_hidden';
 
 /** Rewrites `model` in place; false (untouched) when the logits do not come from a 3-D MatMul or the opset predates GatherND's batch_dims. */
 export function keepLastLogits(model: ModelProto): boolean {
@@ -33,5 +38,9 @@ export function keepLastLogits(model: ModelProto): boolean {
   head.input[0] = `${tag}/hidden3`;
   graph.input.push(tensorValueInfo(LAST_INDEX_INPUT, ONNX_INT64, [valueInfoDims(ids)?.[0] ?? 'batch_size', 1]));
   graph.output[graph.output.indexOf(logits)] = tensorValueInfo('logits', valueInfoElemType(logits), [dims[0] ?? 'batch_size', 1, dims[2] ?? 'vocab_size']);
+  const headWeight = graph.initializer.find((t) => t.name === head.input[1]);
+  const H = headWeight && headWeight.dims.length === 2 ? Number(headWeight.dims[0]) : 'hidden_size';
+  graph.output.push(tensorValueInfo(HIDDEN_OUTPUT, valueInfoElemType(logits), [dims[0] ?? 'batch_size', dims[1] ?? 'sequence_length', H]));
+  if (hidden !== HIDDEN_OUTPUT) graph.node.push(node('Identity', [hidden], [HIDDEN_OUTPUT], `${tag}/hidden_out`));
   return true;
 }

@@ -1,6 +1,6 @@
 // Finding the linear layers of a stock ONNX decoder by their module path.
 //
-// Exporters name things differently (ARCHITECTURE.md §5):
+// Exporters name things differently (docs/design.md §12):
 //   torch.onnx (TorchScript) / Optimum   node '/model/layers.3/self_attn/q_proj/MatMul', weight 'onnx::MatMul_705' [din, dout]
 //   onnxruntime-genai builder            node '/model/layers.3/attn/q_proj/MatMul' or MatMulNBits (int4), fused qkv_proj
 //   torch.onnx dynamo (PyTorch >= 2.9)   node 'node_linear_3', module path in metadata_props 'pkg.torch.onnx.name_scopes'

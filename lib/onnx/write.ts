@@ -1,5 +1,5 @@
 // Writing a rewritten model: the graph as a small protobuf, every large initializer in one
-// external data file beside it (ARCHITECTURE.md §3: models over 2 GB cannot be a single
+// external data file beside it (docs/design.md §3: models over 2 GB cannot be a single
 // protobuf). Initializers already external keep pointing at their original file when the new
 // model lives in the same folder; otherwise they are copied, so the output stands alone.
 import * as fs from 'node:fs';

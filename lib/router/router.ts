@@ -1,5 +1,6 @@
-// PersonaRouter: the situation text -> expert logits (any ONNX model with input_ids and
-// attention_mask [batch, seq] int64 -> logits [batch, E] f32) -> kernels.topkSoftmax -> the mix.
+// PersonaRouter (the encoder kind of router.json): the situation text -> expert logits (any ONNX
+// model with input_ids and attention_mask [batch, seq] int64 -> logits [batch, E] f32) ->
+// kernels.topkSoftmax -> the mix. loadRouter() opens either kind (hidden_router.ts).
 //
 // The text it reads is the last user message or the whole conversation (router.json `input`),
 // tokenized with the router folder's tokenizer.json (its special tokens added, as a router is
@@ -10,32 +11,32 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { DisposedError, typeError } from '../errors';
-import { topkSoftmax } from '../kernels';
-import { Mix } from '../decoder/mix';
 import { findFile, readJson } from '../decoder/model_files';
-import { readRouterConfig, RouterConfig } from './router_config';
+import { HiddenStateRouter } from './hidden_router';
+import { EncoderRouterConfig, readRouterConfig } from './router_config';
+import { RouteMessage, RouteResult, routeFromLogits, situationText } from './route_result';
 
-export interface RouteMessage {
-  role: string;
-  content: string;
-}
+export type { RouteMessage, RouteResult };
 
-export interface RouteResult {
-  /** the top-k experts and their weights */
-  mix: Mix;
-  /** softmax over every expert, in router.json order */
-  distribution: Mix;
-  /** the text the router read */
-  text: string;
+/** Either kind of router, as loadRouter() opens it. */
+export type AnyRouter = PersonaRouter | HiddenStateRouter;
+
+/** The router in `dir`, of the kind its router.json says. */
+export async function loadRouter(dir: string): Promise<AnyRouter> {
+  if (typeof dir !== 'string' || dir.length === 0) throw typeError('router', 'a router folder', dir);
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`The router folder ${dir} does not exist`);
+  const config = readRouterConfig(dir);
+  return config.kind === 'hidden-state' ? HiddenStateRouter.load(dir, config) : PersonaRouter.load(dir);
 }
 
 export class PersonaRouter {
-  readonly config: RouterConfig;
+  readonly kind = 'encoder' as const;
+  readonly config: EncoderRouterConfig;
   readonly dir: string;
   readonly #tokenizer: Tokenizer;
   #session: ort.InferenceSession | undefined;
 
-  private constructor(dir: string, config: RouterConfig, tokenizer: Tokenizer, session: ort.InferenceSession) {
+  private constructor(dir: string, config: EncoderRouterConfig, tokenizer: Tokenizer, session: ort.InferenceSession) {
     this.dir = dir;
     this.config = config;
     this.#tokenizer = tokenizer;
@@ -46,6 +47,7 @@ export class PersonaRouter {
     if (typeof dir !== 'string' || dir.length === 0) throw typeError('router', 'a router folder', dir);
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`The router folder ${dir} does not exist`);
     const config = readRouterConfig(dir);
+    if (config.kind !== 'encoder') throw new Error(`The router in ${dir} reads the model's hidden states: open it with loadRouter() and route through the model (PersonaModel.route)`);
     const tokFile = findFile([dir], 'tokenizer.json');
     if (!tokFile) throw new Error(`The router folder ${dir} has no tokenizer.json`);
     const tokenizer = new Tokenizer(readJson(tokFile), readJson(findFile([dir], 'tokenizer_config.json')));
@@ -61,9 +63,7 @@ export class PersonaRouter {
 
   /** The text this router reads from a conversation. */
   situation(messages: readonly RouteMessage[]): string {
-    if (this.config.input === 'conversation') return messages.map((m) => `${m.role}: ${m.content}`).join('\n');
-    const user = [...messages].reverse().find((m) => m.role === 'user');
-    return (user ?? messages[messages.length - 1])?.content ?? '';
+    return situationText(this.config, messages);
   }
 
   async route(input: string | readonly RouteMessage[]): Promise<RouteResult> {
@@ -78,19 +78,7 @@ export class PersonaRouter {
     const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, n]) };
     if (session.inputNames.includes('attention_mask')) feeds.attention_mask = new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [1, n]);
     const out = await session.run(feeds, ['logits']);
-    const logits = Float32Array.from(out.logits.data as Float32Array);
-    const E = this.config.experts.length;
-    if (logits.length !== E) throw new Error(`The router gave ${logits.length} logits for ${E} experts (router.json experts)`);
-    // one softmax over every expert, sorted: the distribution, and its first topK are the mix
-    // (renormalised over those k: softmax of the top-k logits, what topkSoftmax's renormalize gives)
-    const all = topkSoftmax(logits, E, E);
-    const distribution: Mix = {};
-    all.ids.forEach((id, j) => (distribution[this.config.experts[id]] = all.weights[j]));
-    const k = this.config.topK;
-    const kept = all.weights.subarray(0, k).reduce((s, w) => s + w, 0);
-    const mix: Mix = {};
-    for (let j = 0; j < k; j++) mix[this.config.experts[all.ids[j]]] = this.config.renormalize ? all.weights[j] / kept : all.weights[j];
-    return { mix, distribution, text };
+    return routeFromLogits(Float32Array.from(out.logits.data as Float32Array), this.config, text);
   }
 
   async dispose(): Promise<void> {

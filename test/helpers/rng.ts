@@ -7,7 +7,7 @@
 // The base seed is random per run unless PF_TEST_SEED is set, so each run checks new data; the
 // tolerances are worst-case bounds, so fresh data cannot make a correct kernel fail.
 
-import { mulberry32 } from '../../lib/engine/rng';
+import { mulberry32 } from '../../lib/rng';
 
 export { mulberry32 };
 

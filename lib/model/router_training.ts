@@ -1,0 +1,121 @@
+// Training and evaluating routers with the model they serve (lib/router/train.ts does the maths):
+//
+//   trainRouter(model, { data, out })   features of every message (the model's pooled hidden
+//                                        states, batched), a head trained on the train split with
+//                                        early stopping on validation, the router folder written,
+//                                        and its report on the test split
+//   evaluateRouter(model, { data })      the same report for whatever router the model has
+// The test split is read for the final report only.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { HEAD_FILE, HiddenStateRouter } from '../router/hidden_router';
+import { writeHead } from '../router/head';
+import { HIDDEN_ROUTER_VERSION, ROUTER_FORMAT, HiddenRouterConfig } from '../router/router_config';
+import { formatReport, ranked, RouterReport, scoreRoutes } from '../router/report';
+import { BIG_FIVE_POLES, LabelledMessage, readSituationTable, readSplit, SituationTable, targetDistribution } from '../router/situations';
+import { EpochStats, trainHead, TrainOptions } from '../router/train';
+import type { PersonaModel } from './persona_model';
+
+export type Progress = (stage: string, done: number, total: number) => void;
+
+export interface TrainRouterOptions extends TrainOptions {
+  /** a data folder: table.json, train.jsonl, validation.jsonl, test.jsonl */
+  data: string;
+  /** the router folder to write */
+  out: string;
+  /** tokens of the user turn the router reads (default 64) */
+  maxLength?: number;
+  /** messages per feature batch (default 32) */
+  featureBatch?: number;
+  onProgress?: Progress;
+  onEpoch?: (s: EpochStats) => void;
+}
+
+/** The model's features of every message, `batch` at a time. */
+async function featuresOf(model: PersonaModel, messages: readonly LabelledMessage[], maxLength: number, batch: number, stage: string, onProgress?: Progress): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (let i = 0; i < messages.length; i += batch) {
+    out.push(...(await model.features(messages.slice(i, i + batch).map((m) => m.text), maxLength)));
+    onProgress?.(stage, Math.min(i + batch, messages.length), messages.length);
+  }
+  return out;
+}
+
+/** Median milliseconds to route one message alone, over up to `n` messages (after one warm-up). */
+async function timeRouting(messages: readonly LabelledMessage[], route: (text: string) => Promise<unknown>, n = 20): Promise<number> {
+  const sample = messages.slice(0, n);
+  if (sample.length === 0) return 0;
+  await route(sample[0].text);
+  const ms: number[] = [];
+  for (const m of sample) {
+    const t = performance.now();
+    await route(m.text);
+    ms.push(performance.now() - t);
+  }
+  return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)];
+}
+
+export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): Promise<RouterReport> {
+  const table = readSituationTable(o.data);
+  const [train, validation, test] = ['train', 'validation', 'test'].map((s) => readSplit(o.data, s, table));
+  // the experts the table routes to: the Big Five poles in their usual order, then any others
+  const named = new Set(table.situations.flatMap((s) => s.experts));
+  const experts = [...BIG_FIVE_POLES.filter((e) => named.has(e)), ...[...named].filter((e) => !BIG_FIVE_POLES.includes(e))];
+  const maxLength = o.maxLength ?? 96;
+  const batch = o.featureBatch ?? 32;
+  const examples = async (msgs: LabelledMessage[], stage: string) => {
+    const xs = await featuresOf(model, msgs, maxLength, batch, stage, o.onProgress);
+    return msgs.map((m, i) => ({ x: xs[i], target: targetDistribution(table, m.situation, experts) }));
+  };
+  const trainEx = await examples(train, 'features (train)');
+  const valEx = await examples(validation, 'features (validation)');
+  const { head, curve } = trainHead(trainEx, valEx, o, o.onEpoch);
+  const H = trainEx[0].x.length / 2;
+  const config: HiddenRouterConfig = {
+    kind: 'hidden-state', version: HIDDEN_ROUTER_VERSION, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
+    features: { pooling: ['mean', 'last'], hiddenSize: H },
+    head: { sizes: [2 * H, ...(o.hidden ?? []), experts.length], activation: 'tanh' },
+    trainedOn: { model: path.basename(path.dirname(model.modelFile)), data: path.basename(path.resolve(o.data)), train: train.length, validation: validation.length, seed: o.seed ?? 0 },
+  };
+  fs.mkdirSync(o.out, { recursive: true });
+  fs.writeFileSync(path.join(o.out, 'router.json'), `${JSON.stringify({ format: ROUTER_FORMAT, ...config }, null, 2)}\n`);
+  writeHead(head, path.join(o.out, HEAD_FILE));
+  // the test split, read once, for the report of the router as written
+  const testX = await featuresOf(model, test, maxLength, batch, 'features (test)', o.onProgress);
+  const router = new HiddenStateRouter(o.out, config, head);
+  const routes = test.map((m, i) => ranked(router.routeFeatures(testX[i], m.text).distribution));
+  const routeMs = await timeRouting(test, async (text) => router.routeFeatures((await model.features([text], maxLength))[0], text));
+  const report: RouterReport = { ...scoreRoutes('test', table, test, routes), curve, routeMs };
+  fs.writeFileSync(path.join(o.out, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(o.out, 'report.md'), `${formatReport(report)}\n`);
+  return report;
+}
+
+export interface EvaluateRouterOptions {
+  data: string;
+  /** the split to read (default 'test') */
+  split?: string;
+  onProgress?: Progress;
+}
+
+/** The report of the model's router on a labelled split. */
+export async function evaluateRouter(model: PersonaModel, o: EvaluateRouterOptions): Promise<RouterReport> {
+  const router = model.router;
+  if (!router) throw new Error('This model has no router to evaluate: load it with { router: <router folder> }');
+  const table: SituationTable = readSituationTable(o.data);
+  const split = o.split ?? 'test';
+  const messages = readSplit(o.data, split, table);
+  let routes: string[][];
+  if (router.kind === 'hidden-state') {
+    const xs = await featuresOf(model, messages, router.config.maxLength, 32, `routing (${split})`, o.onProgress);
+    routes = messages.map((m, i) => ranked(router.routeFeatures(xs[i], m.text).distribution));
+  } else {
+    routes = [];
+    for (const [i, m] of messages.entries()) {
+      routes.push(ranked((await model.route(m.text)).distribution));
+      o.onProgress?.(`routing (${split})`, i + 1, messages.length);
+    }
+  }
+  return { ...scoreRoutes(split, table, messages, routes), routeMs: await timeRouting(messages, (text) => model.route(text)) };
+}
