@@ -1,0 +1,47 @@
+// The situation dataset in data/situations (issue 16): its splits are what the build script makes
+// of the message files, every situation has at least 150 distinct messages, the splits share no
+// message, and the demo's 13 situations keep their expert pairs and order.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { readSituationTable, readSplit } from '../lib/router/situations';
+
+const DATA = path.join(__dirname, '..', 'data', 'situations');
+const table = readSituationTable(DATA);
+
+describe('data/situations', () => {
+  test('the split files are up to date with messages/ (build-situations.js --check)', () => {
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'data', 'build-situations.js'), '--check'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('at least 24 situations, each with at least 150 distinct messages; no message in two splits', () => {
+    expect(table.situations.length).toBeGreaterThanOrEqual(24);
+    const splits = ['train', 'validation', 'test'].map((s) => readSplit(DATA, s, table));
+    const all = splits.flat();
+    const short = table.situations.filter((s) => new Set(all.filter((m) => m.situation === s.name).map((m) => m.text)).size < 150).map((s) => s.name);
+    expect(short).toEqual([]);
+    const seen = new Map<string, number>();
+    splits.forEach((split, i) => split.forEach((m) => {
+      const key = m.text.toLowerCase();
+      if (seen.has(key) && seen.get(key) !== i) throw new Error(`'${m.text}' is in two splits`);
+      seen.set(key, i);
+    }));
+  });
+
+  test("the demo's 13 situations keep their expert pairs and order", () => {
+    const demo: [string, string[]][] = [
+      ['support_request', ['conscientiousness_high', 'neuroticism_low']], ['grief', ['agreeableness_high', 'neuroticism_low']],
+      ['celebration', ['extraversion_high', 'openness_high']], ['planning', ['conscientiousness_high', 'openness_low']],
+      ['conflict', ['agreeableness_high', 'extraversion_low']], ['small_talk', ['extraversion_high', 'agreeableness_high']],
+      ['feedback', ['agreeableness_low', 'conscientiousness_high']], ['exam_anxiety', ['neuroticism_low', 'conscientiousness_high']],
+      ['brainstorm', ['openness_high', 'conscientiousness_low']], ['mistake', ['agreeableness_high', 'conscientiousness_high']],
+      ['loneliness', ['extraversion_high', 'agreeableness_high']], ['decision', ['openness_low', 'neuroticism_low']],
+      ['risky_plan', ['neuroticism_high', 'conscientiousness_high']],
+    ];
+    expect(table.situations.slice(0, 13).map((s) => [s.name, s.experts])).toEqual(demo);
+    const raw = JSON.parse(fs.readFileSync(path.join(DATA, 'table.json'), 'utf8'));
+    for (const s of raw.situations) expect(typeof s.reason === 'string' && s.reason.length > 20).toBe(true);
+  });
+});
