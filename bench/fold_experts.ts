@@ -11,6 +11,7 @@ import { kernels, reference } from '../lib';
 import {
   BenchContext,
   CaseResult,
+  fmtRatio,
   ImplResult,
   gbps,
   implResult,
@@ -25,6 +26,7 @@ import {
   rotationCount,
 } from './harness';
 import { DIMS, E, K, R, randomBanks } from './lora_moe';
+import { BenchOp, fmtImplUs, fmtMet, fmtPct, fmtSpread } from './report';
 
 export const BATCHES = [1, 8, 64];
 const RC = K * R; // rank capacity
@@ -122,3 +124,29 @@ export async function benchFoldExperts(ctx: BenchContext, dims = DIMS): Promise<
   }
   return results;
 }
+
+export const foldExpertsBench: BenchOp = {
+  name: 'fold_experts',
+  run: (ctx, _peer, dims) => benchFoldExperts(ctx, dims),
+  report: [
+    {
+      op: 'fold_experts',
+      title: 'fold_experts (R = 32; % of memcpy = memcpy time / fold time for the bytes fold writes)',
+      columns: ['case', 'MiB written', 'ours', 'p10-p90', 'memcpy', '% of memcpy', 'p10', 'paired', 'target 60%', 'written GB/s', 'memcpy GB/s', 'vs TS ref'],
+      row: (r) => [
+        r.label,
+        (Number(r.params.bytes_written) / 2 ** 20).toFixed(2),
+        fmtImplUs(r, 'ours'),
+        fmtSpread(r),
+        fmtImplUs(r, 'memcpy'),
+        fmtPct(r.ratios.fraction_of_memcpy_speed),
+        fmtPct(r.ratios.fraction_of_memcpy_speed_p10),
+        fmtPct(r.ratios.fraction_of_memcpy_speed_paired),
+        fmtMet(r.targets[0].met),
+        (r.ratios.written_gbps ?? 0).toFixed(1),
+        (r.ratios.memcpy_copy_gbps ?? 0).toFixed(1),
+        fmtRatio(r.ratios.vs_reference),
+      ],
+    },
+  ],
+};

@@ -21,6 +21,8 @@ import { kernels, reference } from '../lib';
 import {
   BenchContext,
   CaseResult,
+  fmtRatio,
+  fmtUs,
   ImplResult,
   Impl,
   implResult,
@@ -36,6 +38,7 @@ import {
   rotationCount,
 } from './harness';
 import { OrtPeer, PeerBank, PeerSettings, loraDenseModel, loraGatherModel, ort, stackAT, stackBT } from './onnx_peers';
+import { BenchOp, fmtImplUs, fmtMet, fmtPct, fmtSpread } from './report';
 
 export const R = 16;
 export const E = 10;
@@ -266,3 +269,47 @@ export async function benchLoraMoe(ctx: BenchContext, peerSettings: PeerSettings
   }
   return results;
 }
+
+export const loraMoeBench: BenchOp = {
+  name: 'lora_moe',
+  run: (ctx, peer, dims) => benchLoraMoe(ctx, peer, dims),
+  report: [
+    {
+      op: 'lora_moe',
+      title:
+        'lora_moe (r=16, E=10, k=2; median per call; ratios = their time / ours (> 1: ours faster); peer = faster of ' +
+        'ort-gather, ort-dense; p10 = ratio of p10 times; paired = median over rounds of the per-round ratio)',
+      columns: ['case', 'ours', 'p10-p90', 'ort-gather', 'ort-dense', 'vs peer', 'p10', 'paired', 'target', 'vs gather-f16', 'vs TS ref', 'GB/s', 'GFLOP/s', 'GB/s / memcpy'],
+      row: (r) => [
+        r.label,
+        fmtImplUs(r, 'ours'),
+        fmtSpread(r),
+        fmtImplUs(r, 'ort-gather'),
+        fmtImplUs(r, 'ort-dense'),
+        fmtRatio(r.ratios.vs_peer),
+        fmtRatio(r.ratios.vs_peer_p10),
+        fmtRatio(r.ratios.vs_peer_paired),
+        `${r.targets[0].required}× ${fmtMet(r.targets[0].met)}`,
+        fmtRatio(r.ratios.vs_ort_gather_f16),
+        fmtRatio(r.ratios.vs_reference),
+        r.impls.ours.gbps.toFixed(1),
+        (r.impls.ours.gflops ?? 0).toFixed(1),
+        fmtPct(r.ratios.gbps_vs_memcpy),
+      ],
+    },
+    {
+      op: 'lora_moe_async',
+      title: 'async variants at T=1 (one awaited call per sample; ort-sync/ort-async allocate outputs)',
+      columns: ['case', 'ours sync', 'ours async', 'overhead', 'ort sync', 'ort run()', 'overhead'],
+      row: (r) => [
+        r.label,
+        fmtImplUs(r, 'ours-sync'),
+        fmtImplUs(r, 'ours-async'),
+        fmtUs(r.ratios.ours_async_overhead_us ?? 0),
+        fmtImplUs(r, 'ort-sync'),
+        fmtImplUs(r, 'ort-async'),
+        fmtUs(r.ratios.ort_async_overhead_us ?? 0),
+      ],
+    },
+  ],
+};

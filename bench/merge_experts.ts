@@ -12,6 +12,7 @@ import { kernels, reference } from '../lib';
 import {
   BenchContext,
   CaseResult,
+  fmtRatio,
   Impl,
   ImplResult,
   fastest,
@@ -28,6 +29,7 @@ import {
 } from './harness';
 import { OrtPeer, PeerBank, PeerSettings, mergeDenseModel, mergeGatherModel, ort } from './onnx_peers';
 import { DIMS, E, K, R, randomBanks } from './lora_moe';
+import { BenchOp, fmtImplUs, fmtPct, fmtSpread } from './report';
 
 const LAYOUTS = ['in_out', 'out_in'] as const;
 
@@ -131,3 +133,28 @@ export async function benchMergeExperts(ctx: BenchContext, peerSettings: PeerSet
   }
   return results;
 }
+
+export const mergeExpertsBench: BenchOp = {
+  name: 'merge_experts',
+  run: (ctx, peer, dims) => benchMergeExperts(ctx, peer, dims),
+  report: [
+    {
+      op: 'merge_experts',
+      title: 'merge_experts (n = 2 experts, in place; peer = faster of ort-gather, ort-dense)',
+      columns: ['case', 'ours', 'p10-p90', 'ort-gather', 'ort-dense', 'vs peer', 'p10', 'paired', 'vs TS ref', 'GB/s', 'GB/s / memcpy'],
+      row: (r) => [
+        r.label,
+        fmtImplUs(r, 'ours'),
+        fmtSpread(r),
+        fmtImplUs(r, 'ort-gather'),
+        fmtImplUs(r, 'ort-dense'),
+        fmtRatio(r.ratios.vs_peer),
+        fmtRatio(r.ratios.vs_peer_p10),
+        fmtRatio(r.ratios.vs_peer_paired),
+        fmtRatio(r.ratios.vs_reference),
+        r.impls.ours.gbps.toFixed(1),
+        fmtPct(r.ratios.gbps_vs_memcpy),
+      ],
+    },
+  ],
+};

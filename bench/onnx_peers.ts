@@ -10,7 +10,7 @@
 // kernels' thread count on this 2-core machine), interOpNumThreads 1, sequential execution,
 // memory arena and memory patterns on (the defaults), workers spinning during a run (the default)
 // but stopped as soon as it returns (session.force_spinning_stop = 1): onnxruntime's default
-// spinning after a run takes a core from whatever runs next (our kernel), see NOTES.md.
+// spinning after a run takes a core from whatever runs next (our kernel), see bench/README.md (Method).
 //
 // Timing uses onnxruntime-node's synchronous native session (onnxruntime-node/dist/binding),
 // loaded from the same bytes with the same options as the public InferenceSession: the
@@ -305,7 +305,7 @@ export interface PeerSettings {
   intraOpNumThreads: number;
   /** onnxruntime's workers spin while waiting for work (its default); false: they sleep. */
   allowSpinning: boolean;
-  /** Stop the spinning as soon as a run returns (session.force_spinning_stop); see NOTES.md. */
+  /** Stop the spinning as soon as a run returns (session.force_spinning_stop); see bench/README.md (Method). */
   forceSpinningStop: boolean;
 }
 

@@ -19,13 +19,14 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 
 import { kernels } from '../lib';
-import { BenchContext, CaseResult, fmtRatio, fmtUs, resultsFile, slug, table } from './harness';
-import { benchFoldExperts } from './fold_experts';
+import { BenchContext, CaseResult, fmtUs, resultsFile, slug, table } from './harness';
+import { foldExpertsBench } from './fold_experts';
 import { Limits, measureLimits } from './limits';
-import { DIMS, benchLoraMoe } from './lora_moe';
-import { benchMergeExperts } from './merge_experts';
+import { DIMS, loraMoeBench } from './lora_moe';
+import { mergeExpertsBench } from './merge_experts';
 import { DEFAULT_PEER_SETTINGS, ORT_VERSION, PeerSettings, sessionOptions } from './onnx_peers';
-import { benchTopkSoftmax } from './topk_softmax';
+import { BenchOp, printReportTable } from './report';
+import { topkSoftmaxBench } from './topk_softmax';
 
 // onnxruntime-node returns every output in a new ArrayBuffer. With glibc's default tuning, those
 // buffers come from memory just returned to the kernel (heap trimmed, or large chunks mmapped),
@@ -36,12 +37,13 @@ import { benchTopkSoftmax } from './topk_softmax';
 // except topkSoftmax's two small outputs.
 const MALLOC_ENV = { MALLOC_TRIM_THRESHOLD_: '4294967296', MALLOC_MMAP_THRESHOLD_: '1073741824' };
 
-const OPS = ['lora_moe', 'topk_softmax', 'fold_experts', 'merge_experts'] as const;
-type Op = (typeof OPS)[number];
+// Run, and reported, in this order; each brings its cases and its tables (bench/report.ts).
+const BENCH_OPS: BenchOp[] = [loraMoeBench, topkSoftmaxBench, foldExpertsBench, mergeExpertsBench];
+const OPS = BENCH_OPS.map((b) => b.name);
 
 interface Options {
   quick: boolean;
-  op?: Op[];
+  op?: string[];
   dims?: string;
   threads?: string;
   simd?: 'scalar' | 'avx2' | 'avx512';
@@ -78,128 +80,8 @@ function machineLoad(): { loadavg: number[]; cpu_pressure_some_avg10: number | n
   return { loadavg: os.loadavg(), cpu_pressure_some_avg10: psi };
 }
 
-function pct(r: number | null | undefined): string {
-  return r === null || r === undefined || !Number.isFinite(r) ? '—' : `${(100 * r).toFixed(0)}%`;
-}
-
-const yes = (met: boolean | undefined) => (met === undefined ? '' : met ? 'met' : 'NOT met');
-
 function printResults(results: CaseResult[], limits: Limits): void {
-  const by = (op: string) => results.filter((r) => r.op === op);
-  const us = (r: CaseResult, n: string) => (r.impls[n] ? fmtUs(r.impls[n].median_us) : '—');
-  const lm = by('lora_moe');
-  if (lm.length) {
-    console.log(
-      '\nlora_moe (r=16, E=10, k=2; median per call; ratios = their time / ours (> 1: ours faster); peer = faster of ' +
-        'ort-gather, ort-dense; p10 = ratio of p10 times; paired = median over rounds of the per-round ratio)',
-    );
-    console.log(
-      table(
-        ['case', 'ours', 'p10-p90', 'ort-gather', 'ort-dense', 'vs peer', 'p10', 'paired', 'target', 'vs gather-f16', 'vs TS ref', 'GB/s', 'GFLOP/s', 'GB/s / memcpy'],
-        lm.map((r) => [
-          r.label,
-          us(r, 'ours'),
-          `${fmtUs(r.impls.ours.p10_us)}-${fmtUs(r.impls.ours.p90_us)}`,
-          us(r, 'ort-gather'),
-          us(r, 'ort-dense'),
-          fmtRatio(r.ratios.vs_peer),
-          fmtRatio(r.ratios.vs_peer_p10),
-          fmtRatio(r.ratios.vs_peer_paired),
-          `${r.targets[0].required}× ${yes(r.targets[0].met)}`,
-          fmtRatio(r.ratios.vs_ort_gather_f16),
-          fmtRatio(r.ratios.vs_reference),
-          r.impls.ours.gbps.toFixed(1),
-          (r.impls.ours.gflops ?? 0).toFixed(1),
-          pct(r.ratios.gbps_vs_memcpy),
-        ]),
-      ),
-    );
-  }
-  const la = by('lora_moe_async');
-  if (la.length) {
-    console.log('\nasync variants at T=1 (one awaited call per sample; ort-sync/ort-async allocate outputs)');
-    console.log(
-      table(
-        ['case', 'ours sync', 'ours async', 'overhead', 'ort sync', 'ort run()', 'overhead'],
-        la.map((r) => [
-          r.label,
-          us(r, 'ours-sync'),
-          us(r, 'ours-async'),
-          fmtUs(r.ratios.ours_async_overhead_us ?? 0),
-          us(r, 'ort-sync'),
-          us(r, 'ort-async'),
-          fmtUs(r.ratios.ort_async_overhead_us ?? 0),
-        ]),
-      ),
-    );
-  }
-  const tk = by('topk_softmax');
-  if (tk.length) {
-    console.log('\ntopk_softmax (renormalize false; peer = faster of ort (outputs allocated) and ort-prealloc)');
-    console.log(
-      table(
-        ['case', 'ours', 'p10-p90', 'ort', 'ort-prealloc', 'vs peer', 'p10', 'paired', 'target', 'vs TS ref', 'GB/s'],
-        tk.map((r) => [
-          r.label,
-          us(r, 'ours'),
-          `${fmtUs(r.impls.ours.p10_us)}-${fmtUs(r.impls.ours.p90_us)}`,
-          us(r, 'ort'),
-          us(r, 'ort-prealloc'),
-          fmtRatio(r.ratios.vs_peer),
-          fmtRatio(r.ratios.vs_peer_p10),
-          fmtRatio(r.ratios.vs_peer_paired),
-          `3× ${yes(r.targets[0].met)}`,
-          fmtRatio(r.ratios.vs_reference),
-          r.impls.ours.gbps.toFixed(2),
-        ]),
-      ),
-    );
-  }
-  const fe = by('fold_experts');
-  if (fe.length) {
-    console.log('\nfold_experts (R = 32; % of memcpy = memcpy time / fold time for the bytes fold writes)');
-    console.log(
-      table(
-        ['case', 'MiB written', 'ours', 'p10-p90', 'memcpy', '% of memcpy', 'p10', 'paired', 'target 60%', 'written GB/s', 'memcpy GB/s', 'vs TS ref'],
-        fe.map((r) => [
-          r.label,
-          (Number(r.params.bytes_written) / 2 ** 20).toFixed(2),
-          us(r, 'ours'),
-          `${fmtUs(r.impls.ours.p10_us)}-${fmtUs(r.impls.ours.p90_us)}`,
-          us(r, 'memcpy'),
-          pct(r.ratios.fraction_of_memcpy_speed),
-          pct(r.ratios.fraction_of_memcpy_speed_p10),
-          pct(r.ratios.fraction_of_memcpy_speed_paired),
-          yes(r.targets[0].met),
-          (r.ratios.written_gbps ?? 0).toFixed(1),
-          (r.ratios.memcpy_copy_gbps ?? 0).toFixed(1),
-          fmtRatio(r.ratios.vs_reference),
-        ]),
-      ),
-    );
-  }
-  const me = by('merge_experts');
-  if (me.length) {
-    console.log('\nmerge_experts (n = 2 experts, in place; peer = faster of ort-gather, ort-dense)');
-    console.log(
-      table(
-        ['case', 'ours', 'p10-p90', 'ort-gather', 'ort-dense', 'vs peer', 'p10', 'paired', 'vs TS ref', 'GB/s', 'GB/s / memcpy'],
-        me.map((r) => [
-          r.label,
-          us(r, 'ours'),
-          `${fmtUs(r.impls.ours.p10_us)}-${fmtUs(r.impls.ours.p90_us)}`,
-          us(r, 'ort-gather'),
-          us(r, 'ort-dense'),
-          fmtRatio(r.ratios.vs_peer),
-          fmtRatio(r.ratios.vs_peer_p10),
-          fmtRatio(r.ratios.vs_peer_paired),
-          fmtRatio(r.ratios.vs_reference),
-          r.impls.ours.gbps.toFixed(1),
-          pct(r.ratios.gbps_vs_memcpy),
-        ]),
-      ),
-    );
-  }
+  for (const t of BENCH_OPS.flatMap((b) => b.report)) printReportTable(t, results);
   console.log('\nlimits');
   console.log(
     table(
@@ -246,7 +128,7 @@ async function main(): Promise<void> {
     });
     process.exit(child.status ?? 1);
   }
-  const ops: Op[] = o.op ?? [...OPS];
+  const ops: string[] = o.op ?? OPS;
   const dims = o.dims ? o.dims.split(',').map(Number) : DIMS;
   if (o.threads !== undefined) kernels.setThreads(Number(o.threads));
   if (o.simd) kernels.setSimd(o.simd);
@@ -268,10 +150,7 @@ async function main(): Promise<void> {
     log,
   };
   const results: CaseResult[] = [];
-  if (ops.includes('lora_moe')) results.push(...(await benchLoraMoe(ctx, peer, dims)));
-  if (ops.includes('topk_softmax')) results.push(...(await benchTopkSoftmax(ctx, peer)));
-  if (ops.includes('fold_experts')) results.push(...(await benchFoldExperts(ctx, dims)));
-  if (ops.includes('merge_experts')) results.push(...(await benchMergeExperts(ctx, peer, dims)));
+  for (const b of BENCH_OPS) if (ops.includes(b.name)) results.push(...(await b.run(ctx, peer, dims)));
   const seconds = (Date.now() - t0) / 1000;
   const loadEnd = machineLoad();
   log(`done in ${seconds.toFixed(0)} s`);

@@ -9,6 +9,7 @@ import { kernels, reference } from '../lib';
 import {
   BenchContext,
   CaseResult,
+  fmtRatio,
   ImplResult,
   fastest,
   implResult,
@@ -21,6 +22,7 @@ import {
   rotating,
 } from './harness';
 import { OrtPeer, PeerSettings, ort, topkSoftmaxModel } from './onnx_peers';
+import { BenchOp, fmtImplUs, fmtMet, fmtSpread } from './report';
 
 export const ROUTING = [
   { E: 10, k: 2 },
@@ -102,3 +104,28 @@ export async function benchTopkSoftmax(ctx: BenchContext, peerSettings: PeerSett
   }
   return results;
 }
+
+export const topkSoftmaxBench: BenchOp = {
+  name: 'topk_softmax',
+  run: (ctx, peer) => benchTopkSoftmax(ctx, peer),
+  report: [
+    {
+      op: 'topk_softmax',
+      title: 'topk_softmax (renormalize false; peer = faster of ort (outputs allocated) and ort-prealloc)',
+      columns: ['case', 'ours', 'p10-p90', 'ort', 'ort-prealloc', 'vs peer', 'p10', 'paired', 'target', 'vs TS ref', 'GB/s'],
+      row: (r) => [
+        r.label,
+        fmtImplUs(r, 'ours'),
+        fmtSpread(r),
+        fmtImplUs(r, 'ort'),
+        fmtImplUs(r, 'ort-prealloc'),
+        fmtRatio(r.ratios.vs_peer),
+        fmtRatio(r.ratios.vs_peer_p10),
+        fmtRatio(r.ratios.vs_peer_paired),
+        `3× ${fmtMet(r.targets[0].met)}`,
+        fmtRatio(r.ratios.vs_reference),
+        r.impls.ours.gbps.toFixed(2),
+      ],
+    },
+  ],
+};

@@ -4,7 +4,6 @@
 #include <napi.h>
 
 #include "addon_data.h"
-#include "cuda_ops.h"
 #include "device_tensor.h"
 #include "lora_bank.h"
 #include "ops.h"

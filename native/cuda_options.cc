@@ -1,8 +1,8 @@
 // setCudaOption(name, value) / getCudaOption(name): the CUDA library's process-wide options
 // (personafuse_cuda.h): sync_checks, check_pointers and the lora_moe path choices (moe_*).
 #include "args.h"
-#include "cuda_ops.h"
 #include "cuda_plugin.h"
+#include "ops.h"
 
 namespace pfn {
 

@@ -2,7 +2,6 @@
 
 #include "addon_data.h"
 #include "args.h"
-#include "cuda_ops.h"
 
 namespace pfn {
 namespace {
@@ -24,9 +23,6 @@ std::shared_ptr<DeviceBuffer> allocate(Napi::Env env, const CudaPlugin& p, ElemT
   return buf;
 }
 }  // namespace
-
-const char* const kHostBankHint =
-    "the bank is on the CPU: pass host typed arrays, or create the bank with device: 'cuda'";
 
 const char* elem_name(ElemType t) {
   switch (t) {

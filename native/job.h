@@ -1,9 +1,10 @@
 // The baton: each operation parses its JS arguments into a Job on the main thread (plain
-// pointers into the typed arrays plus references that keep them alive), then the same Job
-// runs either right away (sync) or in an AsyncWorker whose Execute never touches N-API.
+// pointers into the arrays plus references that keep them alive), then the same Job runs either
+// right away (sync) or in an AsyncWorker whose Execute never touches N-API.
 //
-//   struct XJob : Job { pf_status run(); };   // run: kernel call only
+//   struct XJob<P> : P::Job { pf_status launch(); };   // launch: the kernel call only
 //   out: the JS value the call resolves to (made before the work starts, zero-copy outputs)
+// P, the policy (native/backend.h), says where the arrays live and brings the Runner.
 #ifndef PF_NATIVE_JOB_H
 #define PF_NATIVE_JOB_H
 
@@ -28,16 +29,16 @@ struct Job {
   Napi::Value result(Napi::Env env) const { return out.IsEmpty() ? env.Undefined() : out.Value(); }
 };
 
-// How a job runs and where its failure message comes from. CPU jobs: job.run() and the kernels'
-// thread-local pf_last_error. Device jobs (cuda_job.h) bring their own runner.
+// How a job runs and where its failure message comes from. CPU jobs: job.launch() and the
+// kernels' thread-local pf_last_error. Device jobs (backend.h) bring their own runner.
 struct CpuRunner {
   template <class J>
-  static pf_status run(J& job) { return job.run(); }
+  static pf_status run(J& job) { return job.launch(); }
   template <class J>
   static std::string error(const J&) { return pf_last_error(); }
 };
 
-template <class Runner = CpuRunner, class J>
+template <class Runner, class J>
 Napi::Value run_sync(Napi::Env env, J& job) {
   const pf_status s = Runner::run(job);
   if (s != PF_OK) throw status_error(env, s, Runner::error(job));
@@ -70,7 +71,7 @@ class AsyncJob : public Napi::AsyncWorker {
   std::string message_;
 };
 
-template <class Runner = CpuRunner, class J>
+template <class Runner, class J>
 Napi::Value run_async(Napi::Env env, J&& job) {
   auto* worker = new AsyncJob<J, Runner>(env, std::move(job));
   Napi::Promise promise = worker->promise();

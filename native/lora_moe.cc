@@ -1,29 +1,45 @@
-// loraMoe(bank, x [T, din], ids [T, k], weights [T, k], y? [T, dout]) -> y
-// With a bank on cuda it runs on the device (native/cuda_lora_moe.cc).
+// loraMoe(bank, x [T, din], ids [T, k], weights [T, k], y? [T, dout]) -> y (a new zeroed array,
+// or the given one accumulated into)
+// With a bank on cuda every array is a DeviceTensor, y too, and it runs on the device; the parse
+// below is the same for both (native/backend.h).
 #include "args.h"
-#include "cuda_ops.h"
-#include "device_tensor.h"
-#include "job.h"
+#include "backend.h"
 #include "lora_bank.h"
 #include "ops.h"
-#include "shape.h"
 
 namespace pfn {
 namespace {
 
-struct MoeJob : Job {
-  std::shared_ptr<const pf_bank> bank;
+template <class P>
+struct MoeJob : P::Job {
+  std::shared_ptr<const typename P::Bank> bank;
   const float* x;
-  int64_t T;
+  int64_t T, dout;
   const int32_t* ids;
   const float* w;
   int32_t k;
   float* y;
-  pf_status run() { return T == 0 ? PF_OK : pf_lora_moe(bank.get(), x, T, ids, w, k, y); }
+  bool fresh_y;  // y was made by this call: zero it before accumulating (device memory is not)
+  pf_status launch();
 };
 
-}  // namespace
+template <>
+pf_status MoeJob<Host>::launch() {
+  return T == 0 ? PF_OK : pf_lora_moe(bank.get(), x, T, ids, w, k, y);  // a new Float32Array is zeroed
+}
 
+template <>
+pf_status MoeJob<Device>::launch() {
+  if (T == 0) return PF_OK;
+  // A fresh y is zeroed on the stream, ahead of the op that accumulates into it.
+  if (fresh_y) {
+    const pf_status s = plugin->api->memset_(y, 0, (size_t)(T * dout) * sizeof(float), plugin->stream);
+    if (s != PF_OK) return s;
+  }
+  return plugin->api->lora_moe(bank.get(), x, T, ids, w, k, y, plugin->stream);
+}
+
+// k from the length of ids for T tokens (1 when T = 0), or the RangeError naming ids.
 int32_t moe_slots(Napi::Env env, int64_t T, size_t ids_length, int64_t experts) {
   if (T == 0) {
     expect_length(env, ids_length, 0, "ids", "T * k with T = 0");
@@ -38,53 +54,43 @@ int32_t moe_slots(Napi::Env env, int64_t T, size_t ids_length, int64_t experts) 
   return (int32_t)k;
 }
 
-namespace {
-
-MoeJob parse(const Napi::CallbackInfo& info) {
+template <class P>
+MoeJob<P> parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  MoeJob job;
-  job.bank = LoraBank::from(env, info[0], "bank");
-  reject_device(env, info[1], "x", "Float32Array", kHostBankHint);
-  reject_device(env, info[2], "ids", "Int32Array", kHostBankHint);
-  reject_device(env, info[3], "weights", "Float32Array", kHostBankHint);
-  reject_device(env, info[4], "y", "Float32Array", kHostBankHint);
-  const BankShape s = shape_of(job.bank.get());
-  View<float> x = f32_array(env, info[1], "x");
-  View<int32_t> ids = i32_array(env, info[2], "ids");
-  View<float> w = f32_array(env, info[3], "weights");
+  MoeJob<P> job;
+  P::open(job, env, "loraMoe on a cuda bank");
+  job.bank = P::bank(job, info[0], "bank");
+  const BankShape s = P::shape(job, job.bank.get());
+  const Array<float> x = P::f32(job, info[1], "x");
+  const Array<int32_t> ids = P::i32(job, info[2], "ids");
+  const Array<float> w = P::f32(job, info[3], "weights");
   job.T = (int64_t)count_of(env, x.length, s.din, "x", "din");
   job.k = moe_slots(env, job.T, ids.length, s.experts);
   expect_length(env, w.length, ids.length, "weights", "T * k, as ids");
-  Napi::Float32Array y;
-  if (info[4].IsUndefined()) {
-    y = Napi::Float32Array::New(env, job.T * s.dout);
+  job.dout = s.dout;
+  job.fresh_y = info[4].IsUndefined();
+  if (job.fresh_y) {
+    job.set_out(P::new_f32(job, env, (size_t)(job.T * s.dout), &job.y));
   } else {
-    View<float> vy = f32_array(env, info[4], "y");
-    expect_length(env, vy.length, job.T * s.dout, "y", "T * dout");
-    y = info[4].As<Napi::Float32Array>();
+    const Array<float> y = P::f32(job, info[4], "y");
+    expect_length(env, y.length, (size_t)(job.T * s.dout), "y", "T * dout");
+    job.y = y.data;
+    job.set_out(info[4]);
   }
   job.x = x.data;
   job.ids = ids.data;
   job.w = w.data;
-  job.y = job.T == 0 ? nullptr : y.Data();
-  job.keep(x.value);
-  job.keep(ids.value);
-  job.keep(w.value);
-  job.set_out(y);
   return job;
+}
+
+Napi::Value call(const Napi::CallbackInfo& info, bool async) {
+  if (LoraBank::on_device(info.Env(), info[0], "bank")) return run_job(info.Env(), parse<Device>(info), async);
+  return run_job(info.Env(), parse<Host>(info), async);
 }
 
 }  // namespace
 
-Napi::Value LoraMoe(const Napi::CallbackInfo& info) {
-  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaLoraMoe(info, false);
-  MoeJob job = parse(info);
-  return run_sync(info.Env(), job);
-}
-
-Napi::Value LoraMoeAsync(const Napi::CallbackInfo& info) {
-  if (LoraBank::on_device(info.Env(), info[0], "bank")) return CudaLoraMoe(info, true);
-  return run_async(info.Env(), parse(info));
-}
+Napi::Value LoraMoe(const Napi::CallbackInfo& info) { return call(info, false); }
+Napi::Value LoraMoeAsync(const Napi::CallbackInfo& info) { return call(info, true); }
 
 }  // namespace pfn

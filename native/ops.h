@@ -1,4 +1,6 @@
-// The addon's functions, one file each (native/<op>.cc).
+// The addon's functions, one file each (native/<op>.cc). Each op takes host arrays with a CPU
+// bank, or DeviceTensors with a bank on cuda (logits decides for topkSoftmax): one job per op
+// over the two (native/backend.h).
 #ifndef PF_NATIVE_OPS_H
 #define PF_NATIVE_OPS_H
 
@@ -16,5 +18,8 @@ Napi::Value MergeExpertsAsync(const Napi::CallbackInfo& info);
 Napi::Value Info(const Napi::CallbackInfo& info);
 Napi::Value SetThreads(const Napi::CallbackInfo& info);
 Napi::Value SetSimd(const Napi::CallbackInfo& info);
+// setCudaOption(name, value) / getCudaOption(name) (native/cuda_options.cc)
+Napi::Value CudaSetOption(const Napi::CallbackInfo& info);
+Napi::Value CudaGetOption(const Napi::CallbackInfo& info);
 }  // namespace pfn
 #endif

@@ -389,3 +389,19 @@ describe('TextCodec (tokenizer, chat template, EOS)', () => {
     expect(codec.hasChatTemplate).toBe(true);
   });
 });
+
+describe('generate: readiness', () => {
+  test('ready() resolves once the worker has its session, and rejects with the reason when the model cannot load there', async () => {
+    const m = await load('onnx-legacy', { worker: true });
+    await expect(m.ready()).resolves.toBeUndefined();
+    // the same model, its runtime file removed before the worker opens it: the worker cannot load
+    const { PersonaModel: PM } = await import('../lib');
+    const broken = await PM.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: fs.mkdtempSync(path.join(cacheDir, 'broken-')), worker: true });
+    for (const f of fs.readdirSync(path.dirname(broken.injectedFile))) if (f.includes('.last')) fs.rmSync(path.join(path.dirname(broken.injectedFile), f));
+    await expect(broken.ready()).rejects.toThrow(/could not load the model/);
+    // and closing it afterwards is prompt (the failed worker ends on close)
+    const t0 = Date.now();
+    await broken.dispose();
+    expect(Date.now() - t0).toBeLessThan(20_000); // not the 30 s grace a stuck worker would take
+  });
+});

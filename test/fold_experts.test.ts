@@ -8,16 +8,24 @@
 //   - out.b is within 3u·|ref| (u = 2⁻²⁴): c = fl(w·s), then fl(c·B), two roundings; this is
 //     the same for every bank dtype;
 //   - unused rank columns / rows and the blocks of -1 ids are exactly 0.
+//
+// Then its argument validation (test/helpers/validation.ts): each bad argument a TypeError or
+// RangeError naming it, sync and async alike, through the TS API and the raw native binding.
+// The op on the CUDA device: test/device_fold_experts.test.ts.
 import { kernels, reference } from '../lib';
+import { binding } from '../lib/kernels/binding';
 import { expectWritesWhileMainThreadSpins } from './helpers/async';
 import {
   absArray, BANK_KINDS, describeEachSimd, randomBank, randomIds, randomWeights, TestBank,
 } from './helpers/bank';
 import {
-  boundFrom, countNaN, countPoisoned, expectBitsEqual, expectClose, poison, POISON_BITS,
+  boundFrom, countNaN, countPoisoned, expectBitsEqual, expectClose, expectRejectsOnly, poison, POISON_BITS,
 } from './helpers/check';
 import { seedNote, testRng } from './helpers/rng';
 import { setThreadsSettled } from './helpers/threads';
+import {
+  bothFail, din, dout, E, ErrorClass, fixture, k, nativeFixture, nb, r,
+} from './helpers/validation';
 
 /** Relative bound of one out.b element: two f32 roundings (w·s, then ·B), plus γ slack. */
 const FOLD_B_UNITS = 3;
@@ -212,5 +220,119 @@ describe('foldExperts', () => {
       await setThreadsSettled(0);
       tb.bank.dispose();
     }
+  });
+});
+
+// ---- argument validation (test/helpers/validation.ts) ----
+
+describe('foldExperts validation', () => {
+  const fold = (f: ReturnType<typeof fixture>, o: Partial<Record<'ids' | 'w' | 'k', unknown>> & { out?: unknown } = {}) => {
+    const args = [f.bank, (o.ids ?? f.ids) as Int32Array, (o.w ?? f.w) as Float32Array, (o.k ?? k) as number, ('out' in o ? o.out : f.out()) as kernels.FoldOutput] as const;
+    return [() => kernels.foldExperts(...args), () => kernels.foldExpertsAsync(...args)] as const;
+  };
+
+  it('ids, weights, out.a, out.b or out.slots of the wrong type is a TypeError naming it', async () => {
+    const f = fixture();
+    const base = f.out();
+    const cases: Array<[Parameters<typeof fold>[1], RegExp]> = [
+      [{ ids: Float32Array.from(f.ids) }, /\bids\b/],
+      [{ w: Int32Array.from([1, 1, 1, 1]) }, /weights/],
+      [{ out: { ...base, a: new Float64Array(base.a.length) } }, /out\.a/],
+      [{ out: { ...base, b: Array.from(base.b) } }, /out\.b/],
+      [{ out: { ...base, slots: Float32Array.from([2, 0]) } }, /slots/],
+      [{ out: { ...base, rankCapacity: '4' } }, /rankCapacity/],
+    ];
+    for (const [o, re] of cases) await bothFail(...fold(f, o), TypeError, re);
+  });
+
+  it('an out that is not an object is a TypeError naming out', async () => {
+    const f = fixture();
+    for (const bad of [null, undefined, 7]) await bothFail(...fold(f, { out: bad }), TypeError, /\bout\b/);
+  });
+
+  it('out.a / out.b lengths that do not match the slots are RangeErrors naming them', async () => {
+    const f = fixture();
+    const base = f.out();
+    await bothFail(...fold(f, { out: { ...base, a: new Float32Array(base.a.length + 1) } }), RangeError, /out\.a/);
+    await bothFail(...fold(f, { out: { ...base, a: new Float32Array(base.a.length - din * base.rankCapacity) } }), RangeError, /out\.b/);
+    await bothFail(...fold(f, { out: { ...base, b: new Float32Array(base.b.length - 1) } }), RangeError, /out\.b/);
+    // room for one slot only, two requests, no out.slots
+    await bothFail(
+      ...fold(f, { out: { a: new Float32Array(din * base.rankCapacity), b: new Float32Array(base.rankCapacity * dout), rankCapacity: base.rankCapacity } }),
+      RangeError, /out\.a/,
+    );
+  });
+
+  it('out.slots of the wrong length, with a duplicate or out of range is a RangeError naming slots, and out is left untouched', async () => {
+    const f = fixture();
+    for (const slots of [[2], [2, 0, 1], [1, 1], [3, 0], [0, -1]]) {
+      const out = { ...f.out(), slots: Int32Array.from(slots) };
+      await bothFail(...fold(f, { out }), RangeError, /slots/);
+      expect(countPoisoned(out.a) + countPoisoned(out.b)).toBe(out.a.length + out.b.length);
+    }
+  });
+
+  it('a rankCapacity below k·rank, or not an integer, is a RangeError naming rankCapacity', async () => {
+    const f = fixture();
+    for (const R of [k * r - 1, 0, -4, 4.5, NaN]) {
+      await bothFail(...fold(f, { out: { ...f.out(), rankCapacity: R } }), RangeError, /rankCapacity/);
+    }
+  });
+
+  it('k > experts, k < 1 or ids not a multiple of k is a RangeError naming k or ids', async () => {
+    const f = fixture();
+    await bothFail(...fold(f, { k: E + 1, ids: new Int32Array(E + 1).fill(-1), w: f.rng.f32(E + 1) }), RangeError, /\bk\b/);
+    await bothFail(...fold(f, { k: 0 }), RangeError, /\bk\b/);
+    await bothFail(...fold(f, { ids: Int32Array.from([0, 1, 2]), w: f.rng.f32(3) }), RangeError, /\bids\b/);
+  });
+
+  it('weights whose length differs from ids is a RangeError naming weights', async () => {
+    const f = fixture();
+    await bothFail(...fold(f, { w: f.rng.f32(5) }), RangeError, /weights/);
+  });
+
+  it('an id out of range or a NaN weight is a RangeError naming it, and out is left untouched', async () => {
+    const f = fixture();
+    for (const [o, re] of [[{ ids: Int32Array.from([0, 3, 1, 2]) }, /\bids\b/], [{ ids: Int32Array.from([0, 1, -5, 2]) }, /\bids\b/], [{ w: Float32Array.from([1, NaN, 1, 1]) }, /weights/]] as const) {
+      const out = f.out();
+      await bothFail(...fold(f, { ...o, out }), RangeError, re);
+      expect(countPoisoned(out.a) + countPoisoned(out.b)).toBe(out.a.length + out.b.length);
+    }
+  });
+});
+
+describe('native binding validation (the C++ layer on its own)', () => {
+  it('foldExperts: non-integer, negative and string k / rankCapacity, lengths off by one, bad slots', async () => {
+    const f = nativeFixture();
+    const R = k * r;
+    const A = () => poison(new Float32Array(3 * din * R)), B = () => poison(new Float32Array(3 * R * dout));
+    const cases: Array<[unknown[], ErrorClass, RegExp]> = [
+      [[f.ids, f.w, 2.5, A(), B(), R], RangeError, /\bk\b/],
+      [[f.ids, f.w, -2, A(), B(), R], RangeError, /\bk\b/],
+      [[f.ids, f.w, '2', A(), B(), R], TypeError, /\bk\b/],
+      [[f.ids, f.w, k, A(), B(), -1], RangeError, /rankCapacity/],
+      [[f.ids, f.w, k, A(), B(), 4.25], RangeError, /rankCapacity/],
+      [[f.ids, f.w, k, A(), B(), '4'], TypeError, /rankCapacity/],
+      [[f.ids, f.w, k, new Float32Array(3 * din * R + 1), B(), R], RangeError, /out\.a/],
+      [[f.ids, f.w, k, A(), new Float32Array(3 * R * dout - 1), R], RangeError, /out\.b/],
+      [[f.ids, f.w, k, A(), B(), R, Int32Array.from([0, 0])], RangeError, /slots/],
+      [[f.ids, f.w, k, A(), B(), R, Int32Array.from([0, 3])], RangeError, /slots/],
+      [[f.ids, f.w, k, A(), B(), R, Int32Array.from([0])], RangeError, /slots/],
+      [[f.ids, f.w, k, A(), B(), R, null], TypeError, /slots/],
+      [[f.ids, f.w.subarray(1), k, A(), B(), R], RangeError, /weights/],
+    ];
+    for (const [args, cls, re] of cases) {
+      const a = args as Parameters<ReturnType<typeof binding>['foldExperts']> extends [unknown, ...infer Rest] ? Rest : never;
+      await bothFail(() => nb().foldExperts(f.nbank, ...a), () => nb().foldExpertsAsync(f.nbank, ...a), cls, re);
+    }
+  });
+});
+
+describe('async variants report errors by rejecting their Promise', () => {
+  // The argument checks made while the call is made reject too (binding.test.ts has the data errors).
+  it('foldExpertsAsync rejects (does not throw) for an out.b of the wrong length', async () => {
+    const f = fixture();
+    const out = f.out();
+    await expectRejectsOnly(() => kernels.foldExpertsAsync(f.bank, f.ids, f.w, k, { ...out, b: out.b.subarray(1) }), RangeError, /out\.b/);
   });
 });

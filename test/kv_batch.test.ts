@@ -8,7 +8,6 @@ import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { Batcher, BatchStats } from '../lib/engine/batcher';
 import { KvBatch, PastSpec } from '../lib/decoder/kv_batch';
-import { siteShapes } from '../lib/decoder/mix_slots';
 import { adapterFolders, FIXTURE, reference } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
 
@@ -71,7 +70,7 @@ describe('KV width under steady traffic', () => {
     const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir, worker: false });
     try {
       const session = await model.openSession();
-      const parts = { session, sites: siteShapes(model.sites), gates: model.gates, io: model.io, padId: model.padId };
+      const parts = { session, layout: model.slotLayout, io: model.io, padId: model.padId };
       const ids = reference.sequences.flat();
       const sampling = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 };
       const reqs = Array.from({ length: 150 }, () => {

@@ -1,4 +1,6 @@
 // LoraBank: construction, what it holds, and its lifecycle (dispose, pending async calls).
+// Then createLoraBank's argument validation (test/helpers/validation.ts). A bank on the CUDA
+// device: test/device_lora_bank.test.ts.
 import { DisposedError, kernels, reference } from '../lib';
 import { binding } from '../lib/kernels/binding';
 import { BankSpec, DTYPES, randomBank, randomIds, randomWeights } from './helpers/bank';
@@ -6,6 +8,7 @@ import {
   expectAsyncFails, expectBitsEqual, expectThrows, poison, typedArrayTag,
 } from './helpers/check';
 import { testRng } from './helpers/rng';
+import { din, dout, E, ErrorClass, nb, r } from './helpers/validation';
 
 const ELEM = { f32: 4, f16: 2, bf16: 2 } as const;
 
@@ -177,5 +180,81 @@ describe('LoraBank', () => {
     const same = Float32Array.from(W); // a copy made in the test's realm (W.slice() would stay in W's realm)
     const opts = { experts: 1, rank: 3, din: 4, dout: 2, dtype: 'f16' as const, b: rng.f32(6) };
     expect(Array.from(reference.refBank({ ...opts, a: W }).a)).toEqual(Array.from(reference.refBank({ ...opts, a: same }).a));
+  });
+});
+
+// ---- argument validation (test/helpers/validation.ts) ----
+
+describe('createLoraBank validation', () => {
+  const good = () => {
+    const rng = testRng();
+    return { experts: E, rank: r, din, dout, a: rng.f32(E * r * din), b: rng.f32(E * dout * r) } as kernels.LoraBankOptions;
+  };
+  const fails = (opts: unknown, cls: ErrorClass, ...re: RegExp[]) => expectThrows(() => kernels.createLoraBank(opts as kernels.LoraBankOptions), cls, ...re);
+
+  it('options that are not an object is a TypeError naming options', () => {
+    fails(null, TypeError, /options/);
+    fails(42, TypeError, /options/);
+  });
+
+  it('experts, rank, din, dout out of range or not integers are RangeErrors naming them; strings are TypeErrors', () => {
+    for (const [key, bad] of [['experts', 0], ['experts', 1025], ['experts', 1.5], ['rank', 0], ['rank', -2], ['din', 0], ['dout', -1], ['dout', NaN]] as const) {
+      fails({ ...good(), [key]: bad }, RangeError, new RegExp(`for ${key}\\b`));
+    }
+    fails({ ...good(), experts: '3' }, TypeError, /experts/);
+    fails({ ...good(), din: undefined }, TypeError, /\bdin\b/);
+  });
+
+  it('an unknown dtype string is an error naming dtype', () => {
+    for (const dtype of ['f64', 'F16', 'int8', 'constructor']) {
+      const err = expectThrows(() => kernels.createLoraBank({ ...good(), dtype: dtype as never }), Error, /dtype/);
+      expect(err.name === 'TypeError' || err.name === 'RangeError').toBe(true);
+    }
+  });
+
+  it('a or b of the wrong length is a RangeError naming it', () => {
+    const g = good();
+    fails({ ...g, a: g.a.subarray(1) }, RangeError, /for a\b/);
+    fails({ ...g, b: new Float32Array(g.b.length + 1) }, RangeError, /for b\b/);
+    fails({ ...g, dtype: 'f16', a: new Uint16Array(g.a.length - 1) }, RangeError, /for a\b/);
+  });
+
+  it('a or b of the wrong type for the dtype is a TypeError naming it', () => {
+    const g = good();
+    fails({ ...g, a: new Float64Array(g.a.length) }, TypeError, /for a\b/);
+    fails({ ...g, b: new Uint16Array(g.b.length) }, TypeError, /for b\b/); // f32 bank, 16-bit bits
+    fails({ ...g, dtype: 'bf16', a: new Int16Array(g.a.length) }, TypeError, /for a\b/);
+    fails({ ...g, a: undefined }, TypeError, /for a\b/);
+  });
+
+  it('non-finite scales are a RangeError naming scales; wrong length or type too', () => {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const scales = Float32Array.from([1, bad, 2]);
+      for (const dtype of ['f32', 'f16', 'bf16'] as const) fails({ ...good(), dtype, scales }, RangeError, /scales/, /index 1\b/);
+    }
+    fails({ ...good(), scales: new Float32Array(E + 1).fill(1) }, RangeError, /scales/);
+    fails({ ...good(), scales: new Float64Array(E).fill(1) }, TypeError, /scales/);
+  });
+
+  it('ranks above rank or negative are a RangeError naming ranks; wrong length or type too', () => {
+    fails({ ...good(), ranks: Int32Array.from([2, 3, 1]) }, RangeError, /ranks/, /index 1\b/);
+    fails({ ...good(), ranks: Int32Array.from([2, 1, -1]) }, RangeError, /ranks/, /index 2\b/);
+    fails({ ...good(), ranks: Int32Array.from([2, 1]) }, RangeError, /ranks/);
+    fails({ ...good(), ranks: Float32Array.from([2, 1, 1]) }, TypeError, /ranks/);
+  });
+});
+
+describe('native binding validation (the C++ layer on its own)', () => {
+  it('new LoraBank: a bad dtype code, arrays not matching the dtype, non-finite scales', () => {
+    const rng = testRng();
+    const base = { experts: E, rank: r, din, dout, dtype: 0, a: rng.f32(E * r * din), b: rng.f32(E * dout * r) };
+    const make = (o: object) => () => new (nb().LoraBank)(o as never);
+    expectThrows(make({ ...base, dtype: 3 }), RangeError, /dtype/);
+    expectThrows(make({ ...base, dtype: 'f16' }), TypeError, /dtype/);
+    expectThrows(make({ ...base, dtype: 1 }), TypeError, /for a\b/);
+    expectThrows(make({ ...base, experts: 2 }), RangeError, /for a\b/);
+    expectThrows(make({ ...base, scales: Float32Array.from([1, NaN, 1]) }), RangeError, /scales/);
+    expectThrows(make({ ...base, ranks: Int32Array.from([0, 0, 9]) }), RangeError, /ranks/);
+    expectThrows(make({ ...base, rank: 2 ** 31 }), RangeError, /rank/);
   });
 });

@@ -11,14 +11,23 @@
 // is a worst-case bound (no flakes on fresh data). It is still tight: a single dropped x element
 // or a wrong dtype decode (bf16 is 2⁻⁹ relative) misses it by orders of magnitude, which the
 // "tolerance would notice" case below demonstrates.
+//
+// Then its argument validation (test/helpers/validation.ts): each bad argument a TypeError or
+// RangeError naming it, sync and async alike, through the TS API and the raw native binding.
+// The op on the CUDA device: test/device_lora_moe.test.ts.
 import { kernels, reference } from '../lib';
 import { expectWritesWhileMainThreadSpins } from './helpers/async';
 import {
   absArray, BANK_KINDS, describeEachSimd, Dtype, randomBank, randomIds, randomWeights,
 } from './helpers/bank';
-import { boundFrom, expectBitsEqual, expectClose, typedArrayTag, U32 } from './helpers/check';
+import {
+  boundFrom, expectBitsEqual, expectClose, expectRejectsOnly, typedArrayTag, U32,
+} from './helpers/check';
 import { testRng } from './helpers/rng';
 import { setThreadsSettled } from './helpers/threads';
+import {
+  bothFail, din, dout, E, ErrorClass, fixture, k, nativeFixture, nb, T,
+} from './helpers/validation';
 
 /** Relative rounding unit of the f32 accumulation, per bank dtype (equal: decoding is exact). */
 const ACCUM_UNITS: Record<Dtype, number> = { f32: U32, f16: U32, bf16: U32 };
@@ -223,5 +232,129 @@ describe('loraMoe', () => {
       await setThreadsSettled(0);
       tb.bank.dispose();
     }
+  });
+});
+
+// ---- argument validation (test/helpers/validation.ts) ----
+
+describe('loraMoe validation', () => {
+  it('x, ids, weights or y of the wrong typed-array type is a TypeError naming it', async () => {
+    const f = fixture();
+    const cases: Array<[unknown[], RegExp]> = [
+      [[new Float64Array(T * din), f.ids, f.w], /\bx\b/],
+      [[f.x, Float32Array.from(f.ids), f.w], /\bids\b/],
+      [[f.x, f.ids, Int32Array.from([1, 1, 1, 1])], /weights/],
+      [[f.x, f.ids, f.w, { y: new Float64Array(T * dout) }], /\by\b/],
+      [[f.x, f.ids, f.w, { y: Array.from(f.y) }], /\by\b/],
+      [[f.x, f.ids, f.w, { y: null }], /\by\b/],
+    ];
+    for (const [args, re] of cases) {
+      const [x, ids, w, opts] = args as [Float32Array, Int32Array, Float32Array, kernels.LoraMoeOptions];
+      await bothFail(() => kernels.loraMoe(f.bank, x, ids, w, opts), () => kernels.loraMoeAsync(f.bank, x, ids, w, opts), TypeError, re);
+    }
+  });
+
+  it('an x length that is not a multiple of din is a RangeError naming x', async () => {
+    const f = fixture();
+    const x = f.rng.f32(T * din + 1);
+    await bothFail(() => kernels.loraMoe(f.bank, x, f.ids, f.w), () => kernels.loraMoeAsync(f.bank, x, f.ids, f.w), RangeError, /\bx\b/, /din/);
+  });
+
+  it('ids whose length is not T·k (one too many, one too few, empty) is a RangeError naming ids', async () => {
+    const f = fixture();
+    for (const ids of [Int32Array.from([0, 1, 2, -1, 0]), Int32Array.from([0, 1, 2]), new Int32Array(0)]) {
+      const w = f.rng.f32(ids.length);
+      await bothFail(() => kernels.loraMoe(f.bank, f.x, ids, w), () => kernels.loraMoeAsync(f.bank, f.x, ids, w), RangeError, /\bids\b/);
+    }
+  });
+
+  it('ids implying k > experts slots per token is a RangeError naming ids', async () => {
+    const f = fixture();
+    const ids = new Int32Array(T * (E + 1)).fill(-1), w = f.rng.f32(T * (E + 1));
+    await bothFail(() => kernels.loraMoe(f.bank, f.x, ids, w), () => kernels.loraMoeAsync(f.bank, f.x, ids, w), RangeError, /\bids\b/);
+  });
+
+  it('weights whose length differs from ids is a RangeError naming weights', async () => {
+    const f = fixture();
+    for (const w of [f.rng.f32(T * k + 1), f.rng.f32(T * k - 1)]) {
+      await bothFail(() => kernels.loraMoe(f.bank, f.x, f.ids, w), () => kernels.loraMoeAsync(f.bank, f.x, f.ids, w), RangeError, /weights/);
+    }
+  });
+
+  it('a y of the wrong length is a RangeError naming y', async () => {
+    const f = fixture();
+    for (const y of [f.rng.f32(T * dout - 1), f.rng.f32(T * dout + 1), new Float32Array(0)]) {
+      await bothFail(() => kernels.loraMoe(f.bank, f.x, f.ids, f.w, { y }), () => kernels.loraMoeAsync(f.bank, f.x, f.ids, f.w, { y }), RangeError, /\by\b/);
+    }
+  });
+
+  it('T = 0 with non-empty ids is a RangeError naming ids', async () => {
+    const f = fixture();
+    const x = new Float32Array(0);
+    await bothFail(() => kernels.loraMoe(f.bank, x, f.ids, f.w), () => kernels.loraMoeAsync(f.bank, x, f.ids, f.w), RangeError, /\bids\b/);
+  });
+
+  it('an id >= experts or < -1 is a RangeError naming ids and the index, and y is left untouched', async () => {
+    const f = fixture();
+    for (const [i, bad] of [[3, E], [1, -2], [0, 1 << 30]]) {
+      const ids = f.ids.slice();
+      ids[i] = bad;
+      const y = f.y.slice();
+      await bothFail(
+        () => kernels.loraMoe(f.bank, f.x, ids, f.w, { y }), () => kernels.loraMoeAsync(f.bank, f.x, ids, f.w, { y }),
+        RangeError, /\bids\b/, new RegExp(`index ${i}\\b`),
+      );
+      expectBitsEqual(y, f.y, 'y after a refused call');
+    }
+  });
+
+  it('a NaN or infinite weight is a RangeError naming weights, and y is left untouched', async () => {
+    const f = fixture();
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const w = f.w.slice();
+      w[3] = bad;
+      const y = f.y.slice();
+      await bothFail(() => kernels.loraMoe(f.bank, f.x, f.ids, w, { y }), () => kernels.loraMoeAsync(f.bank, f.x, f.ids, w, { y }), RangeError, /weights/);
+      expectBitsEqual(y, f.y, 'y after a refused call');
+    }
+  });
+
+  it('something other than a LoraBank for bank (plain object, null, the native handle\'s look-alike) is a TypeError naming bank', async () => {
+    const f = fixture();
+    for (const bad of [{}, null, undefined, { native: f.bank.native, din, dout }, 42]) {
+      await bothFail(() => kernels.loraMoe(bad, f.x, f.ids, f.w), () => kernels.loraMoeAsync(bad, f.x, f.ids, f.w), TypeError, /\bbank\b/);
+    }
+  });
+});
+
+describe('native binding validation (the C++ layer on its own)', () => {
+  it('loraMoe: lengths off by one for x, ids, weights and y; wrong types', async () => {
+    const f = nativeFixture();
+    const cases: Array<[unknown[], ErrorClass, RegExp]> = [
+      [[f.rng.f32(T * din + 1), f.ids, f.w], RangeError, /\bx\b/],
+      [[f.rng.f32(T * din - 1), f.ids, f.w], RangeError, /\bx\b/],
+      [[f.x, Int32Array.from([0, 1, 2]), f.rng.f32(3)], RangeError, /\bids\b/],
+      [[f.x, f.ids, f.rng.f32(5)], RangeError, /weights/],
+      [[f.x, f.ids, f.w, f.rng.f32(T * dout + 1)], RangeError, /\by\b/],
+      [[f.x, f.ids, f.w, null], TypeError, /\by\b/],
+      [[f.x, f.ids, f.w, 'y'], TypeError, /\by\b/],
+      [['x', f.ids, f.w], TypeError, /\bx\b/],
+      [[f.x, [0, 1, 2, -1], f.w], TypeError, /\bids\b/],
+      [[f.x, f.ids, new Float64Array(4)], TypeError, /weights/],
+      [[f.x, Int32Array.from([0, 1, 7, -1]), f.w], RangeError, /\bids\b/],
+      [[f.x, f.ids, Float32Array.from([1, 1, NaN, 1])], RangeError, /weights/],
+    ];
+    for (const [args, cls, re] of cases) {
+      const a = args as [Float32Array, Int32Array, Float32Array, Float32Array?];
+      await bothFail(() => nb().loraMoe(f.nbank, ...a), () => nb().loraMoeAsync(f.nbank, ...a), cls, re);
+    }
+  });
+});
+
+describe('async variants report errors by rejecting their Promise', () => {
+  // The argument checks made while the call is made reject too (binding.test.ts has the data errors).
+  it('loraMoeAsync rejects (does not throw) for an x of the wrong length', async () => {
+    const f = fixture();
+    await expectRejectsOnly(() => kernels.loraMoeAsync(f.bank, f.rng.f32(T * din + 1), f.ids, f.w), RangeError, /\bx\b/);
   });
 });

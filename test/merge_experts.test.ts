@@ -6,14 +6,21 @@
 // passes each product through at most r (the rank sum) + n (one add per merged expert) + 8
 // (w·s, the gate product, partial-sum merges) f32 roundings, so
 //   |got − ref| ≤ (r + n + 8) · u · M,   u = 2⁻²⁴,   M = |W| + Σ_j |w_j s_j| Σ_q |A[q,i] B[o,q]|.
+//
+// Then its argument validation (test/helpers/validation.ts): each bad argument a TypeError or
+// RangeError naming it, sync and async alike, through the TS API and the raw native binding.
+// The op on the CUDA device: test/device_merge_experts.test.ts.
 import { kernels, reference } from '../lib';
 import { expectWritesWhileMainThreadSpins } from './helpers/async';
 import {
   absArray, BANK_KINDS, describeEachSimd, Dtype, randomBank, randomWeights, TestBank,
 } from './helpers/bank';
-import { boundFrom, expectBitsEqual, expectClose, typedArrayTag, U32 } from './helpers/check';
+import {
+  boundFrom, expectBitsEqual, expectClose, expectRejectsOnly, typedArrayTag, U32,
+} from './helpers/check';
 import { testRng } from './helpers/rng';
 import { setThreadsSettled } from './helpers/threads';
+import { bothFail, din, dout, ErrorClass, fixture, nativeFixture, nb } from './helpers/validation';
 
 /** Relative rounding unit of the f32 accumulation, per bank dtype (equal: decoding is exact). */
 const ACCUM_UNITS: Record<Dtype, number> = { f32: U32, f16: U32, bf16: U32 };
@@ -171,5 +178,79 @@ describe('mergeExperts', () => {
       await setThreadsSettled(0);
       tb.bank.dispose();
     }
+  });
+});
+
+// ---- argument validation (test/helpers/validation.ts) ----
+
+describe('mergeExperts validation', () => {
+  it('a w of the wrong length is a RangeError naming w, and one of the wrong type a TypeError', async () => {
+    const f = fixture();
+    for (const W of [f.rng.f32(din * dout + 1), f.rng.f32(din * dout - 1)]) {
+      await bothFail(() => kernels.mergeExperts(f.bank, f.mIds, f.mW, W), () => kernels.mergeExpertsAsync(f.bank, f.mIds, f.mW, W), RangeError, /for w\b/);
+    }
+    const W64 = new Float64Array(din * dout);
+    await bothFail(() => kernels.mergeExperts(f.bank, f.mIds, f.mW, W64 as never), () => kernels.mergeExpertsAsync(f.bank, f.mIds, f.mW, W64 as never), TypeError, /for w\b/);
+  });
+
+  it('weights whose length differs from ids is a RangeError naming weights; wrong types are TypeErrors', async () => {
+    const f = fixture();
+    const w3 = f.rng.f32(3);
+    await bothFail(() => kernels.mergeExperts(f.bank, f.mIds, w3, f.W), () => kernels.mergeExpertsAsync(f.bank, f.mIds, w3, f.W), RangeError, /weights/);
+    const idsF = Float32Array.from(f.mIds) as never;
+    await bothFail(() => kernels.mergeExperts(f.bank, idsF, f.mW, f.W), () => kernels.mergeExpertsAsync(f.bank, idsF, f.mW, f.W), TypeError, /\bids\b/);
+  });
+
+  it('an id out of range or a NaN weight is a RangeError naming it, and W (in place) is left untouched', async () => {
+    const f = fixture();
+    for (const [ids, w, re] of [
+      [Int32Array.from([0, 3]), f.mW, /\bids\b/],
+      [Int32Array.from([-2, 0]), f.mW, /\bids\b/],
+      [f.mIds, Float32Array.from([0.5, NaN]), /weights/],
+    ] as const) {
+      const W = f.W.slice();
+      await bothFail(
+        () => kernels.mergeExperts(f.bank, ids, w, W, { inPlace: true }), () => kernels.mergeExpertsAsync(f.bank, ids, w, W, { inPlace: true }),
+        RangeError, re,
+      );
+      expectBitsEqual(W, f.W, 'W after a refused in-place merge');
+    }
+  });
+
+  it('an unknown layout is an error naming opts.layout', async () => {
+    const f = fixture();
+    for (const layout of ['row_major', 'IN_OUT', 'toString']) {
+      await bothFail(
+        () => kernels.mergeExperts(f.bank, f.mIds, f.mW, f.W, { layout: layout as never }),
+        () => kernels.mergeExpertsAsync(f.bank, f.mIds, f.mW, f.W, { layout: layout as never }),
+        TypeError, /layout/,
+      );
+    }
+  });
+});
+
+describe('native binding validation (the C++ layer on its own)', () => {
+  it('mergeExperts: a bad layout number or type, w off by one', async () => {
+    const f = nativeFixture();
+    const cases: Array<[unknown[], ErrorClass, RegExp]> = [
+      [[f.mIds, f.mW, f.W, 2, false], RangeError, /layout/],
+      [[f.mIds, f.mW, f.W, -1, false], RangeError, /layout/],
+      [[f.mIds, f.mW, f.W, '0', false], TypeError, /layout/],
+      [[f.mIds, f.mW, f.W.subarray(1), 0, false], RangeError, /for w\b/],
+      [[f.mIds, f.mW.subarray(1), f.W, 0, false], RangeError, /weights/],
+    ];
+    for (const [args, cls, re] of cases) {
+      const a = args as [Int32Array, Float32Array, Float32Array, number, boolean];
+      await bothFail(() => nb().mergeExperts(f.nbank, ...a), () => nb().mergeExpertsAsync(f.nbank, ...a), cls, re);
+    }
+  });
+});
+
+describe('async variants report errors by rejecting their Promise', () => {
+  // The argument checks made while the call is made reject too (binding.test.ts has the data errors).
+  it('mergeExpertsAsync rejects (does not throw) for a disposed bank', async () => {
+    const f = fixture();
+    f.bank.dispose();
+    await expectRejectsOnly(() => kernels.mergeExpertsAsync(f.bank, f.mIds, f.mW, f.W), Error, /disposed/);
   });
 });

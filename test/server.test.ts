@@ -56,7 +56,7 @@ describe('POST /v1/chat/completions', () => {
     expect(res.status).toBe(200);
     const body = await json(res);
     expect(body.object).toBe('chat.completion');
-    expect(body.choices[0].message).toEqual({ role: 'assistant', content: want.text });
+    expect(body.choices[0].message).toEqual({ role: 'assistant', content: want.text, refusal: null });
     expect(body.choices[0].finish_reason).toBe(want.finishReason === 'length' ? 'length' : 'stop');
     expect(body.usage).toEqual({ prompt_tokens: want.usage.promptTokens, completion_tokens: want.usage.completionTokens, total_tokens: want.usage.promptTokens + want.usage.completionTokens });
     expect(body.persona).toEqual({ mix });
@@ -150,15 +150,17 @@ describe('disconnects', () => {
       twinDone = true;
     });
     await new Promise<void>((resolve, reject) => {
+      // cleared once data came: a pending 10 s timer kept the jest worker alive after the file
+      const timer = setTimeout(() => reject(new Error('no data')), 10000);
       const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
         res.once('data', () => {
+          clearTimeout(timer);
           req.destroy();
           resolve();
         });
       });
       req.on('error', () => undefined);
       req.end(JSON.stringify({ ...o, stream: true }));
-      setTimeout(() => reject(new Error('no data')), 10000);
     });
     while (model.engine.openRequests > 1) await new Promise((r) => setImmediate(r));
     expect(twinDone).toBe(false);

@@ -6,14 +6,19 @@
 // E: the f32 sum of E exponentials; k: the renormalising sum; 2·spread: the rounding of
 // (l − m) seen through exp (an absolute error u·|l − m| in the exponent); 16: expf's own
 // error (≤ 2 ulp), the divisions and γ_n's slack. All terms are positive, so relative bounds hold.
+//
+// Then its argument validation (test/helpers/validation.ts): each bad argument a TypeError or
+// RangeError naming it, sync and async alike, through the TS API and the raw native binding.
+// The op on the CUDA device: test/device_topk_softmax.test.ts.
 import { kernels, reference } from '../lib';
 import { expectOffThread } from './helpers/async';
 import { describeEachSimd } from './helpers/bank';
 import {
-  expectAsyncFails, expectBitsEqual, expectClose, expectIntsEqual, expectThrows, typedArrayTag, U32,
+  expectAsyncFails, expectBitsEqual, expectClose, expectIntsEqual, expectRejectsOnly, expectThrows, typedArrayTag, U32,
 } from './helpers/check';
 import { Rng, testRng } from './helpers/rng';
 import { setThreadsSettled } from './helpers/threads';
+import { bothFail, nb } from './helpers/validation';
 
 const SPREAD = 8; // random logits are uniform in [-4, 4)
 
@@ -211,5 +216,64 @@ describe('topkSoftmax', () => {
     } finally {
       await setThreadsSettled(0);
     }
+  });
+});
+
+// ---- argument validation (test/helpers/validation.ts) ----
+
+describe('topkSoftmax validation', () => {
+  const rng = () => testRng();
+  const logits = () => rng().f32(3 * 4);
+
+  it('logits that are not a Float32Array (Float64Array, Array, undefined) are a TypeError naming logits', async () => {
+    for (const bad of [new Float64Array(12), Array.from(logits()), undefined]) {
+      await bothFail(() => kernels.topkSoftmax(bad as never, 4, 2), () => kernels.topkSoftmaxAsync(bad as never, 4, 2), TypeError, /logits/);
+    }
+  });
+
+  it('a logits length that is not a multiple of experts is a RangeError naming logits', async () => {
+    const l = rng().f32(13);
+    await bothFail(() => kernels.topkSoftmax(l, 4, 2), () => kernels.topkSoftmaxAsync(l, 4, 2), RangeError, /logits/, /multiple of experts/);
+  });
+
+  it('k > experts, k < 1 and a non-integer k are RangeErrors naming k', async () => {
+    const l = logits();
+    for (const bad of [5, 0, -1, 1.5, NaN, Infinity]) {
+      await bothFail(() => kernels.topkSoftmax(l, 4, bad), () => kernels.topkSoftmaxAsync(l, 4, bad), RangeError, /\bk\b/);
+    }
+  });
+
+  it('experts outside [1, 1024] is a RangeError naming experts', async () => {
+    for (const [E2, l] of [[0, new Float32Array(0)], [1025, rng().f32(1025)], [-4, logits()], [2.5, logits()]] as const) {
+      await bothFail(() => kernels.topkSoftmax(l, E2, 1), () => kernels.topkSoftmaxAsync(l, E2, 1), RangeError, /experts/);
+    }
+  });
+
+  it('a string or a boolean for experts or k is a TypeError naming it', async () => {
+    const l = logits();
+    await bothFail(() => kernels.topkSoftmax(l, '4' as never, 2), () => kernels.topkSoftmaxAsync(l, '4' as never, 2), TypeError, /experts/);
+    await bothFail(() => kernels.topkSoftmax(l, 4, true as never), () => kernels.topkSoftmaxAsync(l, 4, true as never), TypeError, /\bk\b/);
+  });
+});
+
+describe('native binding validation (the C++ layer on its own)', () => {
+  it('topkSoftmax: wrong array type, lengths off by one, negative, non-integer and string numbers', async () => {
+    const l = testRng().f32(4);
+    await bothFail(() => nb().topkSoftmax(new Float64Array(4) as never, 2, 1, false), () => nb().topkSoftmaxAsync(new Float64Array(4) as never, 2, 1, false), TypeError, /logits/);
+    expectThrows(() => nb().topkSoftmax(testRng().f32(5), 2, 1, false), RangeError, /logits/);
+    expectThrows(() => nb().topkSoftmax(l, -2, 1, false), RangeError, /experts/);
+    expectThrows(() => nb().topkSoftmax(l, 2, -1, false), RangeError, /\bk\b/);
+    expectThrows(() => nb().topkSoftmax(l, 2.5, 1, false), RangeError, /experts/);
+    expectThrows(() => nb().topkSoftmax(l, 2, 3, false), RangeError, /\bk\b/);
+    expectThrows(() => nb().topkSoftmax(l, '2' as never, 1, false), TypeError, /experts/);
+    expectThrows(() => nb().topkSoftmax(l, 2, '1' as never, false), TypeError, /\bk\b/);
+    expectThrows(() => nb().topkSoftmax(l, 2 ** 40, 1, false), RangeError, /experts/);
+  });
+});
+
+describe('async variants report errors by rejecting their Promise', () => {
+  // The argument checks made while the call is made reject too (binding.test.ts has the data errors).
+  it('topkSoftmaxAsync rejects (does not throw) for logits of the wrong type', async () => {
+    await expectRejectsOnly(() => kernels.topkSoftmaxAsync(new Float64Array(4) as never, 2, 1), TypeError, /logits/);
   });
 });

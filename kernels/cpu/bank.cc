@@ -10,10 +10,7 @@
 
 namespace pf {
 
-pf_status check_bank(const pf_bank* bank) {
-  if (bank == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a bank for bank but received null");
-  return PF_OK;
-}
+pf_status check_bank(const pf_bank* bank) { return check_bank_handle(bank, fail); }
 
 pf_status check_ids(const int32_t* ids, int64_t count, int32_t experts, const char* name) {
   for (int64_t i = 0; i < count; ++i)
@@ -40,9 +37,7 @@ pf_status pf_bank_create(int32_t experts, int32_t rank, int32_t din, int32_t dou
                          const void* a, const void* b, const float* scales, const int32_t* ranks,
                          pf_bank** out) {
   using pf::fail;
-  if (out == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a pointer for out but received null");
-  *out = nullptr;
-  if (pf_status s = pf::check_bank_args(experts, rank, din, dout, dtype, a, b, scales, ranks, fail)) return s;
+  if (pf_status s = pf::check_bank_create(experts, rank, din, dout, dtype, a, b, scales, ranks, out, fail)) return s;
 
   pf_bank* bank = new (std::nothrow) pf_bank();
   if (bank == nullptr) return fail(PF_ERR_MEMORY, "Could not allocate the bank");
@@ -95,12 +90,7 @@ void pf_bank_destroy(pf_bank* bank) { delete bank; }
 
 void pf_bank_shape(const pf_bank* bank, int32_t* experts, int32_t* rank, int32_t* din, int32_t* dout,
                    pf_dtype* dtype) {
-  if (!bank) return;
-  if (experts) *experts = bank->experts;
-  if (rank) *rank = bank->rank;
-  if (din) *din = bank->din;
-  if (dout) *dout = bank->dout;
-  if (dtype) *dtype = bank->dtype;
+  pf::write_bank_shape(bank, experts, rank, din, dout, dtype);
 }
 
 size_t pf_bank_bytes(const pf_bank* bank) {

@@ -120,7 +120,7 @@ extern "C" pf_status pf_fold_experts(const pf_bank* bank, const int32_t* ids, co
   const int64_t bytes = B * (int64_t)R * (bank->din + bank->dout) * 4;
   // A store stream: one core already writes at memcpy speed (which is single-threaded too), so
   // a second one only pays off for large batches; below kParallelBytes it cost 1.1-1.6x on
-  // this VM (bench/NOTES.md). Passing 0 bytes keeps parallel_for inline.
+  // this VM (bench/results/journal-bench.md). Passing 0 bytes keeps parallel_for inline.
   parallel_for(B * per_req, bytes >= kParallelBytes ? bytes : 0, [&](int64_t task) {
     const int64_t b = task / per_req, part = task % per_req;
     const int64_t s = slots ? slots[b] : b;

@@ -24,7 +24,7 @@ namespace {
 // Below this many bytes a job runs on the caller. Waking a sleeping worker costs 8-25 µs on
 // the VMs we measured (futex + IPI to a halted vCPU), and the worker joins only after that:
 // a job must take ~2 wake-ups on one core before a second core can pay for itself. One core
-// streams ~30 GB/s from L2, so that is ~1 MiB of work (bench/NOTES.md, "thread pool").
+// streams ~30 GB/s from L2, so that is ~1 MiB of work (bench/results/journal-bench.md, "Thread pool").
 constexpr int64_t kMinParallelBytes = 1024 * 1024;
 
 // A worker that found no more tasks spins this long for the next job before it sleeps: the

@@ -8,7 +8,7 @@ namespace pf {
 namespace cuda {
 
 pf_status check_bank(const pf_cuda_bank* bank) {
-  if (bank == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a bank for bank but received null");
+  if (pf_status s = check_bank_handle(bank, fail)) return s;
   if (bank->magic != kBankMagic)
     return fail(PF_ERR_ARGUMENT, "Expected a bank made by pf_cuda_bank_create for bank but received another object");
   return PF_OK;
@@ -30,9 +30,7 @@ pf_status pf_cuda_bank_create(int32_t experts, int32_t rank, int32_t din, int32_
                               const void* a, const void* b, const float* scales, const int32_t* ranks,
                               pf_cuda_bank** out) {
   using pf::cuda::fail;
-  if (out == nullptr) return fail(PF_ERR_ARGUMENT, "Expected a pointer for out but received null");
-  *out = nullptr;
-  if (pf_status s = pf::check_bank_args(experts, rank, din, dout, dtype, a, b, scales, ranks, fail)) return s;
+  if (pf_status s = pf::check_bank_create(experts, rank, din, dout, dtype, a, b, scales, ranks, out, fail)) return s;
 
   const pf::cuda::DeviceState* dev = nullptr;
   if (pf_status s = pf::cuda::current_device(&dev)) return s;
@@ -87,12 +85,7 @@ void pf_cuda_bank_destroy(pf_cuda_bank* bank) {
 
 void pf_cuda_bank_shape(const pf_cuda_bank* bank, int32_t* experts, int32_t* rank, int32_t* din, int32_t* dout,
                         pf_dtype* dtype) {
-  if (!bank) return;
-  if (experts) *experts = bank->experts;
-  if (rank) *rank = bank->rank;
-  if (din) *din = bank->din;
-  if (dout) *dout = bank->dout;
-  if (dtype) *dtype = bank->dtype;
+  pf::write_bank_shape(bank, experts, rank, din, dout, dtype);
 }
 
 size_t pf_cuda_bank_bytes(const pf_cuda_bank* bank) { return bank ? bank->weight_bytes : 0; }

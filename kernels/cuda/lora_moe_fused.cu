@@ -3,7 +3,7 @@
 // Why: at T <= 64 the two-kernel decode path (lora_moe.cu) spends its time on fixed costs,
 // not bytes: a scratch allocation for g, two launches, and in the expand a chain of dependent
 // loads (ids -> ranks -> g -> Bᵀ) per warp (14-24 us measured on an H200 against a floor of
-// about 0.2 us of DRAM traffic; kernels/cuda/NOTES.md). Here one launch does both halves:
+// about 0.2 us of DRAM traffic; bench/results/journal-cuda.md). Here one launch does both halves:
 //
 //   grid (blocks_per_token, T); block (c, t) owns token t and output chunks
 //   [c·cpb, (c+1)·cpb) of 32·Vec16 outputs each.

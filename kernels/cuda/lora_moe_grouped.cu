@@ -23,7 +23,7 @@
 //            (tensor cores, BN chunks; y loads in flight during the MMAs).
 // Splitting din and dout over blocks is what fills the device: one block per tile walking all
 // of din and dout (the first version) ran 74 blocks at T 4096 and 2 at T 1, latency-bound
-// (NOTES.md). The number of din splits KS aims at ~8 blocks per SM (at most kMaxSplits).
+// (bench/results/journal-cuda.md). The number of din splits KS aims at ~8 blocks per SM (at most kMaxSplits).
 // rp = rank rounded up to 16; each expert uses only ceil(r_e / 16) rank tiles. The f32 side
 // of each product (X, then G) is split as hi + lo in the bank's 16-bit type (split_hi_lo),
 // two MMAs per step, so results keep about f32 accuracy against exact f16/bf16 weights (G

@@ -30,7 +30,7 @@ std::atomic<int> g_check_pointers{1};
 // margin for the E 64 shapes. (The first grouped version was 30-100x slower: default -1.)
 std::atomic<int64_t> g_prefill_min_tokens{2048};
 // Up to this T, the one-kernel decode (lora_moe_fused.cu). Off (0) until a GPU measures it:
-// it was written in a session without a device, and kernels/cuda/NOTES.md predicts it wins
+// it was written in a session without a device, and bench/results/journal-cuda.md predicts it wins
 // somewhere between T 16 and T 64. test:gpu checks it forced on; bench:gpu times it.
 std::atomic<int64_t> g_fused_max_tokens{0};
 // Up to this many bank columns (C = Σ r_e), the prefill path multiplies every expert densely

@@ -71,7 +71,7 @@ PF_API const char* pf_cuda_build_info(void);
  *                      0 = always when possible
  *   "moe_fused_max_tokens"  T up to which lora_moe runs as one kernel (shrink and expand
  *                      fused, no scratch memory; for decode steps); default 0 = never, until
- *                      a GPU benchmark sets it (NOTES.md in kernels/cuda). Where both apply,
+ *                      a GPU benchmark sets it (kernels/cuda/README.md). Where both apply,
  *                      moe_prefill_min_tokens wins.
  *   "moe_dense_max_columns"  from moe_prefill_min_tokens on, banks of at most this many
  *                      columns (C = sum of the experts' ranks, at most 256, E <= 64) take the

@@ -16,14 +16,16 @@ import { decoderFeeds, DecoderIO } from '../decoder/feeds';
 import { poolHidden } from '../decoder/hidden';
 import { lastLogits } from '../decoder/logits';
 import { KvBatch, PastSpec } from '../decoder/kv_batch';
-import { FoldedMix, MixEntries, MixSlots, RowMixes, SiteShape } from '../decoder/mix_slots';
-import { GateInput, GateSlots } from '../decoder/gate_slots';
+import { FoldedMix, MixEntries, RowMixes } from '../decoder/mix_slots';
+import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
 import { Rng } from '../rng';
-import { sampleToken, SamplingParams } from './sampler';
+import { sample, SampledLogprobs, SamplingParams } from './sampler';
 
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface SequenceRequest {
+  /** the request's id, the same from the engine to the worker's batch (one is given when absent) */
+  id?: number;
   inputIds: number[];
   mix: MixEntries;
   /** the mix already folded (requests sent to the worker thread, which holds no banks) */
@@ -35,7 +37,8 @@ export interface SequenceRequest {
 }
 
 export interface SequenceSink {
-  token(token: number): void;
+  /** logprobs: when the request's sampling asks for them (topLogprobs) */
+  token(token: number, logprobs?: SampledLogprobs): void;
   /** error set when the run failed; reason is then 'abort' */
   done(reason: FinishReason, error?: string): void;
 }
@@ -43,9 +46,8 @@ export interface SequenceSink {
 /** What the batcher needs of a loaded model (PersonaModel provides it). */
 export interface DecoderModel {
   session: ort.InferenceSession;
-  sites: readonly SiteShape[];
-  /** set when the bank is in the graph (lib/onnx/inject.ts bank form): rows feed gates, not adapters */
-  gates?: GateInput;
+  /** how rows feed their persona: folded adapters (per-row) or gates (bank) */
+  layout: SlotLayout;
   io: DecoderIO;
   padId: number;
   /** the graph output with the hidden states at every position (features for a hidden-state router) */
@@ -114,8 +116,13 @@ export class Batcher {
     });
     this.#fetches = ['logits', ...this.#specs.map((s) => s.present)];
     this.#shared = model.io.inputNames.includes('position_ids');
-    this.#slots = model.gates ? new GateSlots(model.gates) : new MixSlots(model.sites);
+    this.#slots = newRowMixes(model.layout);
     this.#kv = KvBatch.empty(this.#specs);
+  }
+
+  /** The session is open from the start. */
+  ready(): Promise<void> {
+    return this.#closed ? Promise.reject(new Error('The generation engine is closed')) : Promise.resolve();
   }
 
   stats(): BatchStats {
@@ -130,7 +137,7 @@ export class Batcher {
   async features(rows: number[][]): Promise<Float32Array[]> {
     const hidden = this.#model.hidden;
     if (!hidden) throw new Error('This model gives no hidden states (its LM head is not a MatMul onnxruntime can be read from), so a hidden-state router cannot run on it');
-    const base = this.#model.gates ? new GateSlots(this.#model.gates) : new MixSlots(this.#model.sites);
+    const base = newRowMixes(this.#model.layout);
     rows.forEach((_, r) => base.set(r, []));
     const feeds = { ...decoderFeeds(this.#model.io, rows, this.#model.padId), ...base.feeds(0, rows.length) };
     const out = await this.#model.session.run(feeds, [hidden]);
@@ -144,7 +151,8 @@ export class Batcher {
 
   submit(req: SequenceRequest, sink: SequenceSink): number {
     if (this.#closed) throw new Error('The generation engine is closed');
-    const row: Row = { id: this.#nextId++, req, sink, tokens: [...req.inputIds], generated: 0, rng: new Rng(req.seed), cancelled: false };
+    const id = req.id ?? this.#nextId++;
+    const row: Row = { id, req, sink, tokens: [...req.inputIds], generated: 0, rng: new Rng(req.seed), cancelled: false };
     this.#queue.push(row);
     this.#running ??= this.#loop().finally(() => {
       this.#running = undefined;
@@ -261,10 +269,12 @@ export class Batcher {
   #emit(rows: Row[], logits: Float32Array[]): void {
     rows.forEach((row, i) => {
       if (row.cancelled) return;
-      const t = sampleToken(logits[i], row.req.sampling, row.tokens, row.rng);
+      // presence / frequency penalties count the generated tokens only (they start at the prompt's length)
+      const s = sample(logits[i], row.req.sampling, row.tokens, row.rng, row.req.inputIds.length);
+      const t = s.token;
       row.tokens.push(t);
       row.generated++;
-      row.sink.token(t);
+      row.sink.token(t, s.logprobs);
       if (row.cancelled) return; // the sink stopped it (a stop string)
       if (row.req.eosIds.includes(t)) this.#finish(row, 'stop');
       else if (row.generated >= row.req.maxNewTokens) this.#finish(row, 'length');

@@ -9,6 +9,7 @@ import type { Mix, MixEntries } from '../decoder/mix';
 import { BatchStats, FinishReason, SequenceRequest } from './batcher';
 import { checkGenerateOptions, DEFAULT_MAX_NEW_TOKENS, GenerateOptions, samplingParams } from './options';
 import { randomSeed } from '../rng';
+import type { SampledLogprobs } from './sampler';
 import { SequenceRunner } from './runner';
 import { checkStop } from './stop';
 import { Detokenizer } from './detokenizer';
@@ -34,7 +35,7 @@ export interface GenerateResult {
 }
 
 export type StreamEvent =
-  | { done: false; token: number; /** text delta */ text: string; /** the persona mix in use */ mix: Mix }
+  | { done: false; token: number; /** text delta */ text: string; /** the persona mix in use */ mix: Mix; /** with options.topLogprobs */ logprobs?: SampledLogprobs }
   | { done: true; /** the last text delta */ text: string; result: GenerateResult };
 
 export interface EngineParts {
@@ -60,6 +61,8 @@ export class Engine {
 
   #open = 0;
   #closed = false;
+  /** request ids: one per call, used by the runner and the worker's batch alike */
+  #nextId = 1;
 
   /** What the batch holds now, and the batch's capacity (for metrics and load balancing). */
   loadStats(): BatchStats & { maxBatch: number } {
@@ -79,6 +82,12 @@ export class Engine {
     if (o.inputIds) return [...o.inputIds];
     const codec = this.needCodec(o.prompt !== undefined ? 'prompt' : 'messages');
     return o.prompt !== undefined ? codec.encode(o.prompt) : codec.encodeChat(o.messages!);
+  }
+
+  /** Resolves when generation can start (the worker's session is open); rejects when it cannot. */
+  ready(): Promise<void> {
+    if (this.#closed) return Promise.reject(new DisposedError('PersonaModel'));
+    return this.#p.runner.ready();
   }
 
   /** Pooled hidden states of the base model for each row of token ids (hidden-state routers). */
@@ -103,6 +112,7 @@ export class Engine {
     const maxNewTokens = this.#budget(inputIds.length, o.maxNewTokens);
     const seed = o.seed ?? randomSeed();
     const req: SequenceRequest = {
+      id: this.#nextId++,
       inputIds, mix: resolved.entries, maxNewTokens, seed,
       sampling: samplingParams(o, codec?.generationConfig ?? {}), eosIds: o.ignoreEos ? [] : codec?.eosIds ?? [],
     };
@@ -136,7 +146,7 @@ export class Engine {
       const onAbort = () => this.#p.runner.cancel(id);
       this.#open++;
       id = this.#p.runner.submit(req, {
-        token: (t) => {
+        token: (t, logprobs) => {
           if (finished) return;
           tokens.push(t);
           let delta = '';
@@ -147,7 +157,7 @@ export class Engine {
             shown = check.safe.startsWith(shown) ? check.safe : shown;
             if (check.stopped) stoppedByString = true;
           }
-          push({ done: false, token: t, text: delta, mix });
+          push({ done: false, token: t, text: delta, mix, ...(logprobs ? { logprobs } : {}) });
           if (stoppedByString) this.#p.runner.cancel(id);
         },
         done: (reason, error) => {

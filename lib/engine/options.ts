@@ -29,6 +29,14 @@ export interface GenerateOptions {
   topP?: number;
   /** 1 = none; > 1 discourages tokens already in the sequence */
   repetitionPenalty?: number;
+  /** in [-2, 2], subtracted once from the logit of every token generated so far (OpenAI presence_penalty) */
+  presencePenalty?: number;
+  /** in [-2, 2], subtracted once per time a token was generated (OpenAI frequency_penalty) */
+  frequencyPenalty?: number;
+  /** token id -> bias in [-100, 100] added to its logit (OpenAI logit_bias) */
+  logitBias?: Record<number, number>;
+  /** report each token's log-probability and this many most likely alternatives (0..20) */
+  topLogprobs?: number;
   seed?: number;
   stop?: string[];
   /** keep generating past EOS until maxNewTokens (benchmarks: every variant then makes the same number of tokens) */
@@ -55,6 +63,10 @@ export function samplingParams(opts: GenerateOptions, defaults: Json): SamplingP
     topK: num(opts.topK ?? (sampleByDefault ? dflt('top_k', 0) : 0), 'topK', 0, Number.MAX_SAFE_INTEGER, true),
     topP: num(opts.topP ?? (sampleByDefault ? dflt('top_p', 1) : 1), 'topP', 0, 1),
     repetitionPenalty: num(opts.repetitionPenalty ?? dflt('repetition_penalty', 1), 'repetitionPenalty', 0.01, 100),
+    ...(opts.presencePenalty ? { presencePenalty: num(opts.presencePenalty, 'presencePenalty', -2, 2) } : {}),
+    ...(opts.frequencyPenalty ? { frequencyPenalty: num(opts.frequencyPenalty, 'frequencyPenalty', -2, 2) } : {}),
+    ...(opts.logitBias && Object.keys(opts.logitBias).length ? { logitBias: opts.logitBias } : {}),
+    ...(opts.topLogprobs !== undefined ? { topLogprobs: num(opts.topLogprobs, 'topLogprobs', 0, 20, true) } : {}),
   };
 }
 
@@ -80,6 +92,17 @@ export function checkGenerateOptions(opts: unknown, vocab: number | null = null)
   if (o.seed !== undefined) num(o.seed, 'seed', -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, true);
   if (o.stop !== undefined) {
     if (!Array.isArray(o.stop) || !o.stop.every((s) => typeof s === 'string' && s.length > 0)) throw typeError('stop', 'an array of non-empty strings', o.stop);
+  }
+  if (o.presencePenalty !== undefined) num(o.presencePenalty, 'presencePenalty', -2, 2);
+  if (o.frequencyPenalty !== undefined) num(o.frequencyPenalty, 'frequencyPenalty', -2, 2);
+  if (o.topLogprobs !== undefined) num(o.topLogprobs, 'topLogprobs', 0, 20, true);
+  if (o.logitBias !== undefined) {
+    if (typeof o.logitBias !== 'object' || o.logitBias === null || Array.isArray(o.logitBias)) throw typeError('logitBias', 'an object { tokenId: bias }', o.logitBias);
+    for (const [id, bias] of Object.entries(o.logitBias)) {
+      const t = Number(id);
+      if (!Number.isInteger(t) || t < 0 || (vocab !== null && t >= vocab)) throw rangeError('logitBias', `token ids below the vocabulary size${vocab !== null ? ` ${vocab}` : ''}`, `'${id}'`);
+      num(bias, `logitBias.${id}`, -100, 100);
+    }
   }
   if (o.ignoreEos !== undefined && typeof o.ignoreEos !== 'boolean') throw typeError('ignoreEos', 'a boolean', o.ignoreEos);
   if (o.signal !== undefined && !(typeof o.signal === 'object' && o.signal !== null && 'aborted' in o.signal)) throw typeError('signal', 'an AbortSignal', o.signal);

@@ -8,6 +8,8 @@ export interface SequenceRunner {
   cancel(id: number): void;
   /** pooled hidden states of the base model for each row (Batcher.features) */
   features(rows: number[][]): Promise<Float32Array[]>;
+  /** resolves when requests can run (the worker's session is open); rejects when it cannot */
+  ready(): Promise<void>;
   /** what the batch holds now (from the worker: as of its last step) */
   stats(): BatchStats;
   /** ends every request ('abort' with the reason) and releases the session; no crash mid-step */

@@ -5,7 +5,7 @@
 // into the request's slot. A model with the bank in its graph needs no fold: the mix is its gates.
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'features', id, rows } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
-//        | { type: 'features', id, data | error } | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
+//        | { type: 'ready' } (the session is open) | { type: 'features', id, data | error } | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
 // 'close' ends every request, waits for the step in flight, releases the session and closes the
 // port, so the thread ends by itself: terminating it while session.run computes would let the
 // native run call back into a dead environment and abort the whole process.
@@ -14,8 +14,7 @@ import type * as ort from 'onnxruntime-node';
 import type { DecoderIO } from '../decoder/feeds';
 import { openDecoderSession } from '../decoder/session_options';
 import { Batcher, BatchStats, SequenceRequest } from './batcher';
-import type { SiteShape } from '../decoder/mix_slots';
-import type { GateInput } from '../decoder/gate_slots';
+import type { SlotLayout } from '../decoder/slot_layout';
 
 type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'features'; id: number; rows: number[][] } | { type: 'close' };
 
@@ -25,8 +24,8 @@ export interface WorkerInit {
   executionProviders: string[];
   intraOpNumThreads?: number;
   inlineWeights?: boolean;
-  sites: SiteShape[];
-  gates?: GateInput;
+  /** the slot layout without banks (transferableLayout) */
+  layout: SlotLayout;
   hidden?: string;
   io: DecoderIO;
   padId: number;
@@ -39,24 +38,27 @@ function main(): void {
   const port = parentPort!;
   const init = workerData as WorkerInit;
   const pending: Message[] = [];
-  const ids = new Map<number, number>();
   let batcher: Batcher | undefined;
   let session: ort.InferenceSession | undefined;
 
+  let failed = false;
   const handle = (m: Message): void => {
     if (!batcher) {
+      // the session could not open: nothing will run; a close still ends the thread
+      if (failed) {
+        if (m.type === 'close') port.close();
+        return;
+      }
       pending.push(m);
       return;
     }
     if (m.type === 'submit') {
+      // the client's id is the request's id here too: cancel names it directly
       const id = m.id;
-      ids.set(id, batcher.submit(m.req, {
-        token: (token) => port.postMessage({ type: 'token', id, token }),
-        done: (reason, error) => {
-          ids.delete(id);
-          port.postMessage({ type: 'done', id, reason, error });
-        },
-      }));
+      batcher.submit({ ...m.req, id }, {
+        token: (token, logprobs) => port.postMessage({ type: 'token', id, token, logprobs }),
+        done: (reason, error) => port.postMessage({ type: 'done', id, reason, error }),
+      });
     } else if (m.type === 'features') {
       const id = m.id;
       batcher.features(m.rows).then(
@@ -64,8 +66,7 @@ function main(): void {
         (err: unknown) => port.postMessage({ type: 'features', id, error: err instanceof Error ? err.message : String(err) }),
       );
     } else if (m.type === 'cancel') {
-      const bid = ids.get(m.id);
-      if (bid !== undefined) batcher.cancel(bid);
+      batcher.cancel(m.id);
     } else {
       void batcher.close().then(() => session?.release()).finally(() => port.close());
     }
@@ -82,12 +83,14 @@ function main(): void {
   openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
-      batcher = new Batcher({ session: s, sites: init.sites, gates: init.gates, hidden: init.hidden, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
+      batcher = new Batcher({ session: s, layout: init.layout, hidden: init.hidden, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
+      port.postMessage({ type: 'ready' });
       pending.splice(0).forEach(handle);
     })
     .catch((err: unknown) => {
+      failed = true;
       port.postMessage({ type: 'fatal', message: err instanceof Error ? err.message : String(err) });
-      // nothing will run here: a pending close still gets its answer (the thread ends)
+      // nothing will run here: a close already queued ends the thread now, a later one in handle()
       if (pending.some((m) => m.type === 'close')) port.close();
     });
 }

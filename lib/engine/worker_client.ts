@@ -9,9 +9,11 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
+import type { SampledLogprobs } from './sampler';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
-import { foldMix, SiteShape } from '../decoder/mix_slots';
+import { foldMix } from '../decoder/mix_slots';
+import { SlotLayout, transferableLayout } from '../decoder/slot_layout';
 
 const TS_BOOTSTRAP = `
 const fs = require('node:fs');
@@ -32,26 +34,32 @@ const CLOSE_GRACE_MS = 30_000;
 export class WorkerClient implements SequenceRunner {
   readonly #worker: Worker;
   readonly #exited: Promise<void>;
+  readonly #ready: Promise<void>;
+  #markReady!: () => void;
+  #markFailed!: (err: Error) => void;
   #stats: BatchStats = { running: 0, waiting: 0, kvWidth: 0, longest: 0 };
   readonly #featureCalls = new Map<number, { resolve(d: Float32Array[]): void; reject(e: Error): void }>();
   readonly #sinks = new Map<number, SequenceSink>();
   #next = 1;
   #fatal: string | undefined;
-  /** the sites with their banks: requests are folded here, on the thread that holds them */
-  readonly #sites: readonly SiteShape[];
-  /** the bank is in the graph: requests go as they are (their mix becomes gates in the worker) */
-  readonly #gated: boolean;
+  /** with its banks: per-row requests are folded here, on the thread that holds them */
+  readonly #layout: SlotLayout;
 
-  constructor(init: Omit<WorkerInit, 'sites'>, sites: readonly SiteShape[]) {
-    this.#sites = sites;
-    this.#gated = init.gates !== undefined;
+  constructor(init: WorkerInit) {
+    this.#layout = init.layout;
     const fromSources = __filename.endsWith('.ts');
     const entry = path.join(__dirname, fromSources ? 'worker.ts' : 'worker.js');
     this.#worker = fromSources
-      ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, sites: this.#shapes(), entry } })
-      : new Worker(entry, { workerData: { ...init, sites: this.#shapes() } });
+      ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, layout: transferableLayout(init.layout), entry } })
+      : new Worker(entry, { workerData: { ...init, layout: transferableLayout(init.layout) } });
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
-    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats; data?: Float32Array[] }) => {
+    this.#ready = new Promise((resolve, reject) => {
+      this.#markReady = resolve;
+      this.#markFailed = reject;
+    });
+    this.#ready.catch(() => undefined); // a failure is reported to whoever awaits ready()
+    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats; data?: Float32Array[]; logprobs?: SampledLogprobs }) => {
+      if (m.type === 'ready') return this.#markReady();
       if (m.type === 'fatal') return this.#failAll(`The generation worker could not load the model: ${m.message}`);
       if (m.type === 'stats') {
         this.#stats = m.stats!;
@@ -67,7 +75,7 @@ export class WorkerClient implements SequenceRunner {
       }
       const sink = this.#sinks.get(m.id);
       if (!sink) return;
-      if (m.type === 'token') sink.token(m.token);
+      if (m.type === 'token') sink.token(m.token, m.logprobs);
       else if (m.type === 'done') {
         this.#forget(m.id);
         sink.done(m.reason, m.error);
@@ -79,7 +87,7 @@ export class WorkerClient implements SequenceRunner {
   }
 
   submit(req: SequenceRequest, sink: SequenceSink): number {
-    const id = this.#next++;
+    const id = req.id ?? this.#next++;
     if (this.#fatal) {
       const message = this.#fatal;
       queueMicrotask(() => sink.done('abort', message));
@@ -87,11 +95,11 @@ export class WorkerClient implements SequenceRunner {
     }
     if (this.#sinks.size === 0) this.#worker.ref();
     this.#sinks.set(id, sink);
-    if (this.#gated) {
+    if (this.#layout.kind === 'bank') {
       this.#worker.postMessage({ type: 'submit', id, req });
       return id;
     }
-    const folded = foldMix(this.#sites, req.mix);
+    const folded = foldMix(this.#layout.sites, req.mix);
     const buffers = [...folded.a, ...folded.b].map((x) => x.buffer as ArrayBuffer);
     this.#worker.postMessage({ type: 'submit', id, req: { ...req, folded } }, buffers);
     return id;
@@ -132,18 +140,22 @@ export class WorkerClient implements SequenceRunner {
     clearTimeout(grace);
   }
 
-  /** the sites without their banks (native handles cannot cross threads) */
-  #shapes(): SiteShape[] {
-    return this.#sites.map(({ din, dout, rank, aInput, bInput }) => ({ din, dout, rank, aInput, bInput }));
-  }
-
   #forget(id: number): void {
     this.#sinks.delete(id);
     if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
   }
 
+  /** Resolves once the worker's session is open; rejects when it could not open (or closed first). */
+  ready(): Promise<void> {
+    this.#worker.ref();
+    return this.#ready.finally(() => {
+      if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
+    });
+  }
+
   #failAll(message: string): void {
     this.#fatal ??= message;
+    this.#markFailed(new Error(message));
     for (const [id, call] of [...this.#featureCalls]) {
       this.#featureCalls.delete(id);
       call.reject(new Error(message));

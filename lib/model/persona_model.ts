@@ -35,8 +35,9 @@ import { GenerateOptions } from '../engine/options';
 import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
 import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
-import { MixSlots, RowMixes, siteShapes } from '../decoder/mix_slots';
-import { GateInput, GateSlots } from '../decoder/gate_slots';
+import { siteShapes } from '../decoder/mix_slots';
+import type { GateInput } from '../decoder/gate_slots';
+import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';
 import { AnyRouter, loadRouter, RouteMessage, RouteResult } from '../router/router';
 
@@ -94,11 +95,15 @@ export class PersonaModel {
   /** what the sessions run: the injected model computing logits only where they are read */
   readonly #runtimeFile: string;
   readonly sites: readonly SiteBank[];
+  /** how rows feed their persona, decided once at load (per-row folds or bank gates) */
+  readonly slotLayout: SlotLayout;
   /** the gates input when the bank is in the graph (loraLayout 'bank') */
-  readonly gates: GateInput | undefined;
+  get gates(): GateInput | undefined {
+    return this.slotLayout.kind === 'bank' ? this.slotLayout.gates : undefined;
+  }
   /** the form the experts took in the graph (loraLayout, 'auto' resolved) */
   get loraLayout(): LoraLayout {
-    return this.gates ? 'bank' : 'per-row';
+    return this.slotLayout.kind;
   }
   readonly padId: number;
   /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
@@ -124,7 +129,7 @@ export class PersonaModel {
     this.injectedFile = init.injectedFile;
     this.#runtimeFile = init.runtimeFile;
     this.sites = init.sites;
-    this.gates = init.gates;
+    this.slotLayout = init.gates ? { kind: 'bank', gates: init.gates } : { kind: 'per-row', sites: siteShapes(init.sites) };
     this.#session = init.session;
     this.#io = init.io;
     this.padId = init.padId;
@@ -215,17 +220,22 @@ export class PersonaModel {
       if (this.#disposed) throw new DisposedError('PersonaModel');
       const o = this.#options;
       const maxBatch = o.maxBatch ?? 16;
-      const sites = siteShapes(this.sites);
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
-        ? new Batcher({ session: this.#session!, sites, gates: this.gates, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
+        ? new Batcher({ session: this.#session!, layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
-          gates: this.gates, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
-        }, sites);
+          layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
+        });
       this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch });
     }
     return this.#engine;
+  }
+
+  /** Resolves when generation can start: the engine is made and its session open (in the worker,
+   *  which opens it in the background); rejects with the reason when the session cannot open. */
+  async ready(): Promise<void> {
+    await this.engine.ready();
   }
 
   /** One generation; concurrent calls are decoded together, each with its own persona. */
@@ -317,7 +327,7 @@ export class PersonaModel {
    *  with row r's mix folded into slot r, or with the bank in the graph, the gates. The same slots
    *  generation fills, fresh for this call. */
   adapterFeeds(mixes: Mix[]): Record<string, ort.Tensor> {
-    const slots: RowMixes = this.gates ? new GateSlots(this.gates) : new MixSlots(siteShapes(this.sites));
+    const slots = newRowMixes(this.slotLayout);
     mixes.forEach((m, r) => slots.set(r, mixEntries(m, this.experts, `mix[${r}]`)));
     return slots.feeds(0, mixes.length);
   }

@@ -1,116 +1,169 @@
 // personafuse's OpenAI-compatible HTTP server (node:http):
-//   GET  /v1/models             the one model served, with its experts
-//   POST /v1/chat/completions   stream (SSE, ending `data: [DONE]`) or not; `persona` in and out
-// Every request is a generate()/stream() call on one PersonaModel, so concurrent requests share
-// its continuous batch. A client that disconnects aborts its generation (the slot is freed at
-// the next step). Client mistakes are 4xx with an OpenAI-style error body; nothing a request
-// sends can take the server down.
+//   GET  /health                  200 while the process runs (liveness)
+//   GET  /ready                   200 when the model is loaded and the server not draining, else 503 (readiness)
+//   GET  /metrics                 Prometheus text (lib/server/metrics.ts)
+//   GET  /v1/models               the model served, with its experts
+//   GET  /v1/models/{id}          the same object, by its id or an alias; 404 model_not_found otherwise
+//   POST /v1/chat/completions     stream (SSE, ending `data: [DONE]`) or not; `persona` in and out (lib/server/chat.ts)
+//   OPTIONS *                     CORS preflight, when CORS is on
+// /v1/* takes the API key when one is set. Client mistakes are 4xx with an OpenAI-style error
+// body; nothing a request sends can take the server down. One log line and one metrics count
+// per request, when its response closes.
+import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
 import type { PersonaModel } from '../model/persona_model';
-import type { Persona } from '../router/persona';
-import { BadRequest, chunk, completion, completionId, errorBody, finishReason, parseChatRequest, usageOf } from './openai';
+import { Admission } from './admission';
+import { ApiError, draining, methodNotAllowed, modelNotFound, notFound, unauthorized } from './api_error';
+import { bearerAuth } from './auth';
+import { handleChat, RequestState } from './chat';
+import { ListenOptions, OptionNames, resolveServerOptions, ServerOptions } from './config';
+import { cors } from './cors';
+import { DrainResult, Drainer } from './drain';
+import { requestLogger } from './logging';
+import { LoadStats, ServerMetrics } from './metrics';
+import { servedModel } from './models';
+import { apiError, completionId } from './openai';
 
-export interface ServerOptions {
-  /** the id /v1/models reports and responses carry (default 'personafuse') */
-  modelId?: string;
-  /** largest request body in bytes (default 1 MiB) */
-  maxBodyBytes?: number;
-  /** the persona of requests that send none (default: the model's, 'auto' when it has a router) */
-  defaultPersona?: Persona;
-}
+export type { ServerOptions, ListenOptions } from './config';
 
 export interface RunningServer {
   server: http.Server;
   url: string;
   port: number;
+  /** this server's metrics (its Registry is its own) */
+  metrics: ServerMetrics;
+  /** true from the first drain() on */
+  readonly draining: boolean;
+  /** chat requests admitted and not yet answered */
+  readonly inFlight: number;
+  /** Stops now: open connections are closed, generations in flight aborted. */
   close(): Promise<void>;
+  /** Graceful stop: unready, new requests 503, in-flight ones finish (at most timeoutMs, then they
+   *  are aborted), then close(). The model is the caller's to dispose. */
+  drain(timeoutMs: number): Promise<DrainResult>;
 }
 
-export function createServer(model: PersonaModel, opts: ServerOptions = {}): http.Server {
-  const modelId = opts.modelId ?? 'personafuse';
-  const maxBody = opts.maxBodyBytes ?? 1 << 20;
-  const created = Math.floor(Date.now() / 1000);
+/** The server and the handles startServer exposes. */
+interface Built {
+  server: http.Server;
+  metrics: ServerMetrics;
+  drainer: Drainer;
+}
 
-  return http.createServer((req, res) => {
-    handle(req, res).catch((err: unknown) => {
-      const message = err instanceof Error ? err.message : String(err);
-      if (!res.headersSent) sendJson(res, 500, errorBody(message, 'server_error'));
-      else res.end();
-    });
-  });
+/** What Engine.loadStats() returns where the engine has it (an optional method, looked up at run time). */
+type EngineLoad = { running: number; waiting: number; maxBatch: number; kvWidth?: number };
 
-  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname === '/v1/models') {
-      if (req.method !== 'GET') return sendJson(res, 405, errorBody(`Method ${req.method} is not allowed on /v1/models`, 'invalid_request_error'));
-      return sendJson(res, 200, {
-        object: 'list',
-        data: [{ id: modelId, object: 'model', created, owned_by: 'personafuse', experts: model.experts, router: !!model.router }],
-      });
-    }
-    if (url.pathname !== '/v1/chat/completions') return sendJson(res, 404, errorBody(`No route ${req.method} ${url.pathname}`, 'invalid_request_error', null, 'not_found'));
-    if (req.method !== 'POST') return sendJson(res, 405, errorBody(`Method ${req.method} is not allowed on /v1/chat/completions`, 'invalid_request_error'));
-    let parsed;
-    try {
-      parsed = parseChatRequest(parseJson(await readBody(req, maxBody)));
-    } catch (err) {
-      return sendError(res, err);
-    }
-    const ac = new AbortController();
-    // the response closing before we ended it means the client went away: free its slot
-    res.on('close', () => {
-      if (!res.writableEnded) ac.abort();
-    });
-    const id = completionId();
-    const now = Math.floor(Date.now() / 1000);
-    const persona = parsed.options.persona ?? opts.defaultPersona;
-    const events = model.stream({ ...parsed.options, ...(persona !== undefined ? { persona } : {}), signal: ac.signal });
-    let first;
-    try {
-      // argument errors (bad persona, prompt over the context, ...) surface on the first step
-      first = await events.next();
-    } catch (err) {
-      return sendError(res, err);
-    }
-    if (!parsed.stream) {
-      let ev = first;
-      while (!ev.done && !ev.value.done) ev = await events.next();
-      if (ev.done || !ev.value.done) return; // the client left
-      const r = ev.value.result;
-      if (r.finishReason === 'abort') return;
-      return sendJson(res, 200, completion(id, modelId, now, r));
-    }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    const send = (obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
-    let mixSent = false;
-    try {
-      for (let ev = first; !ev.done; ev = await events.next()) {
-        const v = ev.value;
-        if (res.destroyed) break;
-        if (!v.done) {
-          // the first chunk names the role and the persona mix; later ones carry text only
-          if (!mixSent) send(chunk(id, modelId, now, { role: 'assistant', content: v.text }, null, { persona: { mix: v.mix } }));
-          else if (v.text) send(chunk(id, modelId, now, { content: v.text }, null));
-          mixSent = true;
-          continue;
-        }
-        const r = v.result;
-        if (r.finishReason === 'abort') break;
-        if (v.text) send(chunk(id, modelId, now, { content: v.text }, null));
-        send(chunk(id, modelId, now, {}, finishReason(r.finishReason), { persona: { mix: r.mix }, usage: usageOf(r) }));
-        res.write('data: [DONE]\n\n');
-        break;
-      }
-    } catch (err) {
-      send(errorBody(err instanceof Error ? err.message : String(err), 'server_error'));
-    }
-    res.end();
+/** The model's engine, or undefined once the model is disposed. */
+function engineOf(model: PersonaModel): (PersonaModel['engine'] & { loadStats?: () => EngineLoad }) | undefined {
+  try {
+    return model.engine;
+  } catch {
+    return undefined;
   }
 }
 
-export async function startServer(model: PersonaModel, opts: ServerOptions & { port?: number; host?: string } = {}): Promise<RunningServer> {
-  const server = createServer(model, opts);
+export function createServer(model: PersonaModel, opts: ServerOptions = {}): http.Server {
+  return build(model, opts).server;
+}
+
+function build(model: PersonaModel, options: ServerOptions & ListenOptions, names?: OptionNames): Built {
+  // the engine's own batch size is the default; asking for it starts the engine (its worker)
+  const opts = resolveServerOptions(options, options.maxBatch === undefined ? engineOf(model)?.loadStats?.().maxBatch : undefined, names);
+  const served = servedModel(model, opts.names);
+  const drainer = new Drainer();
+  const load = (): LoadStats => {
+    const s = engineOf(model)?.loadStats?.();
+    if (s) return { running: s.running, waiting: s.waiting, maxBatch: s.maxBatch || opts.maxBatch, kvWidth: s.kvWidth };
+    return { running: admission.running, waiting: admission.waiting, maxBatch: opts.maxBatch };
+  };
+  const metrics = new ServerMetrics(load);
+  const admission = new Admission(opts.maxBatch, opts.maxQueue, (ms) => metrics.queued(ms));
+  const authorized = opts.apiKey !== undefined ? bearerAuth(opts.apiKey) : () => true;
+  const corsHeaders = cors(opts.cors);
+  const log = requestLogger(opts.logFormat, opts.log);
+  const chatContext = { model, served, opts, admission, metrics, drainer };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const chat = url.pathname === '/v1/chat/completions';
+    const st: RequestState = { id: chat ? completionId() : `req-${randomUUID().replace(/-/g, '').slice(0, 24)}`, started: performance.now(), log: {} };
+    res.setHeader('x-request-id', st.id);
+    corsHeaders.apply(req, res);
+    res.on('close', () => {
+      // a client gone before any answer: logged as nginx does, 499
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.request(routeOf(url.pathname), status);
+      log({ ...st.log, id: st.id, method: req.method ?? '', path: url.pathname, status, durationMs: performance.now() - st.started });
+    });
+    handle(req, res, url, st).catch((err: unknown) => {
+      const e = apiError(err);
+      st.log.error ??= e.code ?? e.message;
+      if (!res.headersSent) sendError(res, e, drainer.draining);
+      else res.end();
+    });
+  });
+  return { server, metrics, drainer };
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL, st: RequestState): Promise<void> {
+    const path = url.pathname;
+    if (corsHeaders.preflight(req, res)) return;
+    if (path === '/health') return probe(req, res, path, 200, { status: 'ok' });
+    if (path === '/ready') {
+      const status = drainer.draining ? 'draining' : engineOf(model) ? 'ready' : 'not_loaded';
+      return probe(req, res, path, status === 'ready' ? 200 : 503, { status });
+    }
+    if (path === '/metrics') {
+      if (req.method !== 'GET') throw methodNotAllowed(req.method ?? '', path, ['GET']);
+      const text = await metrics.text();
+      res.writeHead(200, { 'content-type': metrics.contentType });
+      return void res.end(text);
+    }
+    if (!path.startsWith('/v1/')) throw notFound(req.method ?? '', path);
+    if (!authorized(req)) throw unauthorized();
+    if (drainer.draining) throw draining();
+    if (path === '/v1/models') {
+      if (req.method !== 'GET') throw methodNotAllowed(req.method ?? '', path, ['GET']);
+      return sendJson(res, 200, { object: 'list', data: [served.object] });
+    }
+    if (path.startsWith('/v1/models/')) {
+      if (req.method !== 'GET') throw methodNotAllowed(req.method ?? '', path, ['GET']);
+      // ids may hold '/' (org/name), sent as is or percent-encoded
+      const asked = decodeName(path.slice('/v1/models/'.length));
+      if (served.resolve(asked) === undefined) throw modelNotFound(asked);
+      return sendJson(res, 200, served.object);
+    }
+    if (path === '/v1/chat/completions') {
+      if (req.method !== 'POST') throw methodNotAllowed(req.method ?? '', path, ['POST']);
+      return handleChat(chatContext, req, res, st);
+    }
+    throw notFound(req.method ?? '', path);
+  }
+}
+
+/** a percent-encoded name decoded; one that is not valid percent-encoding is taken as it is */
+function decodeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+function probe(req: http.IncomingMessage, res: http.ServerResponse, path: string, status: number, body: unknown): void {
+  if (req.method !== 'GET' && req.method !== 'HEAD') throw methodNotAllowed(req.method ?? '', path, ['GET', 'HEAD']);
+  sendJson(res, status, body);
+}
+
+/** The metrics label of a path: the routes themselves, everything else 'other' (bounded cardinality). */
+function routeOf(path: string): string {
+  if (['/health', '/ready', '/metrics', '/v1/models', '/v1/chat/completions'].includes(path)) return path;
+  if (path.startsWith('/v1/models/')) return '/v1/models/{id}';
+  return 'other';
+}
+
+export async function startServer(model: PersonaModel, opts: ServerOptions & ListenOptions = {}, names?: OptionNames): Promise<RunningServer> {
+  const { server, metrics, drainer } = build(model, opts, names);
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -118,54 +171,34 @@ export async function startServer(model: PersonaModel, opts: ServerOptions & { p
   });
   const port = (server.address() as AddressInfo).port;
   const shown = host.includes(':') ? `[${host}]` : host;
+  const close = () => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    // a server already closed (a drain then a close) answers with an error: closed is closed
+    server.close(() => resolve());
+  });
   return {
-    server, port, url: `http://${shown}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    server, port, metrics, url: `http://${shown}:${port}`, close,
+    get draining() {
+      return drainer.draining;
+    },
+    get inFlight() {
+      return drainer.inFlight;
+    },
+    async drain(timeoutMs: number) {
+      const result = await drainer.drain(timeoutMs);
+      await close();
+      return result;
+    },
   };
 }
 
-function readBody(req: http.IncomingMessage, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        reject(new BadRequest(`The request body is over ${max} bytes`, 413));
-        req.destroy();
-        return;
-      }
-      parts.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    req.on('error', reject);
-  });
+function sendError(res: http.ServerResponse, e: ApiError, closing: boolean): void {
+  // while draining, every answer asks the client to reconnect (to another replica)
+  sendJson(res, e.status, e.body, closing ? { ...e.headers, connection: 'close' } : e.headers);
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new BadRequest(`The request body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
-
-/** 400 for what the client sent (our TypeError / RangeError name the argument), else 500. */
-function sendError(res: http.ServerResponse, err: unknown): void {
-  const message = err instanceof Error ? err.message : String(err);
-  if (err instanceof BadRequest) return sendJson(res, err.status, errorBody(message, 'invalid_request_error'));
-  if (err instanceof TypeError || err instanceof RangeError) {
-    const param = /for ([\w.[\]]+) but/.exec(message)?.[1] ?? null;
-    return sendJson(res, 400, errorBody(message, 'invalid_request_error', param));
-  }
-  sendJson(res, 500, errorBody(message, 'server_error'));
-}
-
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }

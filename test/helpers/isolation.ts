@@ -11,7 +11,6 @@
 //          exactly what a freshly loaded model does with that request alone
 import type { PersonaModel } from '../../lib';
 import { Batcher, FinishReason } from '../../lib/engine/batcher';
-import { siteShapes } from '../../lib/decoder/mix_slots';
 import { mixEntries, Mix } from '../../lib/decoder/mix';
 import { staticMix, Persona } from '../../lib/router/persona';
 import { samplingParams } from '../../lib/engine/options';
@@ -144,7 +143,7 @@ export async function alone(fresh: PersonaModel, plan: readonly PlannedRequest[]
     } else {
       mix = staticMix(p.persona, fresh.experts);
     }
-    const batcher = new Batcher({ session, sites: siteShapes(fresh.sites), gates: fresh.gates, io: fresh.io, padId: fresh.padId }, { maxBatch: 1 });
+    const batcher = new Batcher({ session, layout: fresh.slotLayout, io: fresh.io, padId: fresh.padId }, { maxBatch: 1 });
     const tokens: number[] = [];
     await new Promise<void>((resolve, reject) => {
       batcher.submit(

@@ -1,0 +1,228 @@
+// Operating the server: the probes (/health, /ready), Prometheus metrics that parse and move, the
+// API key on /v1/* only, opt-in CORS, one log line per request, and drain() (what SIGTERM runs):
+// unready, new requests refused, streams in flight finished, or cut at the deadline.
+// The embedded demo model on the calling thread; loopback only.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import OpenAI from 'openai';
+import { PersonaModel } from '../lib';
+import { loadModelFromFlags } from '../lib/cli/options';
+import { METRIC_NAMES, RunningServer, startServer } from '../lib/server';
+import { tempDir } from './helpers/model';
+
+const cacheDir = tempDir('server-ops');
+let model: PersonaModel;
+const servers: RunningServer[] = [];
+
+beforeAll(async () => {
+  model = await loadModelFromFlags({ cacheDir }, { worker: false });
+});
+afterAll(async () => {
+  for (const s of servers) await s.close();
+  await model.dispose();
+  fs.rmSync(cacheDir, { recursive: true, force: true });
+});
+
+async function serve(opts: Parameters<typeof startServer>[1] = {}): Promise<RunningServer> {
+  const s = await startServer(model, { port: 0, ...opts });
+  servers.push(s);
+  return s;
+}
+
+const messages = [{ role: 'user', content: 'Tell me a long story' }];
+const post = (srv: RunningServer, body: unknown, headers: Record<string, string> = {}) => fetch(`${srv.url}/v1/chat/completions`, {
+  method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
+});
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const json = (r: Response): Promise<any> => r.json();
+
+/** A request that runs its whole budget (near-uniform sampling, a seed found here): it stays in flight while the tests act. */
+let long: Promise<Record<string, unknown>> | undefined;
+function longRequest(): Promise<Record<string, unknown>> {
+  long ??= (async () => {
+    for (let seed = 1; seed < 40; seed++) {
+      const r = await model.generate({ messages, persona: { mix: {} }, maxNewTokens: 100, temperature: 5, topK: 0, topP: 1, seed });
+      if (r.finishReason === 'length') return { messages, persona: { mix: {} }, max_tokens: 100, temperature: 5, top_k: 0, top_p: 1, seed, stream: true };
+    }
+    throw new Error('no seed runs the whole budget');
+  })();
+  return long;
+}
+
+/** A stream started and running (its first chunk arrived); `done` resolves with all its data: payloads. */
+function openStream(srv: RunningServer, body: unknown): Promise<{ done: Promise<string[]> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      const done = new Promise<string[]>((fin) => res.on('end', () => fin(text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6)))));
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.once('data', () => resolve({ done }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+/** Prometheus text -> { 'name{labels}': value }; throws on a line that is not the format. */
+function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (!m) throw new Error(`not Prometheus text: ${line}`);
+    out.set(m[1], Number(m[2]));
+  }
+  return out;
+}
+
+async function scrape(srv: RunningServer): Promise<Map<string, number>> {
+  const res = await fetch(`${srv.url}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+  return parseMetrics(await res.text());
+}
+
+describe('probes', () => {
+  test('/health is 200 while the process runs, /ready 200 while the model is loaded; both GET only', async () => {
+    const srv = await serve();
+    const health = await fetch(`${srv.url}/health`);
+    expect([health.status, await json(health)]).toEqual([200, { status: 'ok' }]);
+    const ready = await fetch(`${srv.url}/ready`);
+    expect([ready.status, await json(ready)]).toEqual([200, { status: 'ready' }]);
+    expect((await fetch(`${srv.url}/ready`, { method: 'POST' })).status).toBe(405);
+  });
+});
+
+describe('/metrics', () => {
+  test('parses as Prometheus text, and a completion moves the counters and histograms', async () => {
+    const srv = await serve({ maxBatch: 4 });
+    const before = await scrape(srv);
+    for (const name of [METRIC_NAMES.running, METRIC_NAMES.waiting, METRIC_NAMES.occupancy, METRIC_NAMES.maxBatch, METRIC_NAMES.promptTokens, METRIC_NAMES.completionTokens]) {
+      expect(before.has(name)).toBe(true);
+    }
+    // the batch is the engine's (the model's 16) where it reports one, else the server's own count
+    const engine = model.engine as { loadStats?: () => { maxBatch: number; kvWidth?: number } };
+    expect(before.get(METRIC_NAMES.maxBatch)).toBe(engine.loadStats ? engine.loadStats().maxBatch : 4);
+    const body = await json(await post(srv, { messages, persona: { mix: { openness_high: 0.7, neuroticism_low: 0.3 } }, max_tokens: 5, temperature: 0 }));
+    const after = await scrape(srv);
+    const moved = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    expect(moved(METRIC_NAMES.promptTokens)).toBe(body.usage.prompt_tokens);
+    expect(moved(METRIC_NAMES.completionTokens)).toBe(body.usage.completion_tokens);
+    expect(moved(`${METRIC_NAMES.requests}{route="/v1/chat/completions",code="200"}`)).toBe(1);
+    expect(moved(`${METRIC_NAMES.experts}{expert="openness_high"}`)).toBe(1);
+    expect(moved(`${METRIC_NAMES.experts}{expert="neuroticism_low"}`)).toBe(1);
+    for (const h of [METRIC_NAMES.ttft, METRIC_NAMES.e2e, METRIC_NAMES.queue]) expect(moved(`${h}_count`)).toBe(1);
+    expect(moved(`${METRIC_NAMES.tpot}_count`)).toBe(body.usage.completion_tokens - 1);
+    // the first scrape itself was counted, once it was answered
+    expect(moved(`${METRIC_NAMES.requests}{route="/metrics",code="200"}`)).toBe(1);
+    expect(after.has('process_cpu_user_seconds_total')).toBe(true);
+    // the KV width is exported exactly when the engine reports it
+    expect(after.has(METRIC_NAMES.kvWidth)).toBe(engine.loadStats?.().kvWidth !== undefined);
+  });
+
+  test('each server counts in its own registry', async () => {
+    const [a, b] = [await serve(), await serve()];
+    const before = await scrape(b);
+    await (await post(a, { messages, max_tokens: 2 })).text();
+    const after = await scrape(b);
+    expect(after.get(METRIC_NAMES.completionTokens)).toBe(before.get(METRIC_NAMES.completionTokens));
+  });
+});
+
+describe('--api-key', () => {
+  test('/v1/* takes Authorization: Bearer <key> (401 in OpenAI\'s shape otherwise); the probes and /metrics stay open', async () => {
+    const srv = await serve({ apiKey: 'sekret-key' });
+    const missing = await fetch(`${srv.url}/v1/models`);
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toBe('Bearer');
+    expect((await json(missing)).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+    for (const auth of ['Bearer sekret-ke', 'Bearer sekret-keyy', 'Basic sekret-key', 'sekret-key']) {
+      expect((await fetch(`${srv.url}/v1/models`, { headers: { authorization: auth } })).status).toBe(401);
+    }
+    expect((await post(srv, { messages, max_tokens: 2 })).status).toBe(401);
+    expect((await fetch(`${srv.url}/v1/models`, { headers: { authorization: 'bearer sekret-key' } })).status).toBe(200);
+    for (const p of ['/health', '/ready', '/metrics']) expect((await fetch(`${srv.url}${p}`)).status).toBe(200);
+    const good = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'sekret-key', maxRetries: 0 });
+    expect((await good.chat.completions.create({ model: 'personafuse', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 })).choices).toHaveLength(1);
+    const bad = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'guess', maxRetries: 0 });
+    await expect(bad.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+});
+
+describe('--cors', () => {
+  test('an allowed origin gets the CORS headers and its preflight answered (before the key check); others get none', async () => {
+    const srv = await serve({ cors: 'https://app.example', apiKey: 'k' });
+    const pre = await fetch(`${srv.url}/v1/chat/completions`, {
+      method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(pre.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    expect(pre.headers.get('access-control-allow-headers')).toBe('authorization, content-type');
+    const allowed = await fetch(`${srv.url}/v1/models`, { headers: { origin: 'https://app.example', authorization: 'Bearer k' } });
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect(allowed.headers.get('vary')).toBe('Origin');
+    const other = await fetch(`${srv.url}/v1/models`, { headers: { origin: 'https://evil.example', authorization: 'Bearer k' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  test('without --cors there are no CORS headers and OPTIONS is not answered as a preflight', async () => {
+    const srv = await serve();
+    const pre = await fetch(`${srv.url}/v1/chat/completions`, { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' } });
+    expect(pre.status).toBe(405);
+    expect(pre.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
+describe('request log', () => {
+  test('one JSON line per request when its response closes: id, method, path, status, persona mix, tokens, ttft, duration', async () => {
+    const lines: string[] = [];
+    const srv = await serve({ logFormat: 'json', log: (l) => lines.push(l) });
+    const res = await post(srv, { messages, persona: { mix: { openness_high: 1 } }, max_tokens: 4 });
+    const body = await json(res);
+    await (await fetch(`${srv.url}/health`)).text();
+    while (lines.length < 2) await new Promise((r) => setImmediate(r));
+    const [chat, health] = lines.map((l) => JSON.parse(l));
+    expect(res.headers.get('x-request-id')).toBe(body.id);
+    expect(chat).toMatchObject({
+      id: body.id, method: 'POST', path: '/v1/chat/completions', status: 200, persona_mix: { openness_high: 1 },
+      prompt_tokens: body.usage.prompt_tokens, completion_tokens: body.usage.completion_tokens,
+    });
+    expect(chat.ttft_ms).toBeGreaterThan(0);
+    expect(chat.duration_ms).toBeGreaterThanOrEqual(chat.ttft_ms);
+    expect(health).toMatchObject({ method: 'GET', path: '/health', status: 200 });
+  });
+});
+
+describe('drain()', () => {
+  test('unready and refusing new requests while the streams in flight run to [DONE]; then closed', async () => {
+    const srv = await serve();
+    const body = await longRequest();
+    const streams = await Promise.all([openStream(srv, body), openStream(srv, body)]);
+    const drained = srv.drain(30_000);
+    expect(srv.draining).toBe(true);
+    const ready = await fetch(`${srv.url}/ready`);
+    expect([ready.status, await json(ready)]).toEqual([503, { status: 'draining' }]);
+    const refused = await post(srv, { messages, max_tokens: 2 });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('connection')).toBe('close');
+    expect((await json(refused)).error).toMatchObject({ type: 'server_error', code: 'server_shutting_down' });
+    expect((await fetch(`${srv.url}/health`)).status).toBe(200);
+    for (const s of streams) {
+      const data = await s.done;
+      expect(data[data.length - 1]).toBe('[DONE]');
+      expect(JSON.parse(data[data.length - 2]).choices[0].finish_reason).toBe('length');
+    }
+    expect(await drained).toEqual({ aborted: 0 });
+    await expect(fetch(`${srv.url}/health`)).rejects.toThrow();
+  });
+
+  test('at the deadline the requests still running are cut: a stream gets an error event and no [DONE]', async () => {
+    const srv = await serve();
+    const stream = await openStream(srv, await longRequest());
+    expect(await srv.drain(1)).toEqual({ aborted: 1 });
+    const data = await stream.done;
+    expect(data).not.toContain('[DONE]');
+    expect(JSON.parse(data[data.length - 1]).error).toMatchObject({ code: 'server_shutting_down' });
+  });
+});
