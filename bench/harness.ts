@@ -12,6 +12,8 @@
 //      shared machine) hits every implementation alike; rounds run until the time budget is
 //      spent and each closure has minSamples samples;
 //   4. statistics of the per-call time (sample time / reps): median, p10, p90, mean, min.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mulberry32 } from '../lib/rng';
@@ -332,4 +334,16 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
     den = Math.max(den, Math.abs(b[i]));
   }
   return den === 0 ? num : num / den;
+}
+
+/** Other tenants' load: the load average and Linux CPU pressure (share of time tasks waited for a CPU). */
+export function machineLoad(): { loadavg: number[]; cpu_pressure_some_avg10: number | null } {
+  let psi: number | null = null;
+  try {
+    const m = /some avg10=([\d.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'));
+    psi = m ? Number(m[1]) : null;
+  } catch {
+    // no PSI
+  }
+  return { loadavg: os.loadavg(), cpu_pressure_some_avg10: psi };
 }

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 
 import { kernels } from '../lib';
-import { BenchContext, CaseResult, fmtUs, resultsFile, slug, table } from './harness';
+import { BenchContext, CaseResult, fmtUs, machineLoad, resultsFile, slug, table } from './harness';
 import { foldExpertsBench } from './fold_experts';
 import { Limits, measureLimits } from './limits';
 import { DIMS, loraMoeBench } from './lora_moe';
@@ -68,17 +68,6 @@ function cpuInfo(): { model: string; family: string; modelId: string; flags: str
   return { model: field('model name') || os.cpus()[0]?.model || 'unknown', family: field('cpu family'), modelId: field('model'), flags };
 }
 
-/** Other tenants' load: the load average and Linux CPU pressure (share of time tasks waited for a CPU). */
-function machineLoad(): { loadavg: number[]; cpu_pressure_some_avg10: number | null } {
-  let psi: number | null = null;
-  try {
-    const m = /some avg10=([\d.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'));
-    psi = m ? Number(m[1]) : null;
-  } catch {
-    // no PSI
-  }
-  return { loadavg: os.loadavg(), cpu_pressure_some_avg10: psi };
-}
 
 function printResults(results: CaseResult[], limits: Limits): void {
   for (const t of BENCH_OPS.flatMap((b) => b.report)) printReportTable(t, results);

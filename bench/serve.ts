@@ -26,7 +26,8 @@ import { resultsFile, slug, table } from './harness';
 import { getJson, PersonaKind } from './serve/client';
 import { LevelResult, LoadMode, runLevel } from './serve/load';
 import { servableModel } from './serve/model_dir';
-import { busiestProcesses, machineLoad, readRss, RssSampler, spawnServer, SpawnedServer } from './serve/server_process';
+import { machineLoad } from './harness';
+import { busiestProcesses, readRss, RssSampler, spawnServer, SpawnedServer } from './serve/server_process';
 import { PERSONA_KINDS, promptPool, requestSpec, supportedKinds } from './serve/workload';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -296,7 +296,7 @@ describe('generate: worker thread', () => {
     expect(aborted!.finishReason).toBe('abort');
     expect(worker.engine.openRequests).toBe(0);
     expect((await worker.generate(opts[1])).tokens).toEqual(want[1].tokens);
-    // the worker holds no banks and never loads the addon, so in-thread work is unaffected by it
+    // the worker holds banks of its own: in-thread work on the same model is unaffected by it
     const again = await Promise.all(opts.map((o) => inline.generate(o)));
     expect(again.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));
   });

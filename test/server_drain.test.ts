@@ -4,7 +4,7 @@
 // demo model, on loopback; the model's cache goes to a temporary folder.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import { openStream } from './helpers/server';
 import * as path from 'node:path';
 import { loadModelFromFlags } from '../lib/cli/options';
 import { tempDir } from './helpers/model';
@@ -48,19 +48,6 @@ function startCli(args: string[]): Promise<{ url: string }> {
   });
 }
 
-/** A stream started and running (its first chunk arrived); `done` resolves with its data: payloads. */
-function openStream(url: string, body: unknown): Promise<{ done: Promise<string[]> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      const done = new Promise<string[]>((fin) => res.on('end', () => fin(text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6)))));
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.once('data', () => resolve({ done }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
 
 test('SIGTERM: /ready turns 503, new requests are refused, streams in flight end with [DONE], exit code 0', async () => {
   const body = await longRequest();

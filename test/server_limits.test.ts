@@ -3,40 +3,19 @@
 // model), 413 for oversized bodies that the client actually receives, and --request-timeout
 // (504, or an error event in a stream). The embedded demo model on the calling thread, loopback.
 import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import OpenAI from 'openai';
-import { PersonaModel } from '../lib';
-import { loadModelFromFlags } from '../lib/cli/options';
 import { resolveServerOptions, RunningServer, startServer } from '../lib/server';
 import { Admission } from '../lib/server/admission';
+import { demoServers, postChat } from './helpers/server';
 import { tempDir } from './helpers/model';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
-const cacheDir = tempDir('server-limits');
-let model: PersonaModel;
-const servers: RunningServer[] = [];
-
-beforeAll(async () => {
-  model = await loadModelFromFlags({ cacheDir }, { worker: false });
-});
-afterAll(async () => {
-  for (const s of servers) await s.close();
-  await model.dispose();
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-});
-
-async function serve(opts: Parameters<typeof startServer>[1] = {}): Promise<RunningServer> {
-  const s = await startServer(model, { port: 0, ...opts });
-  servers.push(s);
-  return s;
-}
+const { model: demoModel, serve } = demoServers('server-limits');
 
 const messages = [{ role: 'user', content: 'Tell me a long story' }];
-const post = (srv: RunningServer, body: unknown) => fetch(`${srv.url}/v1/chat/completions`, {
-  method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-});
+const post = (srv: RunningServer, body: unknown) => postChat(srv.url, body);
 
 /**
  * A request that runs its whole token budget (no early EOS: near-uniform sampling, a seed found
@@ -53,12 +32,12 @@ function longRequest(): Promise<Long> {
     const tokens = 100;
     for (let seed = 1; seed < 40; seed++) {
       const options = { messages, persona: { mix: {} }, maxNewTokens: tokens, temperature: 5, topK: 0, topP: 1, seed };
-      if ((await model.generate(options)).finishReason !== 'length') continue;
+      if ((await demoModel().generate(options)).finishReason !== 'length') continue;
       return {
         body: { messages, persona: { mix: {} }, max_tokens: tokens, temperature: 5, top_k: 0, top_p: 1, seed },
         async timeAlone() {
           const t0 = performance.now();
-          await model.generate(options);
+          await demoModel().generate(options);
           return performance.now() - t0;
         },
       };
@@ -81,7 +60,7 @@ describe('options are checked at start-up', () => {
     [{ servedModelNames: [] }, /non-empty array of names for servedModelNames/],
     [{ apiKey: '' }, /non-empty string for apiKey/],
   ])('%o is refused with its name', async (opts, message) => {
-    await expect(startServer(model, { port: 0, ...(opts as object) })).rejects.toThrow(message);
+    await expect(startServer(demoModel(), { port: 0, ...(opts as object) })).rejects.toThrow(message);
   });
 
   test('defaults: the queue is 4 x max batch, max batch the engine\'s', () => {
@@ -99,7 +78,7 @@ describe('options are checked at start-up', () => {
       [['--drain-timeout', '-5'], /for --drain-timeout but received -5/],
     ];
     const runs = await Promise.all(cases.map(([args]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(process.execPath, [CLI, 'serve', '--model', path.join(cacheDir, 'nowhere'), ...args], { timeout: 30000 }, (err, _out, stderr) => {
+      execFile(process.execPath, [CLI, 'serve', '--model', path.join(tempDir('server-limits-cli'), 'nowhere'), ...args], { timeout: 30000 }, (err, _out, stderr) => {
         resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr });
       });
     })));
@@ -199,8 +178,8 @@ describe('--request-timeout', () => {
     expect(plain.status).toBe(504);
     expect(((await plain.json()) as { error: unknown }).error).toMatchObject({ type: 'server_error', code: 'request_timeout' });
     // its admission ticket and its engine row are given back (a leak would hang here)
-    while (srv.inFlight > 0 || model.engine.openRequests > 0) await new Promise((r) => setImmediate(r));
-    expect([srv.inFlight, model.engine.openRequests]).toEqual([0, 0]);
+    while (srv.inFlight > 0 || demoModel().engine.openRequests > 0) await new Promise((r) => setImmediate(r));
+    expect([srv.inFlight, demoModel().engine.openRequests]).toEqual([0, 0]);
   });
 
   test('a stream cut after its first tokens ends with an error event and no [DONE]', async () => {

@@ -2,37 +2,14 @@
 // API key on /v1/* only, opt-in CORS, one log line per request, and drain() (what SIGTERM runs):
 // unready, new requests refused, streams in flight finished, or cut at the deadline.
 // The embedded demo model on the calling thread; loopback only.
-import * as fs from 'node:fs';
-import * as http from 'node:http';
 import OpenAI from 'openai';
-import { PersonaModel } from '../lib';
-import { loadModelFromFlags } from '../lib/cli/options';
-import { METRIC_NAMES, RunningServer, startServer } from '../lib/server';
-import { tempDir } from './helpers/model';
+import { METRIC_NAMES, RunningServer } from '../lib/server';
+import { demoServers, openStream, postChat } from './helpers/server';
 
-const cacheDir = tempDir('server-ops');
-let model: PersonaModel;
-const servers: RunningServer[] = [];
-
-beforeAll(async () => {
-  model = await loadModelFromFlags({ cacheDir }, { worker: false });
-});
-afterAll(async () => {
-  for (const s of servers) await s.close();
-  await model.dispose();
-  fs.rmSync(cacheDir, { recursive: true, force: true });
-});
-
-async function serve(opts: Parameters<typeof startServer>[1] = {}): Promise<RunningServer> {
-  const s = await startServer(model, { port: 0, ...opts });
-  servers.push(s);
-  return s;
-}
+const { model: demoModel, serve } = demoServers('server-ops');
 
 const messages = [{ role: 'user', content: 'Tell me a long story' }];
-const post = (srv: RunningServer, body: unknown, headers: Record<string, string> = {}) => fetch(`${srv.url}/v1/chat/completions`, {
-  method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body),
-});
+const post = (srv: RunningServer, body: unknown, headers: Record<string, string> = {}) => postChat(srv.url, body, headers);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const json = (r: Response): Promise<any> => r.json();
 
@@ -41,7 +18,7 @@ let long: Promise<Record<string, unknown>> | undefined;
 function longRequest(): Promise<Record<string, unknown>> {
   long ??= (async () => {
     for (let seed = 1; seed < 40; seed++) {
-      const r = await model.generate({ messages, persona: { mix: {} }, maxNewTokens: 100, temperature: 5, topK: 0, topP: 1, seed });
+      const r = await demoModel().generate({ messages, persona: { mix: {} }, maxNewTokens: 100, temperature: 5, topK: 0, topP: 1, seed });
       if (r.finishReason === 'length') return { messages, persona: { mix: {} }, max_tokens: 100, temperature: 5, top_k: 0, top_p: 1, seed, stream: true };
     }
     throw new Error('no seed runs the whole budget');
@@ -49,19 +26,6 @@ function longRequest(): Promise<Record<string, unknown>> {
   return long;
 }
 
-/** A stream started and running (its first chunk arrived); `done` resolves with all its data: payloads. */
-function openStream(srv: RunningServer, body: unknown): Promise<{ done: Promise<string[]> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      const done = new Promise<string[]>((fin) => res.on('end', () => fin(text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6)))));
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.once('data', () => resolve({ done }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
 
 /** Prometheus text -> { 'name{labels}': value }; throws on a line that is not the format. */
 function parseMetrics(text: string): Map<string, number> {
@@ -101,7 +65,7 @@ describe('/metrics', () => {
       expect(before.has(name)).toBe(true);
     }
     // the batch is the engine's (the model's 16) where it reports one, else the server's own count
-    const engine = model.engine as { loadStats?: () => { maxBatch: number; kvWidth?: number } };
+    const engine = demoModel().engine as { loadStats?: () => { maxBatch: number; kvWidth?: number } };
     expect(before.get(METRIC_NAMES.maxBatch)).toBe(engine.loadStats ? engine.loadStats().maxBatch : 4);
     const body = await json(await post(srv, { messages, persona: { mix: { openness_high: 0.7, neuroticism_low: 0.3 } }, max_tokens: 5, temperature: 0 }));
     const after = await scrape(srv);
@@ -198,7 +162,7 @@ describe('drain()', () => {
   test('unready and refusing new requests while the streams in flight run to [DONE]; then closed', async () => {
     const srv = await serve();
     const body = await longRequest();
-    const streams = await Promise.all([openStream(srv, body), openStream(srv, body)]);
+    const streams = await Promise.all([openStream(srv.url, body), openStream(srv.url, body)]);
     const drained = srv.drain(30_000);
     expect(srv.draining).toBe(true);
     const ready = await fetch(`${srv.url}/ready`);
@@ -219,7 +183,7 @@ describe('drain()', () => {
 
   test('at the deadline the requests still running are cut: a stream gets an error event and no [DONE]', async () => {
     const srv = await serve();
-    const stream = await openStream(srv, await longRequest());
+    const stream = await openStream(srv.url, await longRequest());
     expect(await srv.drain(1)).toEqual({ aborted: 1 });
     const data = await stream.done;
     expect(data).not.toContain('[DONE]');

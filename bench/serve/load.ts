@@ -14,7 +14,8 @@
 import { setMaxListeners } from 'node:events';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { RequestRecord, RequestSpec, streamChat } from './client';
-import { CpuMark, cpuBetween, cpuMark, machineLoad, readRss, RssSample } from './server_process';
+import { machineLoad } from '../harness';
+import { CpuMark, cpuBetween, cpuMark, readRss, RssSample } from './server_process';
 import { firstLast, percentiles, Percentiles, requestWindows, RequestWindow, timeWindows, TimeWindow } from './stats';
 import { rng } from '../harness';
 

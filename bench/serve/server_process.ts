@@ -184,17 +184,6 @@ export function cpuBetween(a: CpuMark, b: CpuMark): Record<string, number | null
   };
 }
 
-/** Other tenants' load: load average and Linux CPU pressure (as bench/run.ts records it). */
-export function machineLoad(): { loadavg: number[]; cpu_pressure_some_avg10: number | null } {
-  let psi: number | null = null;
-  try {
-    const m = /some avg10=([\d.]+)/.exec(fs.readFileSync('/proc/pressure/cpu', 'utf8'));
-    psi = m ? Number(m[1]) : null;
-  } catch {
-    // no PSI
-  }
-  return { loadavg: os.loadavg(), cpu_pressure_some_avg10: psi };
-}
 
 /** The busiest other processes right now (CPU share over `ms`), for the record of what else ran. */
 export async function busiestProcesses(exclude: number[], ms = 1000, top = 6): Promise<{ pid: number; cmd: string; cores: number; rss_mib: number }[]> {

@@ -2,7 +2,7 @@
 // the graph, so a row's mix is just its expert weights, one row of persona_gates [batch, E].
 // Joining costs writing E floats (no fold), leaving a copy of E floats.
 import * as ort from 'onnxruntime-node';
-import type { FoldedMix, MixEntries, RowMixes } from './mix_slots';
+import type { MixEntries, RowMixes } from './mix_slots';
 
 export interface GateInput {
   /** the graph input's name (persona_gates) */
@@ -26,10 +26,6 @@ export class GateSlots implements RowMixes {
       this.#rows = grown;
     }
     writeGateRow(this.#rows.subarray(slot * E, (slot + 1) * E), entries);
-  }
-
-  put(_slot: number, _folded: FoldedMix): void {
-    throw new Error('A model with the bank in its graph takes mixes, not folded adapters');
   }
 
   release(slot: number): void {

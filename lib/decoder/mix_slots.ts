@@ -2,8 +2,8 @@
 //
 // Every site has one buffer pair laid out by slot:  a [capacity, din, R],  b [capacity, R, dout],
 // R = k * site rank, k = the most experts any active row uses. A row joining the batch is folded
-// into its own slot only (kernels.foldExperts with `slots`) — or, in the worker thread, its
-// already folded blocks are copied in (put) — and the other slots are not rewritten. A run over
+// into its own slot only (kernels.foldExperts with `slots`), on whichever thread feeds the model
+// (the worker holds banks of its own), and the other slots are not rewritten. A run over
 // slots [start, start + count) feeds views of the buffers (onnxruntime-node wraps CPU inputs
 // without copying). When a joining row needs a larger k, or more slots than the buffers hold,
 // the buffers are re-laid out: each slot's blocks are copied to the wider layout (zero columns
@@ -26,19 +26,10 @@ export interface SiteShape {
   bank?: LoraBank | null;
 }
 
-/** One request's mix folded at its own k: per site a [din, k*rank], b [k*rank, dout]. */
-export interface FoldedMix {
-  k: number;
-  a: Float32Array[];
-  b: Float32Array[];
-}
-
 /** Per-row persona inputs kept across decode steps: folded adapters (MixSlots) or gates (GateSlots). */
 export interface RowMixes {
   /** row `slot`'s mix, from its (expert id, weight) pairs */
   set(slot: number, entries: MixEntries): void;
-  /** row `slot`'s mix, folded on another thread */
-  put(slot: number, folded: FoldedMix): void;
   release(slot: number): void;
   move(from: number, to: number): void;
   /** the graph inputs for the rows in slots [start, start + count) */
@@ -74,20 +65,6 @@ export class MixSlots implements RowMixes {
     this.#sites.forEach((s, i) => {
       if (!s.bank) return;
       foldExperts(s.bank, ids, weights, k, { a: this.#a[i], b: this.#b[i], rankCapacity: k * s.rank, slots: where });
-    });
-  }
-
-  /** Copies a mix folded elsewhere (foldMix on the main thread) into row `slot`. */
-  put(slot: number, folded: FoldedMix): void {
-    this.#ensure(slot, folded.k);
-    this.#rowK[slot] = folded.k;
-    // the base model (k = 0) is a slot of zeros: whatever the slot held before must not remain
-    if (folded.k === 0) return this.#clear(slot);
-    this.#sites.forEach((s, i) => {
-      if (s.rank === 0) return;
-      const R = this.#k * s.rank;
-      copyBlock(folded.a[i], folded.k * s.rank, this.#a[i], slot, R, s.din, s.dout, 'a');
-      copyBlock(folded.b[i], folded.k * s.rank, this.#b[i], slot, R, s.din, s.dout, 'b');
     });
   }
 
@@ -182,24 +159,6 @@ function copyBlock(src: Float32Array, srcR: number, dst: Float32Array, slot: num
     dst.set(src.subarray(row * srcR, (row + 1) * srcR), base + row * R);
     dst.fill(0, base + row * R + srcR, base + (row + 1) * R);
   }
-}
-
-/** A request's mix folded at its own k, on the thread that holds the banks (kernels.foldExperts). */
-export function foldMix(sites: readonly SiteShape[], entries: MixEntries): FoldedMix {
-  const k = entries.length;
-  const ids = Int32Array.from(entries.map(([id]) => id));
-  const weights = Float32Array.from(entries.map(([, w]) => w));
-  const a: Float32Array[] = [];
-  const b: Float32Array[] = [];
-  for (const s of sites) {
-    const R = k * s.rank;
-    const fa = new Float32Array(s.din * R);
-    const fb = new Float32Array(R * s.dout);
-    if (R > 0 && s.bank) foldExperts(s.bank, ids, weights, k, { a: fa, b: fb, rankCapacity: R });
-    a.push(fa);
-    b.push(fb);
-  }
-  return { k, a, b };
 }
 
 /** The slot view of PersonaModel's sites. */

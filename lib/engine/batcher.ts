@@ -16,7 +16,7 @@ import { decoderFeeds, DecoderIO } from '../decoder/feeds';
 import { poolHidden } from '../decoder/hidden';
 import { lastLogits } from '../decoder/logits';
 import { KvBatch, PastSpec } from '../decoder/kv_batch';
-import { FoldedMix, MixEntries, RowMixes } from '../decoder/mix_slots';
+import { MixEntries, RowMixes } from '../decoder/mix_slots';
 import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
 import { Rng } from '../rng';
 import { sample, SampledLogprobs, SamplingParams } from './sampler';
@@ -28,8 +28,6 @@ export interface SequenceRequest {
   id?: number;
   inputIds: number[];
   mix: MixEntries;
-  /** the mix already folded (requests sent to the worker thread, which holds no banks) */
-  folded?: FoldedMix;
   maxNewTokens: number;
   sampling: SamplingParams;
   seed: number;
@@ -212,8 +210,8 @@ export class Batcher {
     const joiners: Row[] = [];
     while (this.#queue.length && this.#rows.length < this.maxBatch) {
       const row = this.#queue.shift()!;
-      if (row.req.folded) this.#slots.put(this.#rows.length, row.req.folded);
-      else this.#slots.set(this.#rows.length, row.req.mix);
+      // the one admit path: the row's whole slot written from its mix (an empty mix zeroes it)
+      this.#slots.set(this.#rows.length, row.req.mix);
       this.#rows.push(row);
       joiners.push(row);
     }

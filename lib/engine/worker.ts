@@ -1,8 +1,9 @@
 // Worker-thread side of the engine: an onnxruntime session of the injected model and a Batcher,
-// so session.run never blocks the main thread's event loop. The worker holds no adapter banks
-// and never loads the personafuse addon: the main thread folds each request's mix
-// (kernels.foldExperts) and sends the folded blocks with the request; the worker copies them
-// into the request's slot. A model with the bank in its graph needs no fold: the mix is its gates.
+// so session.run never blocks the main thread's event loop. With the per-row layout the worker
+// reads the adapter folders and holds the banks itself, so a joining request's mix is folded
+// (kernels.foldExperts) straight into its slot of the inputs the next step feeds: one write, no
+// fold into staging arrays on the main thread, no copy here. With the bank in the graph the mix
+// is the row's gates (no fold).
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'features', id, rows } | { type: 'close' }
 //   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
 //        | { type: 'ready' } (the session is open) | { type: 'features', id, data | error } | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
@@ -14,7 +15,7 @@ import type * as ort from 'onnxruntime-node';
 import type { DecoderIO } from '../decoder/feeds';
 import { openDecoderSession } from '../decoder/session_options';
 import { Batcher, BatchStats, SequenceRequest } from './batcher';
-import type { SlotLayout } from '../decoder/slot_layout';
+import { openSiteBanks, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 
 type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'features'; id: number; rows: number[][] } | { type: 'close' };
 
@@ -24,8 +25,8 @@ export interface WorkerInit {
   executionProviders: string[];
   intraOpNumThreads?: number;
   inlineWeights?: boolean;
-  /** the slot layout without banks (transferableLayout) */
-  layout: SlotLayout;
+  /** how rows feed their persona, as plain data: the banks are built here from it */
+  layout: SlotLayoutSource;
   hidden?: string;
   io: DecoderIO;
   padId: number;
@@ -68,7 +69,10 @@ function main(): void {
     } else if (m.type === 'cancel') {
       batcher.cancel(m.id);
     } else {
-      void batcher.close().then(() => session?.release()).finally(() => port.close());
+      void batcher.close().then(() => session?.release()).finally(() => {
+        for (const site of sites) site.bank?.dispose();
+        port.close();
+      });
     }
   };
   let lastStats = 0;
@@ -80,10 +84,12 @@ function main(): void {
   };
   port.on('message', handle);
 
+  let sites: ReturnType<typeof openSiteBanks> = [];
   openDecoderSession(init.file, init)
     .then((s) => {
       session = s;
-      batcher = new Batcher({ session: s, layout: init.layout, hidden: init.hidden, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
+      sites = openSiteBanks(init.layout);
+      batcher = new Batcher({ session: s, layout: slotLayoutOf(init.layout, sites), hidden: init.hidden, io: init.io, padId: init.padId }, { maxBatch: init.maxBatch, onStep });
       port.postMessage({ type: 'ready' });
       pending.splice(0).forEach(handle);
     })

@@ -12,8 +12,7 @@ import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
 import type { SampledLogprobs } from './sampler';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
-import { foldMix } from '../decoder/mix_slots';
-import { SlotLayout, transferableLayout } from '../decoder/slot_layout';
+
 
 const TS_BOOTSTRAP = `
 const fs = require('node:fs');
@@ -42,16 +41,12 @@ export class WorkerClient implements SequenceRunner {
   readonly #sinks = new Map<number, SequenceSink>();
   #next = 1;
   #fatal: string | undefined;
-  /** with its banks: per-row requests are folded here, on the thread that holds them */
-  readonly #layout: SlotLayout;
-
   constructor(init: WorkerInit) {
-    this.#layout = init.layout;
     const fromSources = __filename.endsWith('.ts');
     const entry = path.join(__dirname, fromSources ? 'worker.ts' : 'worker.js');
     this.#worker = fromSources
-      ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, layout: transferableLayout(init.layout), entry } })
-      : new Worker(entry, { workerData: { ...init, layout: transferableLayout(init.layout) } });
+      ? new Worker(TS_BOOTSTRAP, { eval: true, workerData: { ...init, entry } })
+      : new Worker(entry, { workerData: init });
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
     this.#ready = new Promise((resolve, reject) => {
       this.#markReady = resolve;
@@ -95,13 +90,8 @@ export class WorkerClient implements SequenceRunner {
     }
     if (this.#sinks.size === 0) this.#worker.ref();
     this.#sinks.set(id, sink);
-    if (this.#layout.kind === 'bank') {
-      this.#worker.postMessage({ type: 'submit', id, req });
-      return id;
-    }
-    const folded = foldMix(this.#layout.sites, req.mix);
-    const buffers = [...folded.a, ...folded.b].map((x) => x.buffer as ArrayBuffer);
-    this.#worker.postMessage({ type: 'submit', id, req: { ...req, folded } }, buffers);
+    // the request goes as it is: the worker folds its mix straight into its slot
+    this.#worker.postMessage({ type: 'submit', id, req });
     return id;
   }
 

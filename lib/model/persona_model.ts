@@ -14,6 +14,7 @@
 // lib/onnx/last_logits.ts). The main thread's session opens on first use (forward, or generation
 // with { worker: false }): generation in the worker thread has a session of its own, and a model
 // that only generates should not hold its weights twice.
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
@@ -37,7 +38,7 @@ import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
 import { siteShapes } from '../decoder/mix_slots';
 import type { GateInput } from '../decoder/gate_slots';
-import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
+import { newRowMixes, openSiteBanks, SlotLayout, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';
 import { AnyRouter, loadRouter, RouteMessage, RouteResult } from '../router/router';
 
@@ -94,16 +95,29 @@ export class PersonaModel {
   readonly injectedFile: string;
   /** what the sessions run: the injected model computing logits only where they are read */
   readonly #runtimeFile: string;
-  readonly sites: readonly SiteBank[];
-  /** how rows feed their persona, decided once at load (per-row folds or bank gates) */
-  readonly slotLayout: SlotLayout;
+  /** how rows feed their persona, decided once at load (per-row folds or bank gates), as plain data */
+  readonly #layoutSource: SlotLayoutSource;
+  #sites: SiteBank[] | undefined;
+  #slotLayout: SlotLayout | undefined;
+  /** The injection sites with their banks on this thread. Built on first use when generation runs
+   *  in the worker (which folds with banks of its own), at load with { worker: false }. */
+  get sites(): readonly SiteBank[] {
+    if (this.#disposed) throw new DisposedError('PersonaModel');
+    this.#sites ??= openSiteBanks(this.#layoutSource);
+    return this.#sites;
+  }
+  /** How rows feed their persona on this thread (per-row with this thread's banks, or gates). */
+  get slotLayout(): SlotLayout {
+    this.#slotLayout ??= slotLayoutOf(this.#layoutSource, this.sites);
+    return this.#slotLayout;
+  }
   /** the gates input when the bank is in the graph (loraLayout 'bank') */
   get gates(): GateInput | undefined {
-    return this.slotLayout.kind === 'bank' ? this.slotLayout.gates : undefined;
+    return this.#layoutSource.kind === 'bank' ? this.#layoutSource.gates : undefined;
   }
   /** the form the experts took in the graph (loraLayout, 'auto' resolved) */
   get loraLayout(): LoraLayout {
-    return this.slotLayout.kind;
+    return this.#layoutSource.kind;
   }
   readonly padId: number;
   /** vocabulary size from the logits output (token ids must be below it), null when symbolic */
@@ -121,15 +135,15 @@ export class PersonaModel {
   #engine: Engine | undefined;
 
   private constructor(init: {
-    experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; sites: SiteBank[]; gates?: GateInput; session?: ort.InferenceSession;
+    experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; layout: SlotLayoutSource; sites?: SiteBank[]; session?: ort.InferenceSession;
     io: DecoderIO; padId: number; vocab: number | null; codec?: TextCodec; router?: AnyRouter; hidden?: string; options: PersonaModelOptions;
   }) {
     this.experts = init.experts;
     this.modelFile = init.modelFile;
     this.injectedFile = init.injectedFile;
     this.#runtimeFile = init.runtimeFile;
-    this.sites = init.sites;
-    this.slotLayout = init.gates ? { kind: 'bank', gates: init.gates } : { kind: 'per-row', sites: siteShapes(init.sites) };
+    this.#layoutSource = init.layout;
+    this.#sites = init.sites;
     this.#session = init.session;
     this.#io = init.io;
     this.padId = init.padId;
@@ -155,8 +169,12 @@ export class PersonaModel {
     const layout = requested === 'auto' ? autoLayoutFor(adapters, source).layout : requested;
     const bank = layout === 'bank' && adapters.length > 0 ? bankSource(adapters) : undefined;
     const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source });
-    // the bank form has the experts in the graph: no native banks to hold twice
-    const sites = built.injection.gates ? built.injection.sites.map((site) => ({ site, bank: null })) : siteBanks(built.injection.sites, adapters);
+    const layoutSource: SlotLayoutSource = built.injection.gates
+      ? { kind: 'bank', gates: built.injection.gates, sites: built.injection.sites }
+      : { kind: 'per-row', sites: built.injection.sites, adapters: experts.map((name) => ({ name, dir: path.resolve(named[name]) })) };
+    // generating on this thread needs its banks now (from the adapters already read); the worker
+    // builds its own, and this thread's wait for forward()
+    const sites = options.worker === false && !built.injection.gates ? siteBanks(built.injection.sites, adapters) : undefined;
     const runtime = runtimeModel(built);
     // generating on this thread: its session is the one generation runs, open it now
     const session = options.worker === false ? await openDecoderSession(runtime.file, options) : undefined;
@@ -188,7 +206,7 @@ export class PersonaModel {
     const vocabDim = logitsOut ? (valueInfoDims(logitsOut) ?? [])[2] : undefined;
     const vocab = typeof vocabDim === 'number' ? vocabDim : null;
     return new PersonaModel({
-      experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, sites, gates: built.injection.gates, session, io: { inputNames, past }, padId, vocab,
+      experts, modelFile, injectedFile: built.file, runtimeFile: runtime.file, layout: layoutSource, sites, session, io: { inputNames, past }, padId, vocab,
       codec, router, hidden: runtime.lastIndex ? HIDDEN_OUTPUT : undefined, options: { ...options, onProgress: undefined },
     });
   }
@@ -225,7 +243,7 @@ export class PersonaModel {
         ? new Batcher({ session: this.#session!, layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
         : new WorkerClient({
           file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
-          layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
+          layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
         });
       this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch });
     }
@@ -341,7 +359,7 @@ export class PersonaModel {
     this.#engine = undefined;
     await engine?.close();
     await this.router?.dispose();
-    for (const s of this.sites) s.bank?.dispose();
+    for (const s of this.#sites ?? []) s.bank?.dispose();
     await session?.release();
   }
 }
