@@ -93,8 +93,22 @@ export interface LevelResult {
     samples: RssSample[];
   };
   event_loop_delay_ms: { p50: number; p99: number; max: number };
+  /** the SERVER's event-loop delay p99 over the measured part (its /metrics, prom-client's
+   *  nodejs_eventloop_lag_p99_seconds, reset at every scrape), null when it has no /metrics */
+  server_event_loop_p99_ms: number | null;
   cpu: Record<string, number | null>;
   load: { start: ReturnType<typeof machineLoad>; end: ReturnType<typeof machineLoad> };
+}
+
+/** The server's event-loop delay p99 since its last scrape (prom-client resets it on collect). */
+async function serverLoopP99(base: URL, headers?: Record<string, string>): Promise<number | null> {
+  try {
+    const res = await fetch(new URL('/metrics', base), { headers });
+    const m = /^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(await res.text());
+    return m ? Number(m[1]) * 1000 : null;
+  } catch {
+    return null;
+  }
 }
 
 export async function runLevel(o: LevelOptions): Promise<LevelResult> {
@@ -115,6 +129,7 @@ export async function runLevel(o: LevelOptions): Promise<LevelResult> {
   let rssStart: number | null = null;
   let rss500: number | null = null;
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  let serverLoop: Promise<number | null> = Promise.resolve(null);
   let cpu1: CpuMark | undefined;
   let load1 = load0;
   let rssEnd: number | null = null;
@@ -125,6 +140,7 @@ export async function runLevel(o: LevelOptions): Promise<LevelResult> {
     if (t1 !== null) return;
     t1 = performance.now();
     loopDelay.disable();
+    serverLoop = serverLoopP99(o.base, o.headers);
     cpu1 = cpuMark(o.serverPid);
     load1 = machineLoad();
     rssEnd = o.serverPid === null ? null : readRss(o.serverPid)?.rss_mib ?? null;
@@ -142,6 +158,7 @@ export async function runLevel(o: LevelOptions): Promise<LevelResult> {
         load0 = machineLoad();
         rssStart = o.serverPid === null ? null : readRss(o.serverPid)?.rss_mib ?? null;
         loopDelay.enable();
+        void serverLoopP99(o.base, o.headers); // resets the server's histogram: the measured part starts
       }
       phase = 'measured';
       measuredSent++;
@@ -285,6 +302,7 @@ export async function runLevel(o: LevelOptions): Promise<LevelResult> {
     },
     rss_mib: { at_start: rssStart, after_500: rss500, at_end: rssEnd, max: rssAll.length ? Math.max(...rssAll) : null, samples: rssSamples },
     event_loop_delay_ms: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+    server_event_loop_p99_ms: await serverLoop,
     cpu: cpuBetween(cpu0!, cpu1!),
     load: { start: load0, end: load1 },
   };
