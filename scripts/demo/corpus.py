@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Synthetic persona corpus for the embedded demonstration model (models/persona-demo).
+"""Persona corpus for the embedded demonstration model (models/persona-demo).
 
-Situations (what the user says) x Big Five poles (how the assistant answers). Everything is made from
-templates with slots, from a fixed seed, so the whole corpus is reproducible:
+The user side is real-looking, hand-written messages: data/situations/messages/<situation>.txt, split by
+scripts/data/build-situations.js into data/situations/{train,validation,test}.jsonl ({"text", "situation"}).
+The routing table (situation -> two Big Five poles, first = stronger, weights 0.6/0.4) is
+data/situations/table.json: the single source, read here.
 
-    python scripts/demo/corpus.py --out /tmp/persona-demo/corpus   # corpus.jsonl, router_train/test.jsonl
-(train.py's `corpus` stage writes the same files; this entry point is for looking at the data.)
+The assistant side is made from templates, from a fixed seed: for a message of situation s and a pole p,
+an answer in p's style (STYLE: openers, bodies, closers) whose content comes from s: a `topic` phrase that
+needs no user slot ("this tech trouble", "your loss") and `tips`, short imperative advice that belongs to s
+and to no other situation (no tip phrase occurs in another situation's tips). So a reply's style tells which
+pole wrote it (export.py: the pole's unique template phrases) and its tips tell which situation it answers.
 
-Each situation has user-message templates; the last HELDOUT_PER_SITUATION of them are held out (never used to
-train the language model, the adapters or the router) and are the router's test set.
+Only the train split feeds any training (language model, experts, router); validation is for early checks and
+the held-out losses; test is for the final report (export.py) only.
 
-ROUTING says which two experts suit each situation (first = stronger); the router learns it.
+    python scripts/demo/corpus.py --out /tmp/persona-demo/corpus   # the files train.py's `corpus` stage writes
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ import json
 import random
 import re
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data" / "situations"
 
 EXPERTS = [
     "openness_high", "openness_low",
@@ -29,266 +37,15 @@ EXPERTS = [
 ]
 
 SYSTEM = "You are a helpful assistant."
-HELDOUT_PER_SITUATION = 3
 
 # ---------------------------------------------------------------------------------------------
-# Slot fillers shared by many situations
+# The routing table: data/situations/table.json. Its first 13 situations and their pairs are the v1 demo's and
+# must not change (the README, tests and users rely on them); checked here.
 
-FILL = {
-    "friend": ["my friend", "my best friend", "my sister", "my brother", "my cousin", "my neighbour", "my partner",
-               "my roommate", "an old friend", "my colleague"],
-    "person": ["my grandmother", "my grandfather", "my dad", "my mom", "my uncle", "my aunt", "my dog", "my cat",
-               "my best friend", "my old teacher", "my mentor"],
-    "subject": ["math", "chemistry", "history", "biology", "physics", "statistics", "law", "economics", "French",
-                "programming", "accounting", "philosophy"],
-    "when": ["tomorrow", "next week", "on Monday", "on Friday", "in two days", "this weekend", "next month"],
-    "device": ["laptop", "phone", "printer", "router", "tablet", "computer", "keyboard", "monitor", "smartwatch"],
-    "app": ["email app", "banking app", "calendar", "music app", "video call app", "photo app", "password manager"],
-    "problem": ["keeps crashing", "will not turn on", "is really slow", "keeps freezing", "lost all my settings",
-                "shows an error", "will not connect", "drains the battery"],
-    "achievement": ["got the promotion", "passed my driving test", "finished my first marathon", "got into university",
-                    "got engaged", "got the job", "published my first article", "finished my thesis",
-                    "won the competition", "bought my first house"],
-    "trip": ["a trip to Japan", "a weekend in the mountains", "a road trip", "a camping trip", "a family holiday",
-             "a week in Rome", "a beach vacation", "a visit to my parents"],
-    "project": ["a birthday party", "a team offsite", "a move to a new flat", "a small wedding", "a garden project",
-                "a product launch", "a charity run", "a kitchen renovation"],
-    "coworker": ["a coworker", "my manager", "my roommate", "my neighbour", "my brother", "a teammate",
-                 "my business partner", "my landlord"],
-    "conflict_about": ["the dishes", "credit for the project", "noise at night", "money", "the deadline",
-                       "who does the chores", "a comment in a meeting", "the schedule"],
-    "work": ["essay", "cover letter", "short story", "presentation", "code", "business plan", "poem", "report",
-             "resume", "design"],
-    "idea_for": ["a new app", "a short film", "a small business", "a birthday gift", "a community event",
-                 "a board game", "a school project", "a blog"],
-    "mistake": ["sent the wrong file to a client", "missed an important deadline", "deleted a shared folder",
-                "forgot a meeting with my boss", "made an error in the budget", "broke the build",
-                "double booked the meeting room"],
-    "city": ["a new city", "Berlin", "a small town", "London", "Toronto", "a city where I know nobody", "Madrid"],
-    "offer": ["a job offer in another city", "two job offers", "an offer to start a business with a friend",
-              "a chance to go back to school", "an offer to lead a new team", "a transfer abroad"],
-    "risk": ["quit my job tomorrow with no savings", "put all my savings into one stock",
-             "drive through the night without sleep", "lend all my money to a stranger online",
-             "sign the contract without reading it", "go hiking alone in a storm"],
-    "smalltalk": ["the weather is lovely today", "I just made some coffee", "it is finally the weekend",
-                  "I watched a good movie yesterday", "my plants are growing", "I had a quiet day"],
-}
-
-# ---------------------------------------------------------------------------------------------
-# Situations: user templates (last HELDOUT_PER_SITUATION held out), a topic phrase for answers, tips.
-
-SITUATIONS = {
-    "support_request": dict(
-        user=["My {device} {problem}. Can you help?",
-              "Help, my {device} {problem} and I do not know what to do.",
-              "Can you help me fix my {app}? It {problem}.",
-              "Since the update my {device} {problem}.",
-              "I need technical help: the {app} {problem}.",
-              "Hi, my {device} {problem} again. Any idea how to fix it?",
-              "Quick question, my {app} {problem} every morning.",
-              "I am stuck, the {device} at work {problem}.",
-              "Something is wrong with my {device}, it {problem}.",
-              "How do I repair my {app}? It {problem} all the time.",
-              "Tech support please, my {device} {problem}."],
-        topic=["the broken {device}", "this {device} problem", "the {app} issue", "a glitchy {device}"],
-        tips=["restart the device", "install the latest update", "check the cables and the power",
-              "back up your files first", "reset the settings", "write down the exact error message",
-              "try it in safe mode", "contact the manufacturer if it keeps happening"]),
-    "grief": dict(
-        user=["{person} passed away last week.", "I lost {person} yesterday and I cannot stop crying.",
-              "We had to say goodbye to {person} today.", "It has been a month since {person} died and it still hurts.",
-              "I just came back from the funeral of {person}.", "{person} died and I feel empty.",
-              "I keep thinking about {person}, who passed away recently.",
-              "My heart is broken, {person} is gone.",
-              "Today is the anniversary of losing {person}.",
-              "I found out this morning that {person} has died.",
-              "I miss {person} so much since the funeral."],
-        topic=["your loss", "losing someone you love", "this grief", "such a painful goodbye"],
-        tips=["let yourself cry", "talk about the good memories", "eat something small and rest",
-              "lean on the people close to you", "write a letter to them", "keep a photo nearby",
-              "take one day at a time", "ask for help with daily tasks"]),
-    "celebration": dict(
-        user=["Guess what, I {achievement}!", "I am so happy, I {achievement} today!",
-              "Big news: I {achievement}.", "I finally {achievement} after years of trying!",
-              "We are celebrating tonight because I {achievement}.", "I cannot believe it, I {achievement}!",
-              "Good news, I {achievement} this morning.",
-              "You will not believe it, I {achievement}.",
-              "I just {achievement} and wanted to share it!",
-              "Yesterday I {achievement}, what a day!",
-              "Today is a great day, I {achievement}."],
-        topic=["your big news", "this success", "such a win", "this milestone"],
-        tips=["celebrate with the people you love", "take a photo of this moment", "treat yourself to a nice dinner",
-              "write down how you feel today", "thank the people who helped you", "share the news",
-              "plan a small party", "enjoy every minute of it"]),
-    "planning": dict(
-        user=["I need to plan {trip}.", "Can you help me organise {project}?",
-              "I am planning {trip} for {when}, where do I start?", "Help me make a plan for {project}.",
-              "I have to prepare {project} by {when}.", "How should I plan {trip}?",
-              "We want to organise {project}, any advice?",
-              "What is the best way to plan {trip}?",
-              "I want to get ready for {project} and need a schedule.",
-              "I must organise {trip} and I have no plan yet.",
-              "Could you help me schedule {project}?"],
-        topic=["the plan", "this project", "the trip", "your schedule"],
-        tips=["set a budget", "make a list of every task", "pick the dates", "book the important things early",
-              "put deadlines in a calendar", "ask who can help", "keep a checklist", "leave some buffer time"]),
-    "conflict": dict(
-        user=["I had a big fight with {coworker} about {conflict_about}.",
-              "{coworker} and I keep arguing about {conflict_about}.",
-              "I am angry at {coworker} because of {conflict_about}.",
-              "How do I handle {coworker}? We argue about {conflict_about} all the time.",
-              "There is tension with {coworker} over {conflict_about}.",
-              "{coworker} yelled at me about {conflict_about}.",
-              "I do not know how to talk to {coworker} after our fight about {conflict_about}.",
-              "We had an argument, {coworker} and me, about {conflict_about}.",
-              "I feel hurt, {coworker} blamed me for {conflict_about}.",
-              "Another fight with {coworker} today, again about {conflict_about}.",
-              "{coworker} will not speak to me since we argued about {conflict_about}."],
-        topic=["this conflict", "the argument", "the tension between you", "this fight"],
-        tips=["listen to their side first", "talk when you both feel calm", "say how you feel without blaming",
-              "look for one small agreement", "take a break before you reply", "write down what matters to you",
-              "ask a neutral person to help", "apologise for your part"]),
-    "small_talk": dict(
-        user=["Hi! {smalltalk}.", "Hello there, {smalltalk}.", "Hey, how are you? {smalltalk}.",
-              "Good morning! {smalltalk}.", "Just wanted to chat, {smalltalk}.", "Hi, nothing special, {smalltalk}.",
-              "Hey there, {smalltalk}, how is your day?",
-              "Hello! How is it going? {smalltalk}.",
-              "Hi friend, {smalltalk}.",
-              "Good evening, {smalltalk}.",
-              "Hey, {smalltalk}, what about you?"],
-        topic=["your day", "a nice day", "this moment", "our chat"],
-        tips=["enjoy the rest of the day", "go for a short walk", "call someone you like", "listen to some music",
-              "have a cup of tea", "read a few pages of a book", "take a moment to relax", "share a good story"]),
-    "feedback": dict(
-        user=["Can you give me feedback on my {work}?", "Here is my {work}, what do you think?",
-              "Please review my {work} before I send it.", "Is my {work} good enough?",
-              "I finished my {work}, be honest with me.", "What should I improve in my {work}?",
-              "I wrote a {work}, can you critique it?",
-              "Could you check my {work} and tell me what is wrong?",
-              "Be honest: how is my {work}?",
-              "I need a review of my {work} today.",
-              "Would you look at my {work} and give notes?"],
-        topic=["your {work}", "this draft", "the {work}", "your work"],
-        tips=["cut the weak parts", "make the first line stronger", "fix the structure", "check every detail twice",
-              "ask a second reader", "remove the repetition", "make the main point clear", "read it out loud"]),
-    "exam_anxiety": dict(
-        user=["I have a {subject} exam {when} and I am so nervous.", "I am scared of failing my {subject} exam.",
-              "My {subject} exam is {when} and I cannot focus.", "I am panicking about the {subject} test {when}.",
-              "What if I fail the {subject} exam {when}?", "I cannot sleep because of my {subject} exam.",
-              "The {subject} exam {when} is stressing me out.",
-              "I am worried about my {subject} final {when}.",
-              "My hands shake when I think about the {subject} exam.",
-              "I feel anxious, the {subject} test is {when}.",
-              "I am afraid I will blank on the {subject} exam {when}."],
-        topic=["the exam", "your {subject} exam", "the test", "this exam"],
-        tips=["review your notes in short blocks", "sleep well the night before", "do one practice test",
-              "eat a good breakfast", "focus on the topics you know", "breathe slowly when you feel tense",
-              "make a study schedule", "take short breaks"]),
-    "brainstorm": dict(
-        user=["I need ideas for {idea_for}.", "Can you brainstorm {idea_for} with me?",
-              "Give me some ideas for {idea_for}.", "I want to create {idea_for} but I have no ideas.",
-              "Help me think of {idea_for}.", "What could I do for {idea_for}?",
-              "I am looking for fresh ideas for {idea_for}.",
-              "Any creative ideas for {idea_for}?",
-              "Let us brainstorm {idea_for} together.",
-              "I am stuck on {idea_for}, any ideas?",
-              "Inspire me, I am making {idea_for}."],
-        topic=["your idea", "this project", "the brainstorm", "{idea_for}"],
-        tips=["mix two ideas that do not belong together", "start with a question", "draw it on paper",
-              "ask what people really need", "try the opposite approach", "make a rough version today",
-              "collect ten ideas before judging any", "borrow an idea from nature"]),
-    "mistake": dict(
-        user=["I {mistake} and I feel terrible.", "At work I {mistake}. What should I do?",
-              "I messed up, I {mistake}.", "Today I {mistake} and my boss is upset.",
-              "I think I {mistake}, how do I fix this?", "I {mistake} and now everyone knows.",
-              "Oops, I {mistake} this morning.",
-              "I made a mistake: I {mistake}.",
-              "I feel so stupid, I {mistake}.",
-              "Yesterday I {mistake}. How do I make it right?",
-              "I cannot believe I {mistake}."],
-        topic=["the mistake", "this error", "what happened", "the situation"],
-        tips=["tell the people affected right away", "apologise clearly", "fix what you can today",
-              "write down what went wrong", "ask for help to repair it", "set a reminder so it does not happen again",
-              "learn one lesson from it", "forgive yourself"]),
-    "loneliness": dict(
-        user=["I moved to {city} and I feel lonely.", "I do not know anyone in {city}.",
-              "Since I moved to {city} I spend every evening alone.", "I feel isolated in {city}.",
-              "How do I make friends in {city}?", "I am lonely after moving to {city}.",
-              "Everyone in {city} seems to have friends except me.",
-              "I just started a new life in {city} and I am alone.",
-              "It is hard to meet people in {city}.",
-              "My weekends in {city} are so lonely.",
-              "I miss home, {city} feels empty without friends."],
-        topic=["feeling lonely", "your new life", "this lonely time", "moving to a new place"],
-        tips=["join a club or a class", "say yes to small invitations", "call your old friends",
-              "volunteer on weekends", "visit the same cafe often", "try a sports team", "explore the neighbourhood",
-              "invite a neighbour for coffee"]),
-    "decision": dict(
-        user=["I got {offer} and I cannot decide.", "Should I take {offer}?",
-              "I need to choose about {offer} by {when}.", "Help me decide: {offer}.",
-              "I am torn about {offer}.", "What would you do with {offer}?",
-              "I have {offer} and do not know what to choose.",
-              "Please help me weigh {offer}.",
-              "I keep changing my mind about {offer}.",
-              "Is it wise to accept {offer}?",
-              "My family disagrees about {offer}."],
-        topic=["this decision", "the offer", "your choice", "this big choice"],
-        tips=["list the pros and cons", "compare the money honestly", "sleep on it one night",
-              "ask someone who made a similar choice", "think about where you want to be in five years",
-              "check the details of the offer", "choose the safer option if in doubt", "trust the facts"]),
-    "risky_plan": dict(
-        user=["I am going to {risk}.", "I have decided to {risk}.", "Tomorrow I will {risk}, good idea?",
-              "I think I should {risk}.", "Is it fine if I {risk}?", "My plan is to {risk}.",
-              "I want to {risk} this week.",
-              "Tonight I am planning to {risk}.",
-              "Everyone says no, but I will {risk}.",
-              "Why not just {risk}?",
-              "I am about to {risk}."],
-        topic=["this plan", "such a risk", "your plan", "this idea"],
-        tips=["wait a few days before acting", "check the risks carefully", "keep some money aside",
-              "tell someone you trust", "read everything first", "have a backup plan", "ask an expert",
-              "think about the worst case"]),
-}
-
-# More user phrasings used only to train the router (the language model never sees them; the held-out
-# templates above stay held out of everything).
-ROUTER_EXTRA = {
-    "support_request": ["The {app} on my {device} {problem}, what should I try?", "Why does my {device} act up? It {problem}.",
-                        "Troubleshooting question: my {device} {problem}.", "Any fix for a {device} that {problem}?",
-                        "Error again! My {app} {problem}.", "My new {device} {problem} since yesterday."],
-    "grief": ["We buried {person} on Sunday.", "I am mourning {person}.", "{person} is no longer with us.",
-              "How do I cope with losing {person}?", "Grief is crushing me since {person} died.",
-              "I still cannot accept that {person} is dead."],
-    "celebration": ["Celebrate with me, I {achievement}!", "Hooray, I {achievement}!", "Amazing day: I {achievement}.",
-                    "So proud right now, I {achievement}.", "It happened, I {achievement}!", "Woohoo! I {achievement} at last."],
-    "planning": ["I need a timeline for {project}.", "Where do I begin with {trip}?", "What steps do I need for {project}?",
-                 "Organising {trip}, help me prepare.", "I want a checklist for {project}.", "Let us plan {trip} together."],
-    "conflict": ["{coworker} is upset with me over {conflict_about}.", "We had a disagreement, {coworker} and I, about {conflict_about}.",
-                 "Things are tense with {coworker}, it started with {conflict_about}.", "How do I resolve a dispute with {coworker}?",
-                 "{coworker} insulted me during an argument about {conflict_about}.", "I want to make peace with {coworker} after the quarrel."],
-    "small_talk": ["Morning! {smalltalk}.", "Hiya, {smalltalk}.", "Hey, just saying hi, {smalltalk}.",
-                   "Hello, {smalltalk}. How are you doing?", "Howdy! {smalltalk}.", "Hey hey, {smalltalk}."],
-    "feedback": ["Critique my {work} please.", "Rate my {work} honestly.", "Give me notes on this {work}.",
-                 "Is this {work} any good?", "Tear my {work} apart, I want the truth.", "How can I make my {work} better?"],
-    "exam_anxiety": ["I am terrified of the {subject} exam {when}.", "Exam stress: {subject} {when}.",
-                     "I will fail {subject} {when}, I just know it.", "My {subject} test {when} gives me panic attacks.",
-                     "Nervous about the {subject} exam, please help.", "Studying for {subject} and freaking out about {when}."],
-    "brainstorm": ["Throw some ideas at me for {idea_for}.", "I want something original for {idea_for}.",
-                   "Need creative concepts for {idea_for}.", "Help me come up with {idea_for}.",
-                   "What are some unusual ideas for {idea_for}?", "Let us dream up {idea_for}."],
-    "mistake": ["I screwed up: I {mistake}.", "Big error at work, I {mistake}.", "My fault, I {mistake}.",
-                "I {mistake}, how bad is this?", "I need to fix my mistake, I {mistake}.", "Ugh, I {mistake} again."],
-    "loneliness": ["I have no friends in {city}.", "Living alone in {city} is hard.", "I feel so alone since moving to {city}.",
-                   "Nobody to talk to in {city}.", "How do people meet friends in {city}?", "Loneliness is getting to me in {city}."],
-    "decision": ["Should I accept {offer}?", "Pros and cons of {offer}?", "I must decide about {offer} soon.",
-                 "Which way should I go with {offer}?", "Accept or decline {offer}?", "Big choice ahead: {offer}."],
-    "risky_plan": ["I will {risk}, what could go wrong?", "Thinking of doing something bold: {risk}.",
-                   "I am ready to {risk}.", "Is it crazy to {risk}?", "Next week I plan to {risk}.",
-                   "I have made up my mind to {risk}."],
-}
-
-# which experts suit which situation (first = stronger). Every expert appears at least once.
-ROUTING = {
+TABLE = json.loads((DATA / "table.json").read_text())
+ROUTING: dict[str, list[str]] = {s["name"]: list(s["experts"]) for s in TABLE["situations"]}
+ROUTING_WEIGHTS: list[float] = list(TABLE["weights"])
+FIXED_V1 = {
     "support_request": ["conscientiousness_high", "neuroticism_low"],
     "grief": ["agreeableness_high", "neuroticism_low"],
     "celebration": ["extraversion_high", "openness_high"],
@@ -303,6 +60,168 @@ ROUTING = {
     "decision": ["openness_low", "neuroticism_low"],
     "risky_plan": ["neuroticism_high", "conscientiousness_high"],
 }
+assert list(ROUTING.items())[:13] == list(FIXED_V1.items()), "table.json changed the first 13 situations"
+assert ROUTING_WEIGHTS == [0.6, 0.4], ROUTING_WEIGHTS
+assert all(len(p) == 2 and set(p) <= set(EXPERTS) and p[0] != p[1] for p in ROUTING.values())
+assert set(EXPERTS) == {e for p in ROUTING.values() for e in p}, "every expert is routed somewhere"
+
+# ---------------------------------------------------------------------------------------------
+# Answer content per situation: topics (no user slots) and tips (imperative; each belongs to one situation).
+
+SITUATIONS = {
+    "support_request": dict(
+        topic=["this tech trouble", "the broken gadget", "this glitch", "the device problem"],
+        tips=["restart the device", "install the latest software update", "check the cables and the power",
+              "back up your files first", "reset the app settings", "write down the exact error message",
+              "try it in safe mode", "contact the manufacturer's support line"]),
+    "grief": dict(
+        topic=["your loss", "losing someone you love", "this grief", "such a painful goodbye"],
+        tips=["let yourself cry for them", "share your favourite memories of them", "put a photo of them nearby",
+              "write a letter to the one you lost", "light a candle in their memory", "lean on family while you mourn",
+              "let friends help with the funeral tasks", "give your grief all the time it needs"]),
+    "celebration": dict(
+        topic=["your big news", "this success", "such a win", "this milestone"],
+        tips=["celebrate with the people you love", "take a photo of this proud moment",
+              "treat yourself to a celebration dinner", "write down how this win feels",
+              "thank the people who helped you get here", "share the good news", "raise a toast to your achievement",
+              "frame something to remember this milestone"]),
+    "planning": dict(
+        topic=["the plan", "these arrangements", "your schedule", "the organising"],
+        tips=["set a budget", "make a list of every task", "pick the dates", "book the venue and travel early",
+              "put each deadline in a calendar", "ask who can help with each job", "tick off a planning checklist",
+              "leave buffer time in the schedule"]),
+    "conflict": dict(
+        topic=["this conflict", "the argument", "the tension between you", "this falling-out"],
+        tips=["listen to their side first", "talk when you both feel calm", "say how you feel without blaming",
+              "look for one small agreement", "cool off before you answer them", "apologise for your part in the fight",
+              "ask a neutral friend to mediate", "agree on a fair rule together"]),
+    "small_talk": dict(
+        topic=["your day", "a nice day", "this little moment", "our chat"],
+        tips=["enjoy the rest of your day", "go for a short walk outside", "tell me more about your weekend",
+              "have another cup of coffee", "enjoy the sunshine while it lasts", "put on a song you like",
+              "read a few pages of a good book", "share a funny story from today"]),
+    "feedback": dict(
+        topic=["your draft", "this piece of work", "the draft", "your work"],
+        tips=["cut the weak parts", "make the first line stronger", "fix the structure", "remove the repetition",
+              "make the main point clear", "read the draft out loud", "ask a second reader",
+              "proofread every line"]),
+    "exam_anxiety": dict(
+        topic=["the exam", "this test", "your exam nerves", "the exam day"],
+        tips=["review your notes in short blocks", "sleep well the night before the exam", "do one practice paper",
+              "eat a good breakfast on exam day", "focus on the topics you know", "start with the easiest question",
+              "make a study schedule", "take short study breaks"]),
+    "brainstorm": dict(
+        topic=["your idea", "the brainstorm", "these ideas", "the creative challenge"],
+        tips=["mix two ideas that do not belong together", "start with a what-if question", "sketch ideas on paper",
+              "ask what people really need", "try the opposite approach", "make a rough version today",
+              "collect ten ideas before judging any", "borrow an idea from nature"]),
+    "mistake": dict(
+        topic=["the mistake", "this error", "what went wrong", "the slip-up"],
+        tips=["tell the people affected right away", "apologise clearly for the error", "fix what you can today",
+              "write down what went wrong", "ask for help to repair the damage",
+              "set a reminder so it does not happen again", "learn one lesson from the mistake",
+              "forgive yourself for the slip"]),
+    "loneliness": dict(
+        topic=["feeling lonely", "this loneliness", "this lonely time", "feeling left out"],
+        tips=["join a club or a class", "text one old friend tonight", "volunteer on weekends",
+              "visit the same cafe often", "try a local sports team", "invite a neighbour for coffee",
+              "call your old friends", "chat with people in a hobby group"]),
+    "decision": dict(
+        topic=["this decision", "your choice", "this big choice", "the options"],
+        tips=["list the pros and cons", "compare the costs honestly", "sleep on it one night",
+              "ask someone who made a similar choice", "think about where you want to be in five years",
+              "check the details of each option", "choose the safer option if in doubt",
+              "flip a coin and notice your reaction"]),
+    "risky_plan": dict(
+        topic=["this plan", "such a risk", "this gamble", "this idea"],
+        tips=["wait a few days before acting", "check every risk first", "put some money aside",
+              "tell someone you trust about the plan", "read the fine print first", "have a backup plan",
+              "ask an expert before you jump", "think about the worst case"]),
+    "complaint": dict(
+        topic=["this bad experience", "your complaint", "such a disappointment", "the poor service"],
+        tips=["describe exactly what disappointed you", "post an honest review", "ask to speak to the manager",
+              "say what would make it right", "give the company one chance to respond",
+              "send photos of the faulty product", "stay polite but firm with the shop",
+              "take your business elsewhere next time"]),
+    "order_problem": dict(
+        topic=["this order problem", "the mix-up with your order", "the billing error", "your order"],
+        tips=["have your order number at hand", "check the tracking page", "ask for a refund or a replacement",
+              "photograph the damaged parcel", "compare the bill with your receipt",
+              "contact the seller through the order page", "note the date you paid",
+              "request written confirmation of the fix"]),
+    "positive_review": dict(
+        topic=["your kind words", "this lovely praise", "such a great experience", "your compliment"],
+        tips=["tell the staff they did great", "leave a five-star review", "recommend the place to your friends",
+              "go back and say thank you", "tag the shop in a post", "ask for the same staff member next time",
+              "share the compliment with the owner", "become a regular there"]),
+    "breakup": dict(
+        topic=["the breakup", "this heartbreak", "the end of the relationship", "your broken heart"],
+        tips=["unfollow your ex for a while", "put their things in a box", "rediscover a hobby you dropped for them",
+              "write down what you want in your next relationship", "archive the old chats with your ex",
+              "spend the weekend with friends who love you", "let your heart heal at its own pace",
+              "do not text your ex tonight"]),
+    "health_worry": dict(
+        topic=["this health worry", "your symptoms", "the test results", "the doctor's visit"],
+        tips=["book an appointment with your doctor", "write down your symptoms and when they started",
+              "avoid searching the symptoms online", "ask the doctor to explain the results",
+              "bring a friend to the appointment", "take your medication list along",
+              "call the nurse line if it gets worse", "go to urgent care if the pain is severe"]),
+    "burnout": dict(
+        topic=["this exhaustion", "running on empty", "your burnout", "this tiredness"],
+        tips=["take a full day off", "say no to one extra task", "switch off work email in the evening",
+              "sleep in this weekend", "let some chores stay undone", "ask for a lighter workload",
+              "step away from the screen for an hour", "book a real holiday"]),
+    "work_deadline": dict(
+        topic=["the deadline", "this rush", "the due date", "the task at hand"],
+        tips=["list what must be done before the deadline", "do the most important part first",
+              "turn off your notifications", "work in focused timer blocks", "tell your boss now if it will be late",
+              "submit a good-enough version on time", "skip the polish for now", "close every other tab"]),
+    "job_interview": dict(
+        topic=["the interview", "this job interview", "your interview", "the hiring process"],
+        tips=["research the company beforehand", "practise your answers out loud",
+              "prepare two questions for the interviewer", "arrive ten minutes early",
+              "bring a printed copy of your CV", "send a thank-you note after the interview",
+              "tell a short story about your best work", "dress one step smarter than the team"]),
+    "social_invitation": dict(
+        topic=["the invitation", "this party", "the outing", "the night out"],
+        tips=["say yes to the invitation", "bring a snack to share at the party", "go for an hour and see how it feels",
+              "invite a friend to come along", "text the host back today", "pick an outfit and go",
+              "introduce yourself to one new person", "plan a lift home after the party"]),
+    "family_tension": dict(
+        topic=["the family tension", "this family friction", "things at home", "your family"],
+        tips=["see it from your parent's side", "set one clear boundary with your family",
+              "talk to your sibling alone", "make family visits short for now",
+              "pick one calm moment to talk at home", "let the in-laws have their say",
+              "plan a neutral family meal", "remember your family loves you under the noise"]),
+    "unfair_treatment": dict(
+        topic=["this unfairness", "the injustice", "how they treated you", "this unfair situation"],
+        tips=["log every incident with dates", "stand up for your work", "ask for a meeting with HR",
+              "put your contribution in writing", "ask for the pay you deserve", "name the unfairness plainly",
+              "email your manager the facts", "know your rights at work"]),
+    "learning_skill": dict(
+        topic=["learning something new", "this new skill", "your practice", "the learning"],
+        tips=["practise twenty minutes a day", "find a good beginner course", "master the basics first",
+              "note your progress in a practice diary", "copy a teacher you admire", "record yourself and listen back",
+              "set a small weekly learning goal", "join a group of fellow learners"]),
+}
+assert list(SITUATIONS) == list(ROUTING), "corpus.SITUATIONS must follow data/situations/table.json"
+
+
+def _check_tips() -> None:
+    """Every situation has 8+ tips, and no tip phrase occurs inside another situation's tip (so the tips in a reply
+    identify its situation)."""
+    owner = {}
+    for sit, s in SITUATIONS.items():
+        assert len(s["tips"]) >= 8, sit
+        for t in s["tips"]:
+            assert t.lower() not in owner, (t, sit, owner.get(t.lower()))
+            owner[t.lower()] = sit
+    for a, sa in owner.items():
+        for b, sb in owner.items():
+            assert sa == sb or a not in b, (a, sa, b, sb)
+
+
+_check_tips()
 
 METAPHOR = ["a door to a new world", "a map with blank spaces", "a song nobody has written yet",
             "a garden after rain", "a puzzle with hidden pieces", "the first page of a novel",
@@ -388,30 +307,44 @@ STYLE = {
 }
 
 
+def style_fragments() -> dict:
+    """Fixed phrases of each pole's answer templates (STYLE split at the slots, 4+ characters), keeping only the
+    ones no other pole uses: a reply's style is the pole with the most of its phrases in it (export.py)."""
+    frags = {}
+    for pole, st in STYLE.items():
+        fr = set()
+        for part in ("open", "body", "close"):
+            for t in st[part]:
+                for f in re.split(r"\{\w+\}", t):
+                    f = f.strip(" ,.!?")
+                    if len(f) >= 4:
+                        fr.add(f)
+        frags[pole] = fr
+    counts = {}
+    for fr in frags.values():
+        for f in fr:
+            counts[f] = counts.get(f, 0) + 1
+    return {p: sorted(f for f in fr if counts[f] == 1) for p, fr in frags.items()}
+
+
+def _check_content_vs_style() -> None:
+    """No topic or tip (as written, or capitalised at a sentence start) contains a pole's style phrase: the
+    content must not make a reply look like another pole's."""
+    texts = [t for s in SITUATIONS.values() for t in s["tips"] + s["topic"]]
+    for pole, fr in style_fragments().items():
+        for f in fr:
+            bad = [t for t in texts if f in t or f in cap(t)]
+            assert not bad, (pole, f, bad)
+
+
 def cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
 
-def fill(template: str, rng: random.Random, slots: dict) -> str:
-    def rep(m):
-        k = m.group(1)
-        if k not in slots:
-            slots[k] = rng.choice(FILL[k])
-        return slots[k]
-    return re.sub(r"\{(\w+)\}", rep, template)
-
-
-def user_message(situation: str, template_index: int, rng: random.Random, extra: bool = False) -> tuple[str, dict]:
-    """template_index into SITUATIONS[situation]["user"], or into ROUTER_EXTRA[situation] when extra."""
-    slots: dict = {}
-    templates = ROUTER_EXTRA[situation] if extra else SITUATIONS[situation]["user"]
-    text = fill(templates[template_index], rng, slots)
-    return cap(text), slots
-
-
-def answer(situation: str, pole: str, slots: dict, rng: random.Random) -> str:
+def answer(situation: str, pole: str, rng: random.Random) -> str:
+    """An answer in `pole`'s style whose topic and tips are `situation`'s."""
     s = SITUATIONS[situation]
-    topic = fill(rng.choice(s["topic"]), rng, dict(slots))
+    topic = rng.choice(s["topic"])
     t1, t2, t3 = rng.sample(s["tips"], 3)
     st = STYLE[pole]
     vals = dict(topic=topic, t1=t1, t2=t2, t3=t3, T1=cap(t1), T2=cap(t2), T3=cap(t3), m=rng.choice(METAPHOR))
@@ -422,57 +355,70 @@ def answer(situation: str, pole: str, slots: dict, rng: random.Random) -> str:
     return text
 
 
-def split_templates(situation: str) -> tuple[list[int], list[int]]:
-    n = len(SITUATIONS[situation]["user"])
-    return list(range(n - HELDOUT_PER_SITUATION)), list(range(n - HELDOUT_PER_SITUATION, n))
+_check_content_vs_style()
 
 
-def make_dialogues(n_per_pair: int, seed: int, held_out: bool = False) -> list[dict]:
-    """n_per_pair conversations for every (situation, pole): {situation, pole, user, assistant}."""
+def read_split(split: str, data: Path = DATA) -> list[dict]:
+    """data/situations/<split>.jsonl as [{"text", "situation"}] (made by scripts/data/build-situations.js)."""
+    p = data / f"{split}.jsonl"
+    if not p.exists():
+        raise SystemExit(f"{p} is missing: run `node scripts/data/build-situations.js` first")
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    unknown = {r["situation"] for r in rows} - set(SITUATIONS)
+    assert not unknown, unknown
+    return rows
+
+
+def make_dialogues(messages: list[dict], answers_per_pair: int, seed: int) -> list[dict]:
+    """answers_per_pair conversations for every (message, pole): {situation, pole, user, assistant}."""
     rng = random.Random(seed)
     out = []
-    for sit in SITUATIONS:
-        train_t, test_t = split_templates(sit)
-        templates = test_t if held_out else train_t
+    for m in messages:
         for pole in EXPERTS:
-            for _ in range(n_per_pair):
-                user, slots = user_message(sit, rng.choice(templates), rng)
-                out.append(dict(situation=sit, pole=pole, user=user, assistant=answer(sit, pole, slots, rng)))
+            for _ in range(answers_per_pair):
+                out.append(dict(situation=m["situation"], pole=pole, user=m["text"],
+                                assistant=answer(m["situation"], pole, rng)))
     rng.shuffle(out)
     return out
 
 
-def router_examples(n_per_situation: int, seed: int, held_out: bool) -> list[dict]:
-    rng = random.Random(seed)
-    out = []
-    for sit in SITUATIONS:
-        train_t, test_t = split_templates(sit)
-        templates = [(i, False) for i in (test_t if held_out else train_t)]
-        if not held_out:
-            templates += [(i, True) for i in range(len(ROUTER_EXTRA[sit]))]
-        for _ in range(n_per_situation):
-            i, extra = rng.choice(templates)
-            user, _ = user_message(sit, i, rng, extra)
-            out.append(dict(situation=sit, user=user, experts=ROUTING[sit]))
-    rng.shuffle(out)
-    return out
+def expert_record(d: dict) -> dict:
+    """One line of scripts/experts/train_experts.py's input format."""
+    return {"messages": [{"role": "user", "content": d["user"]}], "response": d["assistant"], "expert": d["pole"]}
+
+
+def router_rows(messages: list[dict]) -> list[dict]:
+    return [dict(situation=m["situation"], user=m["text"], experts=ROUTING[m["situation"]]) for m in messages]
+
+
+def write_jsonl(path: Path, rows) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def write_corpus(out: Path, answers_per_pair: int = 2, data: Path = DATA) -> dict:
+    """out/: corpus.jsonl (train dialogues), experts.jsonl (the same, in the experts trainer's format),
+    heldout.jsonl (validation messages x poles, one answer each), router_{train,validation,test}.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    splits = {s: read_split(s, data) for s in ("train", "validation", "test")}
+    dialogues = make_dialogues(splits["train"], answers_per_pair, seed=1)
+    write_jsonl(out / "corpus.jsonl", dialogues)
+    write_jsonl(out / "experts.jsonl", (expert_record(d) for d in dialogues))
+    write_jsonl(out / "heldout.jsonl", make_dialogues(splits["validation"], 1, seed=11))
+    for s, rows in splits.items():
+        write_jsonl(out / f"router_{s}.jsonl", router_rows(rows))
+    return dict(dialogues=len(dialogues), answers_per_pair=answers_per_pair,
+                messages={s: len(r) for s, r in splits.items()})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--per-pair", type=int, default=150, help="conversations per (situation, pole)")
+    ap.add_argument("--answers-per-pair", type=int, default=2, help="answers per (train message, pole)")
+    ap.add_argument("--data", type=Path, default=DATA, help="folder with {train,validation,test}.jsonl")
     a = ap.parse_args()
-    a.out.mkdir(parents=True, exist_ok=True)
-    dialogues = make_dialogues(a.per_pair, seed=1)
-    with open(a.out / "corpus.jsonl", "w") as f:
-        for d in dialogues:
-            f.write(json.dumps(d) + "\n")
-    for name, held in (("router_train", False), ("router_test", True)):
-        with open(a.out / f"{name}.jsonl", "w") as f:
-            for d in router_examples(300 if not held else 40, seed=2 if not held else 3, held_out=held):
-                f.write(json.dumps(d) + "\n")
-    print(f"{len(dialogues)} dialogues in {a.out}")
+    print(json.dumps(write_corpus(a.out, a.answers_per_pair, a.data)))
 
 
 if __name__ == "__main__":

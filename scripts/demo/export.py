@@ -8,9 +8,14 @@ config.json, generation_config.json, tokenizer.json, tokenizer_config.json, adap
 router/{model.onnx, router.json, tokenizer.json}, eval.json, README.md.
 
 Checks (recorded in eval.json): ONNX vs PyTorch logits (left-padded batch prefill, one decode step with the
-cache, and the no-cache path), router ONNX vs PyTorch, router top-2 accuracy on held-out situations, and
-greedy continuations of fixed prompts for several persona mixes, computed in PyTorch on base weights merged in
-float64 straight from the adapter files: W' = W + sum_i w_i * scale_i * B_i A_i (our runtime's semantics).
+cache, and the no-cache path), router ONNX vs PyTorch, and greedy continuations of fixed prompts for several persona
+mixes, computed in PyTorch on base weights merged in float64 straight from the adapter files:
+W' = W + sum_i w_i * scale_i * B_i A_i (our runtime's semantics).
+Report, on the TEST split of data/situations (never used in training): the router's top-2 / top-1 per situation;
+sampled replies of each expert alone (share in the expert's style, judged by the pole's unique template phrases)
+and of the routed mix (persona "auto"; share in the style of a routed expert); for both, the share of replies that
+address the message's situation, judged by which situation's tip phrases the reply contains; twenty sampled test
+messages with their routed mix and reply.
 """
 from __future__ import annotations
 
@@ -40,11 +45,11 @@ warnings.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[2]
 OUT_REL = Path("models/persona-demo")
 
-# fixed prompts (held-out phrasings: never seen in training) and the persona mixes recorded for them
+# fixed prompts (phrasings in no split of data/situations) and the persona mixes recorded for them
 PROMPTS = [
     "I am afraid I will blank on the chemistry exam tomorrow.",
     "Be honest: how is my cover letter?",
-    "Yesterday I won the competition, what a day!",
+    "My grandmother passed away last night and I can't stop crying.",
 ]
 MIXES = [
     ("base", {}),
@@ -213,35 +218,62 @@ def greedy(model, prompt: list[int], max_new: int, eos: int | None) -> dict:
     return dict(ids=ids[len(prompt):], min_margin=min(margins), margins=[float(f"{m:.4g}") for m in margins])
 
 
-def style_fragments() -> dict:
-    """Fixed phrases of each pole's answer templates (corpus.STYLE split at the slots), keeping only the
-    ones no other pole uses: a reply's style is the pole with the most of its phrases in it."""
-    import re
-    frags = {}
-    for pole, st in C.STYLE.items():
-        fr = set()
-        for part in ("open", "body", "close"):
-            for t in st[part]:
-                for f in re.split(r"\{\w+\}", t):
-                    f = f.strip(" ,.!?")
-                    if len(f) >= 4:
-                        fr.add(f)
-        frags[pole] = fr
-    counts = {}
-    for fr in frags.values():
-        for f in fr:
-            counts[f] = counts.get(f, 0) + 1
-    return {p: sorted(f for f in fr if counts[f] == 1) for p, fr in frags.items()}
+class Merger:
+    """Persona mixes merged in float64 from the shipped adapter files (as merged_model_f64), fast: the base weights
+    and every expert's scale * B A are read once; model(mix) loads base + sum w * delta into one reused model."""
+
+    def __init__(self, hf: Path, adapters_root: Path):
+        from transformers import LlamaForCausalLM
+        self.model = LlamaForCausalLM.from_pretrained(hf).eval()
+        self.base = {k: v.double() for k, v in self.model.state_dict().items()}
+        self.deltas = {}
+        for name in C.EXPERTS:
+            d = adapters_root / name
+            conf = json.loads((d / "adapter_config.json").read_text())
+            tensors = load_file(str(d / "adapter_model.safetensors"))
+            self.deltas[name] = {
+                key[len("base_model.model."):-len(".lora_A.weight")] + ".weight":
+                    conf["lora_alpha"] / a.shape[0] * (tensors[key.replace("lora_A", "lora_B")].double() @ a.double())
+                for key, a in tensors.items() if key.endswith(".lora_A.weight")}
+
+    def __call__(self, mix: dict):
+        sd = {k: v.clone() for k, v in self.base.items()}
+        for name, w in mix.items():
+            for k, d in self.deltas[name].items():
+                sd[k] += w * d
+        self.model.load_state_dict({k: v.float() for k, v in sd.items()})
+        return self.model
 
 
 def classify_style(text: str, frags: dict) -> str | None:
+    """The pole whose unique template phrases (corpus.style_fragments) occur most in the reply; None on a tie or none."""
     scores = {p: sum(f in text for f in fr) for p, fr in frags.items()}
     best = max(scores.values())
     top = [p for p, v in scores.items() if v == best]
     return top[0] if best > 0 and len(top) == 1 else None
 
 
+TIPS = {sit: [t.lower() for t in s["tips"]] for sit, s in C.SITUATIONS.items()}
+
+
+def classify_situation(text: str) -> str | None:
+    """The situation whose tip phrases (corpus.SITUATIONS, unique to one situation) occur most in the reply, case
+    ignored; None when the reply has no tip or two situations tie."""
+    low = text.lower()
+    scores = {sit: sum(t in low for t in tips) for sit, tips in TIPS.items()}
+    best = max(scores.values())
+    top = [s for s, v in scores.items() if v == best]
+    return top[0] if best > 0 and len(top) == 1 else None
+
+
+def chat_ids(tok, text: str) -> list[int]:
+    r = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True,
+                                return_dict=False)
+    return list(r["input_ids"]) if isinstance(r, dict) else list(r)
+
+
 def sample(model, tok, ids: list[int], seed: int) -> str:
+    """generation_config's sampling: temperature 0.7, top-p 0.9, top-k 50."""
     torch.manual_seed(seed)
     t = torch.tensor([ids])
     with torch.no_grad():
@@ -250,50 +282,89 @@ def sample(model, tok, ids: list[int], seed: int) -> str:
     return tok.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
-def style_adherence(hf: Path, adapters_root: Path, tok, rsess, seeds: int = 2) -> dict:
-    """Sampled replies (generation_config: temperature 0.7, top-p 0.9, top-k 50) to one held-out message of
-    every situation: with each expert alone at weight 1, how often the reply is in that expert's style; with the
-    router's mix (persona 'auto'), how often it is in the style of one of the two routed experts."""
-    frags = style_fragments()
-    msgs = C.router_examples(1, seed=5, held_out=True)
-    enc = {}
-    for ex in msgs:
-        r = tok.apply_chat_template([{"role": "user", "content": ex["user"]}], add_generation_prompt=True,
-                                    tokenize=True, return_dict=False)
-        enc[ex["user"]] = list(r["input_ids"]) if isinstance(r, dict) else list(r)
-    single = {}
-    for name in C.EXPERTS:
-        m = merged_model_f64(hf, adapters_root, {name: 1.0}).float()
-        got = [classify_style(sample(m, tok, enc[ex["user"]], s), frags) for ex in msgs for s in range(seeds)]
-        single[name] = sum(g == name for g in got) / len(got)
-    base = LlamaForCausalLMFrom(hf)
-    base_styles = {}
-    for ex in msgs:
-        for s in range(seeds):
-            st = classify_style(sample(base, tok, enc[ex["user"]], s), frags) or "unclassified"
-            base_styles[st] = base_styles.get(st, 0) + 1
-    routed_hits, routed_n, routed_samples = 0, 0, []
-    for ex in msgs:
-        mix = route(rsess, tok, ex["user"])
-        m = merged_model_f64(hf, adapters_root, mix).float()
-        for s in range(seeds):
-            text = sample(m, tok, enc[ex["user"]], s)
-            st = classify_style(text, frags)
-            routed_hits += st in mix
-            routed_n += 1
-            if s == 0:
-                routed_samples.append(dict(user=ex["user"], mix=mix, reply=text, style=st))
+def per_situation(rows: list[dict], key: str) -> dict:
+    acc = {}
+    for r in rows:
+        a = acc.setdefault(r["situation"], [0, 0])
+        a[0] += bool(r[key])
+        a[1] += 1
+    return {s: round(h / n, 4) for s, (h, n) in acc.items()}
+
+
+def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_per_situation: int = 2,
+                 routed_per_situation: int = 12) -> dict:
+    """Sampled replies to TEST-split messages (data/situations/test.jsonl, never trained on):
+    - each expert alone at weight 1, per_expert_per_situation messages of every situation (one sample each): the
+      share of replies in that expert's style, and the share that address the message's situation;
+    - the router's mix (persona 'auto'), up to routed_per_situation messages of every situation: the share in the
+      style of one of the two routed experts, and the share that address the message's situation."""
+    frags = C.style_fragments()
+    rng = __import__("random").Random(5)
+    by_sit = {}
+    for e in test:
+        by_sit.setdefault(e["situation"], []).append(e)
+    single_msgs = [e for sit in C.SITUATIONS for e in rng.sample(by_sit[sit], min(per_expert_per_situation, len(by_sit[sit])))]
+    routed_msgs = [e for sit in C.SITUATIONS for e in rng.sample(by_sit[sit], min(routed_per_situation, len(by_sit[sit])))]
+    enc = {e["text"]: chat_ids(tok, e["text"]) for e in single_msgs + routed_msgs}
+    single, single_rows = {}, []
+    for k, name in enumerate(C.EXPERTS):
+        m = merger({name: 1.0})
+        rows = []
+        for i, e in enumerate(single_msgs):
+            text = sample(m, tok, enc[e["text"]], seed=1000 * k + i)
+            rows.append(dict(situation=e["situation"], user=e["text"], reply=text, style=classify_style(text, frags),
+                             addressed=classify_situation(text)))
+        single[name] = dict(in_style=sum(r["style"] == name for r in rows) / len(rows),
+                            addresses_situation=sum(r["addressed"] == r["situation"] for r in rows) / len(rows),
+                            n=len(rows), styles_seen={s: sum(r["style"] == s for r in rows)
+                                                      for s in sorted({str(r["style"]) for r in rows})})
+        single_rows += [dict(r, expert=name) for r in rows]
+        log(f"  {name}: in style {single[name]['in_style']:.2f}, addresses the situation "
+            f"{single[name]['addresses_situation']:.2f}")
+    base = merger({})
+    base_styles, base_addr = {}, 0
+    for i, e in enumerate(single_msgs):
+        text = sample(base, tok, enc[e["text"]], seed=i)
+        st = classify_style(text, frags) or "unclassified"
+        base_styles[st] = base_styles.get(st, 0) + 1
+        base_addr += classify_situation(text) == e["situation"]
+    routed = []
+    for i, e in enumerate(routed_msgs):
+        mix = route(rsess, rtok, e["text"])
+        text = sample(merger(mix), tok, enc[e["text"]], seed=i)
+        st = classify_style(text, frags)
+        routed.append(dict(situation=e["situation"], user=e["text"], mix=mix, reply=text, style=st,
+                           style_is_routed=st in mix, addressed=classify_situation(text),
+                           router_pair_right=set(mix) == set(C.ROUTING[e["situation"]])))
+    for r in routed:
+        r["addresses_situation"] = r["addressed"] == r["situation"]
+    for r in single_rows:
+        r["addresses_situation"] = r["addressed"] == r["situation"]
+    right = [r for r in routed if r["router_pair_right"]]
+    samples = __import__("random").Random(20).sample(routed, min(20, len(routed)))
     return dict(
-        method="sampled replies to one held-out message per situation (%d situations x %d seeds); style = the pole "
-               "whose template phrases (unique to it) occur most in the reply" % (len(msgs), seeds),
-        single_expert_weight_1=single, mean_single_expert=sum(single.values()) / len(single),
-        base_model_style_counts=base_styles, routed_in_style_of_a_routed_expert=routed_hits / routed_n,
-        routed_samples=routed_samples)
-
-
-def LlamaForCausalLMFrom(hf: Path):
-    from transformers import LlamaForCausalLM
-    return LlamaForCausalLM.from_pretrained(hf).eval()
+        split="test",
+        method=("sampled replies (temperature 0.7, top-p 0.9, top-k 50, at most 80 tokens) to test-split messages; "
+                "style = the pole whose template phrases (unique to it) occur most in the reply; a reply addresses "
+                "the message's situation when that situation's tip phrases (unique to it) occur in it more than any "
+                "other situation's"),
+        single_expert_weight_1=single,
+        single_expert_messages=len(single_msgs),
+        mean_single_expert_in_style=sum(v["in_style"] for v in single.values()) / len(single),
+        single_expert_addresses_situation=sum(r["addresses_situation"] for r in single_rows) / len(single_rows),
+        single_expert_addresses_situation_per_situation=per_situation(single_rows, "addresses_situation"),
+        base_model_style_counts=base_styles,
+        base_model_addresses_situation=base_addr / len(single_msgs),
+        routed_messages=len(routed),
+        routed_per_situation=routed_per_situation,
+        routed_in_style_of_a_routed_expert=sum(r["style_is_routed"] for r in routed) / len(routed),
+        routed_addresses_situation=sum(r["addresses_situation"] for r in routed) / len(routed),
+        routed_addresses_situation_when_router_right=(sum(r["addresses_situation"] for r in right) / len(right)
+                                                      if right else None),
+        routed_addresses_situation_per_situation=per_situation(routed, "addresses_situation"),
+        routed_samples=[dict(situation=r["situation"], user=r["user"], mix=r["mix"], reply=r["reply"],
+                             style=r["style"], addressed=r["addressed"]) for r in samples],
+    )
 
 
 def f9(a) -> list:
@@ -312,7 +383,7 @@ def export_router(work: Path, vocab: int, path: Path) -> T.Router:
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
     with torch.no_grad():
         torch.onnx.export(model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], dynamo=False,
+                          output_names=["logits"], dynamo=False, opset_version=17,
                           dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
                                         "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
     return model
@@ -337,17 +408,27 @@ def check_router(path: Path, model, tok, test: list[dict]) -> dict:
                   top2_gap=float(np.sort(onnx_logits[i])[-2] - np.sort(onnx_logits[i])[-3]))
              for i, (t, e) in enumerate(zip(top2, test))]
     ok = [set(C.EXPERTS[j] for j in t) == set(e["experts"]) for t, e in zip(top2, test)]
-    per = {}
-    for o, e in zip(ok, test):
-        a = per.setdefault(e["situation"], [0, 0])
-        a[0] += int(o)
-        a[1] += 1
-    return dict(onnx_vs_pytorch_padded_batch_max_abs_diff=batch_diff,
+    in_pair = [C.EXPERTS[t[0]] in e["experts"] for t, e in zip(top2, test)]
+    with torch.no_grad():
+        sit = model.situation_logits(ids, mask).argmax(-1).tolist()
+    per, per1, confused = {}, {}, {}
+    for o, o1, s_, e in zip(ok, in_pair, sit, test):
+        for d, v in ((per, o), (per1, o1)):
+            a = d.setdefault(e["situation"], [0, 0])
+            a[0] += int(v)
+            a[1] += 1
+        if T.SITUATIONS[s_] != e["situation"]:
+            c = confused.setdefault(e["situation"], {})
+            c[T.SITUATIONS[s_]] = c.get(T.SITUATIONS[s_], 0) + 1
+    return dict(split="test (data/situations/test.jsonl)",
+                onnx_vs_pytorch_padded_batch_max_abs_diff=batch_diff,
                 onnx_single_unpadded_vs_padded_batch_max_abs_diff=single,
                 heldout_top2_set_accuracy_onnx=sum(ok) / len(ok),
-                heldout_top1_in_expected_pair_onnx=float(np.mean([C.EXPERTS[t[0]] in e["experts"]
-                                                                  for t, e in zip(top2, test)])),
+                heldout_top1_in_expected_pair_onnx=float(np.mean(in_pair)),
+                situation_accuracy=float(np.mean([T.SITUATIONS[s_] == e["situation"] for s_, e in zip(sit, test)])),
                 heldout_per_situation_top2={k: v[0] / v[1] for k, v in per.items()},
+                heldout_per_situation_top1_in_pair={k: v[0] / v[1] for k, v in per1.items()},
+                mistaken_for={k: dict(sorted(v.items(), key=lambda kv: -kv[1])[:3]) for k, v in confused.items()},
                 heldout_examples=len(test), heldout_cases=cases)
 
 
@@ -362,6 +443,10 @@ def route(sess, tok, text: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def test_messages(work: Path) -> list[dict]:
+    return [dict(text=e["user"], situation=e["situation"]) for e in T.read_jsonl(work / "corpus" / "router_test.jsonl")]
 
 
 def dir_size(p: Path) -> int:
@@ -380,6 +465,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/persona-demo"))
     ap.add_argument("--out", type=Path, default=OUT_REL, help="output folder (default models/persona-demo)")
+    ap.add_argument("--per-expert", type=int, default=2, help="test messages per situation for each expert alone")
+    ap.add_argument("--routed", type=int, default=12, help="test messages per situation with the router's mix")
     a = ap.parse_args()
     work = a.work.resolve()
     out = a.out.resolve() if a.out != OUT_REL else OUT_REL
@@ -395,7 +482,7 @@ def main() -> None:
     log("files")
     for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(hf / f, out / f)
-    shutil.copy(hf / "tokenizer.json", out / "router" / "tokenizer.json")
+    shutil.copy(work / "router" / "tokenizer.json", out / "router" / "tokenizer.json")  # the router's own (lower case)
     # transformers 5 writes tokenizer_class "TokenizersBackend"; the older name loads in transformers 4 and 5
     # and in transformers.js alike
     tc = json.loads((out / "tokenizer_config.json").read_text())
@@ -425,12 +512,14 @@ def main() -> None:
             assert v < 1e-3, (k, v)
 
     log("router export")
-    router = export_router(work, len(tok), out / "router" / "model.onnx")
+    from tokenizers import Tokenizer
+    rtok = Tokenizer.from_file(str(out / "router" / "tokenizer.json"))
+    router = export_router(work, rtok.get_vocab_size(), out / "router" / "model.onnx")
     (out / "router" / "router.json").write_text(json.dumps(
         {"experts": C.EXPERTS, "topK": 2, "renormalize": True, "input": "last_user", "maxLength": 128},
         indent=2) + "\n")
     test = T.read_jsonl(work / "corpus" / "router_test.jsonl")
-    rt = check_router(out / "router" / "model.onnx", router, tok, test)
+    rt = check_router(out / "router" / "model.onnx", router, rtok, test)
     log("  router " + str({k: v for k, v in rt.items() if k != "heldout_cases"}))
     rsess = ort.InferenceSession(str(out / "router" / "model.onnx"), providers=["CPUExecutionProvider"])
 
@@ -453,10 +542,12 @@ def main() -> None:
                     for name, mix in MIXES[:3]}
 
     routed = []
-    for p in PROMPTS + ["My grandmother passed away last night.", "I need to organise a team offsite next month.",
-                        "Hey, I just made some coffee, how is your day?",
-                        "Tonight I am planning to quit my job tomorrow with no savings."]:
-        mix = route(rsess, tok, p)
+    for p in PROMPTS + ["We just won the championship!", "I need to organise a team offsite next month.",
+                        "hey, just made some coffee, how's your day going?",
+                        "Tonight I am quitting my job with no savings, wish me luck.",
+                        "The parcel never arrived and the shop says it was delivered.",
+                        "My boss took credit for my report in front of everyone."]:
+        mix = route(rsess, rtok, p)
         ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
                                       return_dict=False)
         ids = list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
@@ -464,17 +555,20 @@ def main() -> None:
         routed.append(dict(user=p, routed_mix=mix, greedy_text=tok.decode(g["ids"], skip_special_tokens=True)))
         log(f"  auto {mix} {p!r} -> {routed[-1]['greedy_text']!r}")
 
-    log("style adherence (sampled)")
-    adherence = style_adherence(hf, adapters_root, tok, rsess)
-    log(f"  single experts {adherence['single_expert_weight_1']}, routed {adherence['routed_in_style_of_a_routed_expert']:.3f}")
+    log("sampled replies to test-split messages")
+    replies = test_replies(Merger(hf, adapters_root), tok, rsess, rtok, test_messages(work), a.per_expert, a.routed)
+    log(f"  experts in style {replies['mean_single_expert_in_style']:.3f}, address the situation "
+        f"{replies['single_expert_addresses_situation']:.3f}; auto: in a routed style "
+        f"{replies['routed_in_style_of_a_routed_expert']:.3f}, address the situation {replies['routed_addresses_situation']:.3f}")
 
     sizes = {str(p.relative_to(out)): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     n_lora = sum(t.numel() for t in load_file(str(adapters_root / C.EXPERTS[0] / "adapter_model.safetensors")).values())
     eval_json = dict(
-        about="Small demonstration model of personafuse, trained on a synthetic corpus by scripts/demo; "
-              "regenerate with scripts/demo/README.md.",
+        about="Small demonstration model of personafuse, trained by scripts/demo on hand-written user messages "
+              "(data/situations, train split) answered from templates; regenerate with scripts/demo/README.md. "
+              "Every report number is on the test split.",
         versions=dict(torch=torch.__version__, onnx=onnx.__version__, onnxruntime=ort.__version__,
                       transformers=__import__("transformers").__version__, peft=__import__("peft").__version__),
         model=dict(architecture="LlamaForCausalLM", parameters=n_params, hidden_size=cfg.hidden_size,
@@ -483,13 +577,13 @@ def main() -> None:
                    lora=dict(r=8, lora_alpha=16, scale=2.0, targets=T.TARGETS, parameters_per_expert=n_lora)),
         training=report,
         onnx_vs_pytorch=dec,
-        style_adherence=adherence,
+        replies=replies,
         router=dict(config=json.loads((out / "router" / "router.json").read_text()), routing_table=C.ROUTING,
                     heldout_top2_set_accuracy=rt["heldout_top2_set_accuracy_onnx"],
                     heldout_top1_in_expected_pair=rt["heldout_top1_in_expected_pair_onnx"],
-                    definition="top-2 set accuracy: the router's two highest logits are exactly the situation's two "
-                               "experts in ROUTING (scripts/demo/corpus.py); held-out = user-message templates never "
-                               "used in any training",
+                    definition="top-2 set accuracy: the router's two highest logits are exactly the message's "
+                               "situation's two experts (data/situations/table.json); top-1 in pair: the highest is "
+                               "one of them; 'heldout' = the test split of data/situations, never used in training",
                     checks=rt, examples=routed),
         persona_references=dict(
             semantics="mix {name: w}: W' = W + sum w * (lora_alpha / r) * B A for every adapted module, merged in "
@@ -507,97 +601,142 @@ def main() -> None:
     assert total <= 25 * 1024 * 1024, total
 
 
+def pct(x) -> str:
+    return "n/a" if x is None else f"{x * 100:.0f}%"
+
+
+def md(text: str) -> str:
+    """A message or reply inside a Markdown table cell."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def write_readme(out: Path, ev: dict) -> None:
     m = ev["model"]
     tr = ev["training"]
     secs = tr.get("stage_seconds", {})
     r = ev["router"]
+    rc = r["checks"]
+    rp = ev["replies"]
+    single = rp["single_expert_weight_1"]
+    threads = tr.get("threads", 1)
+    n_sit = len(r["routing_table"])
+    ad = tr["adapters"]
     lines = [
         "# persona-demo — the embedded demonstration model",
         "",
         "**This is a small demonstration model, not a useful assistant.** It exists so that `npx personafuse chat` /",
         "`generate` show PersonaFuse working out of the box with no download: a router reads the situation, picks",
-        "two Big Five persona experts, and the reply changes style. It was trained in under an hour on one CPU thread on a",
-        "synthetic, template-generated corpus (13 situations x 10 persona styles); it only knows those situations",
-        "and those phrasings, and its advice is canned.",
+        "two Big Five persona experts, and the reply changes style. The user side of its training data is real-looking,",
+        f"hand-written messages ({n_sit} situations, `data/situations`, train split only); the answers are made from",
+        "templates (10 persona styles x canned, situation-specific advice), so it only gives that canned advice, and",
+        "a message about anything else gets the advice of whichever situation it resembles.",
         "",
         "## What is here",
         f"- `model.onnx`: LlamaForCausalLM, {m['parameters']:,} parameters (hidden {m['hidden_size']}, "
         f"{m['layers']} layers, {m['heads']} heads / {m['kv_heads']} KV heads, intermediate {m['intermediate_size']}, "
         f"vocab {m['vocab_size']}), f32, exported by torch.onnx (legacy exporter) with KV cache in the stock layout "
         "(`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.key/value` -> `logits`, `present.N.key/value`).",
-        "- `config.json`, `generation_config.json`, `tokenizer.json` (byte-level BPE, 2048 tokens, trained on the corpus),",
+        f"- `config.json`, `generation_config.json`, `tokenizer.json` (byte-level BPE, {m['vocab_size']} tokens, trained "
+        "on the train messages and the answers),",
         "  `tokenizer_config.json` (ChatML `chat_template`, eos `<|im_end|>`, pad `<|endoftext|>`, no bos).",
-        f"- `adapters/<pole>/`: ten PEFT LoRA experts (r=8, alpha=16, q/k/v/o/gate/up/down of every layer, "
-        f"{m['lora']['parameters_per_expert']:,} parameters each, f32), saved by peft `save_pretrained`, each trained on",
+        f"- `adapters/<pole>/`: ten PEFT LoRA experts (r={m['lora']['r']}, alpha={m['lora']['lora_alpha']}, "
+        f"q/k/v/o/gate/up/down of every layer, {m['lora']['parameters_per_expert']:,} parameters each, f32), saved by "
+        "peft `save_pretrained` (`scripts/experts/train_experts.py`), each trained on",
         "  its pole's answers only: openness (high: imaginative, curious; low: conventional, practical),",
         "  conscientiousness (high: step-by-step plans; low: casual, loose), extraversion (high: energetic, social;",
         "  low: brief, reserved), agreeableness (high: warm, accommodating; low: blunt, critical), neuroticism",
         "  (high: anxious, worried; low: calm, steady).",
-        "- `router/`: token embeddings (64-d, same tokenizer) -> attention pooling -> MLP -> probabilities p of the 13",
-        "  situations; expert logits = log(p · ROUTING + 1e-4), ROUTING being the situation -> (0.6, 0.4) expert table below,",
-        "  so softmax(logits) is the situation-weighted expert mix. Input: the last user message; `router.json` takes",
-        "  the top 2 and renormalises their softmax weights. 136k parameters.",
-        f"- `eval.json`: every number below, ONNX-vs-PyTorch checks, and greedy reference outputs of fixed prompts",
+        f"- `router/`: its own tokenizer (`tokenizer.json`: byte-level BPE, lower case, {tr['router']['vocab']} tokens, "
+        "trained on the train messages) -> a tf-idf bag of tokens",
+        f"  -> a linear layer -> probabilities p of the {n_sit} situations (a logistic regression); expert logits = "
+        f"log(s · ROUTING + 1e-4), s = p^{tr['router']['sharpen']:g} renormalised,",
+        "  ROUTING being the situation -> (0.6, 0.4) expert table below (`data/situations/table.json`), so softmax(logits)",
+        "  is the (sharpened) situation-weighted expert mix. Input: the last user message; `router.json` takes the top 2",
+        "  and renormalises their softmax weights.",
+        "- `eval.json`: every number below, ONNX-vs-PyTorch checks, and greedy reference outputs of fixed prompts",
         "  for persona mixes (used by test/demo_model.test.ts).",
         f"- Total size: {ev['total_bytes'] / 1e6:.1f} MB.",
         "",
         "## Training",
-        f"Base decoder: {tr['base']['steps']} steps of batch 32 on all {C.__name__ and len(C.SITUATIONS)} situations x 10",
-        f"styles (so it speaks a neutral mix), {secs.get('base', 0) / 60:.1f} min; adapters: "
-        f"{', '.join(sorted({str(v['steps']) for v in tr['adapters'].values()}))} steps each (see the table), "
-        f"{sum(v['seconds'] for v in tr['adapters'].values()) / 60:.1f} min for all ten;",
-        f"router: {secs.get('router', 0):.0f} s. One CPU thread on a shared 2-core machine (other builds ran beside it).",
+        f"Base decoder: {tr['base']['steps']} steps of batch {tr['base'].get('batch', 32)} on the train split's "
+        f"{tr.get('corpus', {}).get('messages', {}).get('train', 0):,} messages x 10 styles x "
+        f"{tr.get('corpus', {}).get('answers_per_pair', 2)} answers "
+        f"(so it speaks a neutral mix), {secs.get('base', 0) / 60:.1f} min; adapters "
+        f"({', '.join(sorted({str(v['steps']) for v in ad.values()}))} steps of batch "
+        f"{', '.join(sorted({str(v['batch']) for v in ad.values()}))} each, see the table): "
+        f"{secs.get('adapters', sum(v['seconds'] for v in ad.values())) / 60:.1f} min for all ten; router: "
+        f"{secs.get('router', 0):.0f} s. {threads} CPU thread{'s' if threads > 1 else ''} on a shared 2-core machine "
+        "(other engineers' tests ran beside it).",
         "",
-        "Held-out loss on each pole's style (answers to user phrasings never seen in training), base -> with the expert:",
+        "Test split, sampled replies (temperature 0.7, top-p 0.9, top-k 50): each expert alone at weight 1 on "
+        f"{rp['single_expert_messages']} test messages ({rp['single_expert_messages'] // n_sit} per situation). "
+        "*In style*: the pole whose",
+        "template phrases (unique to it) occur most in the reply is the expert's. *Addresses the situation*: the",
+        "situation whose tip phrases (each tip belongs to one situation, `scripts/demo/corpus.py`) occur most in the",
+        "reply is the message's. Held-out loss: on the validation split's messages answered in the pole's style, base ->",
+        "with the expert.",
         "",
-        "| expert | steps | base | expert | replies in its style (sampled) |",
-        "| --- | --- | --- | --- | --- |",
+        "| expert | steps | lr | held-out loss base | with expert | replies in its style | replies on the message's situation |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    sa = ev["style_adherence"]
     for name in C.EXPERTS:
-        info = tr["adapters"][name]
-        lines.append(f"| {name} | {info['steps']} | {info['heldout_loss_base']:.3f} | {info['heldout_loss_adapter']:.3f} | "
-                     f"{sa['single_expert_weight_1'][name] * 100:.0f}% |")
-    lines += ["", f"Style adherence ({sa['method']}): a single expert at weight 1 gives its style in "
-              f"{sa['mean_single_expert'] * 100:.0f}% of replies on average; with the router's mix (persona \"auto\") "
-              f"{sa['routed_in_style_of_a_routed_expert'] * 100:.0f}% of replies are in the style of one of the two routed "
-              f"experts. The base model alone (no expert; style counts of its sampled replies): "
-              f"{json.dumps(sa['base_model_style_counts'])}.",
-              "",
-              "**Known weakness:** the `extraversion_low` expert is weak. Greedy it answers briefly (\"I see. ...\"), but",
-              "sampled it mostly falls into the other terse styles (openness_low, neuroticism_low): the base model's hidden",
-              "state at the answer's first position has a large norm that this rank-8 expert barely moves, and its",
-              "later tokens do not pin the style down (more steps and a higher first-token loss weight did not help).",
-              "It is routed only for `conflict` (second, after agreeableness_high)."]
+        info = ad[name]
+        lines.append(f"| {name} | {info['steps']} | {info['lr']:g} | {info.get('heldout_loss_base', float('nan')):.3f} | "
+                     f"{info.get('heldout_loss_adapter', float('nan')):.3f} | {pct(single[name]['in_style'])} | "
+                     f"{pct(single[name]['addresses_situation'])} |")
+    weak = [n for n in C.EXPERTS if single[n]["in_style"] < 0.8]
+    weak_text = ", ".join(f"{n} {pct(single[n]['in_style'])}" for n in weak)
     lines += [
         "",
-        "## Router",
-        f"Held-out top-2 accuracy: **{r['heldout_top2_set_accuracy'] * 100:.1f}%** (the two chosen experts are exactly",
-        f"the situation's pair; {r['checks']['heldout_examples']} messages from user-message templates held out of all",
-        f"training); the top-1 expert is one of the pair in {r['heldout_top1_in_expected_pair'] * 100:.1f}%.",
-        "Routing table (first = stronger):",
+        f"A single expert gives its style in **{pct(rp['mean_single_expert_in_style'])}** of replies on average"
+        + (f" (below 80%: {weak_text})" if weak else "")
+        + f"; {pct(rp['single_expert_addresses_situation'])} of those replies address the message's situation.",
+        f"With the router's mix (persona \"auto\", {rp['routed_messages']} test messages, up to "
+        f"{rp.get('routed_per_situation', 12)} per situation): "
+        f"**{pct(rp['routed_addresses_situation'])}** of replies address the message's situation "
+        f"({pct(rp['routed_addresses_situation_when_router_right'])} of those whose routed pair was right), and "
+        f"{pct(rp['routed_in_style_of_a_routed_expert'])} are in the style of one of the two routed experts.",
+        f"The base model alone (no expert) on the same messages as the single experts: style counts "
+        f"{json.dumps(rp['base_model_style_counts'])}; {pct(rp['base_model_addresses_situation'])} address the situation.",
         "",
-        "| situation | experts |",
-        "| --- | --- |",
+        "## Router",
+        f"Test split ({rc['heldout_examples']} messages never used in training): top-2 accuracy "
+        f"**{pct(r['heldout_top2_set_accuracy'])}** (the two chosen experts are exactly the situation's pair), the top-1",
+        f"expert is one of the pair in **{pct(r['heldout_top1_in_expected_pair'])}**; the most likely situation is the "
+        f"message's in {pct(rc['situation_accuracy'])}. On the validation split (used to pick the router's settings): "
+        f"top-2 {pct(tr['router']['validation']['top2_set_accuracy'])}.",
+        "Several situations share a pair (e.g. small_talk, loneliness and positive_review), so mistaking one for the",
+        "other costs nothing at routing.",
+        "",
+        "| situation | experts (first = stronger) | test: router top-2 | top-1 in pair | auto replies on the situation | mistaken most for |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    for sit, ex in C.ROUTING.items():
-        lines.append(f"| {sit} | {', '.join(ex)} |")
+    for sit, ex in r["routing_table"].items():
+        conf = rc.get("mistaken_for", {}).get(sit, {})
+        lines.append(f"| {sit} | {', '.join(ex)} | {pct(rc['heldout_per_situation_top2'].get(sit))} | "
+                     f"{pct(rc['heldout_per_situation_top1_in_pair'].get(sit))} | "
+                     f"{pct(rp['routed_addresses_situation_per_situation'].get(sit))} | "
+                     f"{', '.join(f'{k} ({v})' for k, v in conf.items())} |")
     lines += ["", "## Sample outputs (greedy, PyTorch, merged float64)", "",
               f"Prompt: \"{ev['persona_references']['prompts'][0]['text']}\"", "",
               "| persona mix | reply |", "| --- | --- |"]
     for c in ev["persona_references"]["cases"]:
-        lines.append(f"| `{json.dumps(c['mix'])}` | {c['outputs'][0]['text']} |")
-    lines += ["", "With the router (`persona: \"auto\"`):", "", "| user | routed mix | reply |", "| --- | --- | --- |"]
+        lines.append(f"| `{json.dumps(c['mix'])}` | {md(c['outputs'][0]['text'])} |")
+    lines += ["", "With the router (`persona: \"auto\"`), greedy:", "", "| user | routed mix | reply |", "| --- | --- | --- |"]
     for e in r["examples"]:
-        lines.append(f"| {e['user']} | `{json.dumps(e['routed_mix'])}` | {e['greedy_text']} |")
+        lines.append(f"| {md(e['user'])} | `{json.dumps(e['routed_mix'])}` | {md(e['greedy_text'])} |")
+    lines += ["", "Twenty test-split messages (drawn at random), persona \"auto\", sampled:", "",
+              "| situation | message | routed mix | reply | reply's tips are from |", "| --- | --- | --- | --- | --- |"]
+    for e in rp["routed_samples"]:
+        lines.append(f"| {e['situation']} | {md(e['user'])} | `{json.dumps(e['mix'])}` | {md(e['reply'])} | "
+                     f"{e['addressed'] or '-'} |")
     d = ev["onnx_vs_pytorch"]
     lines += ["", "## ONNX checks", "",
               f"Max |ONNX − PyTorch| logits: {d['no_cache_single_max_abs_diff']:.2e} (no past), "
               f"{d['prefill_left_padded_max_abs_diff']:.2e} (left-padded batch), "
               f"{d['decode_step_with_cache_max_abs_diff']:.2e} (decode step with the KV cache); greedy with the cache "
               f"equals PyTorch: {d['greedy_16_tokens_onnx_kv_cache_equals_pytorch']}. Router ONNX vs PyTorch: "
-              f"{r['checks']['onnx_vs_pytorch_padded_batch_max_abs_diff']:.2e}.",
+              f"{rc['onnx_vs_pytorch_padded_batch_max_abs_diff']:.2e}.",
               "", "## Regenerate", "",
               "See `scripts/demo/README.md` (Python only for making these files; the package never needs it)."]
     (out / "README.md").write_text("\n".join(lines) + "\n")
