@@ -11,3 +11,4 @@ export { encodeSafetensors, writeSafetensors } from './safetensors_write';
 export type { TensorToWrite } from './safetensors_write';
 export { buildLoraBank, buildAdapterBank, AdapterBank } from './bank';
 export type { AdapterBankTarget, BankBuildOptions } from './bank';
+export { readJsonFile } from './json_file';

@@ -17,6 +17,7 @@ import { BankDtype, fromBits } from '../kernels/dtype';
 import { describe, rangeError, typeError } from '../errors';
 import { readSafetensors, SafetensorsTensor, tensorBits16, tensorF32 } from './safetensors';
 import { describeTargets, ModuleRef, selectsModule } from './target_modules';
+import { readJsonFile } from './json_file';
 
 /** The LoRA targets of Llama-style decoders (other architectures use other names: any string is accepted). */
 export type LlamaTargetModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
@@ -105,7 +106,7 @@ export function loadPeftAdapter(dir: string, nameOrOptions: string | LoadPeftOpt
     }
     throw rangeError(`the weights in '${dir}'`, ADAPTER_WEIGHTS, `none (${listing(dir)})`);
   }
-  const config = parsePeftConfig(readJson(configPath), configPath);
+  const config = parsePeftConfig(readJsonFile(configPath), configPath);
   const file = readSafetensors(weightsPath);
   const modules = collectModules(file.tensors, config, weightsPath);
   const dtypes = new Set([...modules.values()].map((m) => m.dtype));
@@ -372,15 +373,6 @@ function patternMap(raw: Record<string, unknown>, key: string, where: string, in
     out[k] = x as number;
   }
   return out;
-}
-
-function readJson(file: string): unknown {
-  const text = fs.readFileSync(file, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw rangeError(file, 'valid JSON', `text that is not JSON (${(err as Error).message})`);
-  }
 }
 
 function listing(dir: string): string {

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { typeError } from '../errors';
+import { readJsonFile } from '../adapters/json_file';
 
 export type Json = Record<string, unknown>;
 
@@ -51,9 +52,10 @@ export function sideFileDirs(modelFile: string, explicit?: string): string[] {
   return [...(explicit ? [path.resolve(explicit)] : []), own, path.dirname(own)];
 }
 
+/** A side file's JSON object ({} when the file is absent). */
 export function readJson(file: string | undefined): Json {
   if (!file) return {};
-  const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+  const v = readJsonFile(file);
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file} does not hold a JSON object`);
   return v as Json;
 }
