@@ -121,8 +121,16 @@ describe('personafuse chat', () => {
 
 describe('personafuse serve', () => {
   let child: ChildProcess | undefined;
-  afterEach(() => {
-    if (child && child.exitCode === null) child.kill('SIGTERM');
+  // the server drains and disposes its model on SIGTERM: wait for it to end, or the process
+  // outlives the file and jest reports a worker that failed to exit gracefully
+  afterEach(async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    c.kill('SIGTERM');
+    const kill = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    await exited;
+    clearTimeout(kill);
   });
 
   test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker thread)', async () => {
