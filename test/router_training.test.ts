@@ -212,3 +212,18 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     expect(Object.keys(JSON.parse(route.stdout))).toEqual(['mix', 'distribution', 'topK', 'experts']);
   });
 });
+
+describe('the demo model\'s hidden-state router (models/persona-demo/router-hidden)', () => {
+  test('loads through the model and scores on the test split exactly what its report.json says (training is reproducible)', async () => {
+    const DEMO = path.join(__dirname, '..', 'models', 'persona-demo');
+    const dir = path.join(DEMO, 'router-hidden');
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
+    const model = await PersonaModel.load({ model: DEMO, adapters: Object.fromEntries(BIG_FIVE_POLES.map((e) => [e, path.join(DEMO, 'adapters', e)])), router: dir, cacheDir: tmp });
+    try {
+      const r = await evaluateRouter(model, { data: path.join(__dirname, '..', 'data', 'situations'), split: 'test' });
+      expect({ n: r.n, top2: r.top2, top1InPair: r.top1InPair }).toEqual({ n: report.n, top2: report.top2, top1InPair: report.top1InPair });
+    } finally {
+      await model.dispose();
+    }
+  });
+});

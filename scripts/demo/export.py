@@ -291,8 +291,8 @@ def per_situation(rows: list[dict], key: str) -> dict:
     return {s: round(h / n, 4) for s, (h, n) in acc.items()}
 
 
-def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_per_situation: int = 2,
-                 routed_per_situation: int = 12) -> dict:
+def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_per_situation: int = 4,
+                 routed_per_situation: int = 1000) -> dict:
     """Sampled replies to TEST-split messages (data/situations/test.jsonl, never trained on):
     - each expert alone at weight 1, per_expert_per_situation messages of every situation (one sample each): the
       share of replies in that expert's style, and the share that address the message's situation;
@@ -316,7 +316,7 @@ def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_
                              addressed=classify_situation(text)))
         single[name] = dict(in_style=sum(r["style"] == name for r in rows) / len(rows),
                             addresses_situation=sum(r["addressed"] == r["situation"] for r in rows) / len(rows),
-                            n=len(rows), styles_seen={s: sum(r["style"] == s for r in rows)
+                            n=len(rows), styles_seen={s: sum(str(r["style"]) == s for r in rows)
                                                       for s in sorted({str(r["style"]) for r in rows})})
         single_rows += [dict(r, expert=name) for r in rows]
         log(f"  {name}: in style {single[name]['in_style']:.2f}, addresses the situation "
@@ -465,8 +465,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/persona-demo"))
     ap.add_argument("--out", type=Path, default=OUT_REL, help="output folder (default models/persona-demo)")
-    ap.add_argument("--per-expert", type=int, default=2, help="test messages per situation for each expert alone")
-    ap.add_argument("--routed", type=int, default=12, help="test messages per situation with the router's mix")
+    ap.add_argument("--per-expert", type=int, default=4, help="test messages per situation for each expert alone")
+    ap.add_argument("--routed", type=int, default=1000, help="test messages per situation with the router's mix (default: all)")
     a = ap.parse_args()
     work = a.work.resolve()
     out = a.out.resolve() if a.out != OUT_REL else OUT_REL
@@ -691,8 +691,9 @@ def write_readme(out: Path, ev: dict) -> None:
         f"A single expert gives its style in **{pct(rp['mean_single_expert_in_style'])}** of replies on average"
         + (f" (below 80%: {weak_text})" if weak else "")
         + f"; {pct(rp['single_expert_addresses_situation'])} of those replies address the message's situation.",
-        f"With the router's mix (persona \"auto\", {rp['routed_messages']} test messages, up to "
-        f"{rp.get('routed_per_situation', 12)} per situation): "
+        f"With the router's mix (persona \"auto\", {rp['routed_messages']} test messages"
+        + (f", up to {rp['routed_per_situation']} per situation" if rp["routed_messages"] < rc["heldout_examples"] else ", all of them")
+        + "): "
         f"**{pct(rp['routed_addresses_situation'])}** of replies address the message's situation "
         f"({pct(rp['routed_addresses_situation_when_router_right'])} of those whose routed pair was right), and "
         f"{pct(rp['routed_in_style_of_a_routed_expert'])} are in the style of one of the two routed experts.",

@@ -53,7 +53,7 @@ MODEL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_at
 LORA = dict(r=8, alpha=16)
 # shipped defaults: per-expert steps / lr beyond --adapter-steps / --adapter-lr (see scripts/demo/README.md)
 ADAPTER_STEPS: dict[str, int] = {"extraversion_low": 250}
-ADAPTER_LR: dict[str, float] = {}
+ADAPTER_LR: dict[str, float] = {"extraversion_low": 1e-2}
 
 log = X.log
 
@@ -177,7 +177,7 @@ def stage_base(work: Path, steps: int, batch_size: int, lr: float) -> dict:
 def stage_adapters(work: Path, steps: int, batch_size: int, lr: float, only: list[str] | None,
                    use_defaults: bool) -> dict:
     records = X.read_records(work / "corpus" / "experts.jsonl")
-    return X.train_experts(work / "hf", records, work / "adapters", experts=only or C.EXPERTS, r=LORA["r"],
+    return X.train_experts(work / "hf", records, work / "adapters", experts=C.EXPERTS, only=only, r=LORA["r"],
                            alpha=LORA["alpha"], targets=TARGETS, steps=steps,
                            steps_for=ADAPTER_STEPS if use_defaults else None, lr=lr,
                            lr_for=ADAPTER_LR if use_defaults else None, batch=batch_size, warmup=20,
