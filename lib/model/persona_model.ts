@@ -23,7 +23,7 @@ import { HIDDEN_OUTPUT, LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
 import { readModel, valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
 import { Mix, mixEntries } from '../decoder/mix';
-import { staticMix } from '../router/persona';
+import { staticPersona } from '../router/persona';
 import { checkRows, decoderFeeds, DecoderIO } from '../decoder/feeds';
 import { lastLogits } from '../decoder/logits';
 import { bankSource, SiteBank, siteBanks } from '../decoder/site_banks';
@@ -279,7 +279,7 @@ export class PersonaModel {
     const persona = o.persona ?? (this.router ? 'auto' : undefined);
     let mix: Mix;
     if (persona === undefined) mix = {};
-    else if (persona !== 'auto') mix = staticMix(persona, this.experts);
+    else if (persona !== 'auto') return staticPersona(persona, this.experts);
     else {
       if (!this.router) {
         throw rangeError('persona', "a Big Five profile or { mix } ('auto' needs a router: load the model with { router: <router folder> } or pass --router)", "'auto'");

@@ -21,13 +21,17 @@ export function isAuto(p: unknown): p is 'auto' {
 
 /** The mix of an explicit or Big Five persona, checked against the loaded experts. */
 export function staticMix(persona: unknown, experts: readonly string[], arg = 'persona'): Mix {
+  return staticPersona(persona, experts, arg).mix;
+}
+
+/** The mix of an explicit or Big Five persona and its (expert id, weight) pairs, checked once. */
+export function staticPersona(persona: unknown, experts: readonly string[], arg = 'persona'): { mix: Mix; entries: [number, number][] } {
   if (typeof persona !== 'object' || persona === null || Array.isArray(persona)) {
     throw typeError(arg, "'auto', a Big Five profile { openness: 0.8, ... } or { mix: { expert: weight } }", persona);
   }
   const mix = 'mix' in persona ? explicitMix((persona as { mix: unknown }).mix, `${arg}.mix`) : bigFiveMix(persona as Record<string, unknown>, arg);
   // unknown expert names and non-finite weights are refused here
-  mixEntries(mix, experts, 'mix' in persona ? `${arg}.mix` : arg);
-  return mix;
+  return { mix, entries: mixEntries(mix, experts, 'mix' in persona ? `${arg}.mix` : arg) };
 }
 
 function explicitMix(mix: unknown, arg: string): Mix {
