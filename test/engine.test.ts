@@ -265,7 +265,7 @@ describe('generate: abort', () => {
 
 describe('generate: worker thread', () => {
   test('the worker gives the in-thread tokens and the event loop keeps ticking while it decodes; in-thread work still runs after it', async () => {
-    const inline = await load('onnx-legacy');
+    const inline = await load('onnx-legacy', { worker: false });
     const worker = await load('onnx-legacy', { worker: true });
     const opts = PROMPTS.map((p, i) => ({ inputIds: p, persona: { mix: MIXES[i] }, maxNewTokens: 20, temperature: 0 }));
     const want = await Promise.all(opts.map((o) => inline.generate(o)));
@@ -306,7 +306,7 @@ describe('generate: weights handed over inline (inlineWeights)', () => {
   test('the dynamo export (weights in model.onnx.data) decodes the same tokens inline, in the worker and on this thread', async () => {
     const opts = PROMPTS.map((p, i) => ({ inputIds: p, persona: { mix: MIXES[i] }, maxNewTokens: 12, temperature: 0 }));
     const want = await Promise.all(opts.map(async (o) => (await load('onnx-dynamo')).generate(o)));
-    for (const extra of [{ inlineWeights: true }, { inlineWeights: true, worker: true }]) {
+    for (const extra of [{ inlineWeights: true, worker: false }, { inlineWeights: true, worker: true }]) {
       const m = await load('onnx-dynamo', extra);
       const got = await Promise.all(opts.map((o) => m.generate(o)));
       expect(got.map((r) => r.tokens)).toEqual(want.map((r) => r.tokens));

@@ -34,7 +34,7 @@ export function tempDir(tag: string): string {
 type LoadOptions = Parameters<typeof PersonaModel.load>[0];
 
 /**
- * The fixture's models for one test file, with the five experts, on the calling thread: `load` makes
+ * The fixture's models for one test file, with the five experts, in the default configuration: `load` makes
  * one per variant and options and hands the same one out after (tests leave a model as they found
  * it); `keep` adds other models to dispose. Everything is disposed, and the cache removed, after
  * the file.
@@ -56,7 +56,9 @@ export function fixtureModels(tag: string): { cacheDir: string; load(variant: st
     keep,
     load(variant, extra = {}) {
       const key = `${variant} ${JSON.stringify(extra)}`;
-      if (!loaded.has(key)) loaded.set(key, PersonaModel.load({ model: path.join(FIXTURE, variant), adapters: adapterFolders(), cacheDir, worker: false, ...extra }).then(keep));
+      // the default runner (generation in the worker thread), as users get it; a test that is
+      // about the in-thread runner asks for { worker: false }
+      if (!loaded.has(key)) loaded.set(key, PersonaModel.load({ model: path.join(FIXTURE, variant), adapters: adapterFolders(), cacheDir, ...extra }).then(keep));
       return loaded.get(key)!;
     },
   };
