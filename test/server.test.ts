@@ -13,7 +13,7 @@ let model: PersonaModel;
 let srv: RunningServer;
 
 beforeAll(async () => {
-  model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir, router: ROUTER, worker: false });
+  model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir, router: ROUTER });
   srv = await startServer(model, { port: 0, modelId: 'tiny-llama' });
 });
 afterAll(async () => {

@@ -1,7 +1,7 @@
 // Back-pressure and limits: options checked at start-up (library and CLI, before the model
 // loads), admission (429 with Retry-After past max batch + max queue, without touching the
 // model), 413 for oversized bodies that the client actually receives, and --request-timeout
-// (504, or an error event in a stream). The embedded demo model on the calling thread, loopback.
+// (504, or an error event in a stream). The embedded demo model in its default configuration (worker thread), loopback.
 import { execFile } from 'node:child_process';
 import * as http from 'node:http';
 import * as path from 'node:path';

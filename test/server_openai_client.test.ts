@@ -15,7 +15,7 @@ let srv: RunningServer;
 let client: OpenAI;
 
 beforeAll(async () => {
-  model = await loadModelFromFlags({ cacheDir }, { worker: false });
+  model = await loadModelFromFlags({ cacheDir });
   srv = await startServer(model, { port: 0, servedModelNames: ['persona-demo', 'demo'] });
   // no retries: an error must reach the test as the server sent it
   client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'not-checked', maxRetries: 0 });

@@ -1,7 +1,7 @@
 // Operating the server: the probes (/health, /ready), Prometheus metrics that parse and move, the
 // API key on /v1/* only, opt-in CORS, one log line per request, and drain() (what SIGTERM runs):
 // unready, new requests refused, streams in flight finished, or cut at the deadline.
-// The embedded demo model on the calling thread; loopback only.
+// The embedded demo model in its default configuration (worker thread); loopback only.
 import OpenAI from 'openai';
 import { METRIC_NAMES, RunningServer } from '../lib/server';
 import { demoServers, openStream, postChat } from './helpers/server';

@@ -13,7 +13,7 @@ export function demoServers(tag: string): { model: () => PersonaModel; serve: (o
   let model: PersonaModel;
   const servers: RunningServer[] = [];
   beforeAll(async () => {
-    model = await loadModelFromFlags({ cacheDir }, { worker: false });
+    model = await loadModelFromFlags({ cacheDir });
   });
   afterAll(async () => {
     for (const s of servers) await s.close();
