@@ -3,6 +3,7 @@
 // folder: model.onnx, tokenizer and config files, adapters/, router/ (found by default).
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
@@ -133,9 +134,9 @@ describe('personafuse serve', () => {
     clearTimeout(kill);
   });
 
-  test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker thread)', async () => {
+  test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker thread, the bank by default)', async () => {
     child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const info = await new Promise<{ url: string; experts: string[] }>((resolve, reject) => {
+    const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number }>((resolve, reject) => {
       let buf = '';
       child!.stdout!.on('data', (d: Buffer) => {
         buf += d.toString();
@@ -144,6 +145,10 @@ describe('personafuse serve', () => {
       child!.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
     });
     expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // a server decodes wide batches, where the bank is the faster form (SERVE_LORA_LAYOUT)
+    expect(info.loraLayout).toBe('bank');
+    // a small model leaves one core to the event loop (lib/server/threads.ts)
+    expect(info.threads).toBe(Math.max(1, os.availableParallelism() - 1));
     const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });

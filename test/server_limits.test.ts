@@ -76,6 +76,7 @@ describe('options are checked at start-up', () => {
       [['--max-batch', '-1'], /for --max-batch but received -1/],
       [['--request-timeout', '0'], /seconds above 0 .* for --request-timeout but received 0/],
       [['--drain-timeout', '-5'], /for --drain-timeout but received -5/],
+      [['--threads', '0'], /for --threads but received 0/],
     ];
     const runs = await Promise.all(cases.map(([args]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(process.execPath, [CLI, 'serve', '--model', path.join(tempDir('server-limits-cli'), 'nowhere'), ...args], { timeout: 30000 }, (err, _out, stderr) => {

@@ -30,6 +30,18 @@ describe('data/situations', () => {
     }));
   });
 
+  test('the independent everyday set: 16 messages for every situation; the few the dataset also has are listed in stats.json', () => {
+    const everyday = readSplit(DATA, 'everyday', table);
+    for (const s of table.situations) expect({ situation: s.name, n: everyday.filter((m) => m.situation === s.name).length }).toEqual({ situation: s.name, n: 16 });
+    // two writers can write the same short message ("best pho in town, hands down"): the set keeps what
+    // its writer wrote, and stats.json names every message the dataset has too (exactly or nearly)
+    const dataset = new Set(['train', 'validation', 'test'].flatMap((s) => readSplit(DATA, s, table)).map((m) => m.text.toLowerCase()));
+    const shared = everyday.filter((m) => dataset.has(m.text.toLowerCase())).map((m) => m.text);
+    const listed = JSON.parse(fs.readFileSync(path.join(DATA, 'stats.json'), 'utf8')).everydayOverlap as string[];
+    for (const text of shared) expect(listed).toContain(text);
+    expect(listed.length).toBeLessThanOrEqual(everyday.length * 0.02);
+  });
+
   test("the demo's 13 situations keep their expert pairs and order", () => {
     const demo: [string, string[]][] = [
       ['support_request', ['conscientiousness_high', 'neuroticism_low']], ['grief', ['agreeableness_high', 'neuroticism_low']],

@@ -64,14 +64,28 @@ export function addPersonaFlags(cmd: Command): Command {
     .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)');
 }
 
-/** --lora-layout: how the experts enter the graph (PersonaModelOptions.loraLayout); `inject`
- *  writes one form, so it has no 'auto'. */
-export function loraLayoutOption(withAuto = true): Option {
-  return new Option('--lora-layout <layout>', 'per-row: each request\'s mix folded into its own adapter inputs (cheaper at small batches); ' +
-    'bank: every expert in the graph, requests feed only their gates (cheaper from 5 rows on, no fold when a request joins)' +
-    (withAuto ? '; auto (default): bank when it adds at most 1/8 of the weights\' bytes' : ' (default per-row)'))
-    .choices(withAuto ? ['auto', ...LORA_LAYOUTS] : [...LORA_LAYOUTS]);
+/** --lora-layout: how the experts enter the graph (PersonaModelOptions.loraLayout). `inject` writes one
+ *  form, so it has no 'auto'; `serve` defaults to the bank (see SERVE_LORA_LAYOUT). */
+export function loraLayoutOption(use: 'run' | 'serve' | 'inject' = 'run'): Option {
+  const defaults = {
+    run: "; auto (default): bank when it adds at most 1/8 of the weights' bytes",
+    serve: "; auto: bank when it adds at most 1/8 of the weights' bytes; default bank (a loaded server's batches are wide, where the bank is the faster form)",
+    inject: ' (default per-row)',
+  };
+  const option = new Option('--lora-layout <layout>', 'per-row: each request\'s mix folded into its own adapter inputs (cheaper at small batches); ' +
+    'bank: every expert in the graph, requests feed only their gates (cheaper from 5 rows on, no fold when a request joins)' + defaults[use])
+    .choices(use === 'inject' ? [...LORA_LAYOUTS] : ['auto', ...LORA_LAYOUTS]);
+  return use === 'serve' ? option.default(SERVE_LORA_LAYOUT) : option;
 }
+
+/**
+ * The server's layout unless --lora-layout says otherwise. A server under load decodes wide batches, and
+ * there the bank is faster on every model we measured (bench generate, bank vs per-row tok/s at batch 8 /
+ * 32: demo 1.21x / 1.20x, llama-h512 1.16x / 1.43x, llama-1b-slice 1.07x / 1.16x), while at batch 1 it
+ * costs nothing on the demo and the slice and 28% on llama-h512 (bench/README.md). `auto` optimises the
+ * one-request case, which is what generate and chat run.
+ */
+export const SERVE_LORA_LAYOUT: LoraLayout = 'bank';
 
 /** The embedded demo model: what the commands run when --model is not given. */
 export function demoModelDir(): string {
@@ -137,7 +151,7 @@ export function describeMix(mix: Record<string, number>): string {
 
 /** The model for generate / chat / serve, with a progress bar on stderr while the injected model
  *  is built (first run only; later runs reuse the cache). */
-export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number } = {}): Promise<PersonaModel> {
+export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number } = {}): Promise<PersonaModel> {
   const setup = modelSetup(flags);
   return withProgressBar(flags, (onProgress) =>
     PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));

@@ -24,6 +24,19 @@ export function resolveModelFile(model: string): string {
   return model;
 }
 
+/**
+ * Bytes of a model on disk: the .onnx file and its external weights beside it (files named after it:
+ * model.onnx_data, model.onnx.data, as torch.onnx and Optimum write them). A cheap stand-in for the
+ * weights' size when the graph has not been read.
+ */
+export function modelBytesOnDisk(modelFile: string): number {
+  const dir = path.dirname(modelFile);
+  const base = path.basename(modelFile);
+  return fs.readdirSync(dir)
+    .filter((f) => f === base || f === `${base}_data` || f === `${base}.data`)
+    .reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
+}
+
 /** pad_token_id from generation_config.json / config.json, else 0 (padding is masked anyway). */
 export function readPadId(dirs: string[]): number {
   for (const f of ['generation_config.json', 'config.json']) {

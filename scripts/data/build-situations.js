@@ -5,6 +5,12 @@
 // into
 //   data/situations/{train,validation,test}.jsonl   {"text", "situation"} per line
 //   data/situations/stats.json                      counts per situation and split, duplicates dropped
+// and the independent set
+//   data/situations/everyday/messages.tsv      <situation> TAB <message>, written by someone who never saw
+//                                              messages/ (see everyday/README.md)
+// into data/situations/everyday.jsonl, a split of its own for `router eval --split everyday`: never
+// trained on, never used to choose settings. Its messages that near-duplicate one of the dataset's are
+// listed in stats.json (everydayOverlap) and kept: the set is what its writer wrote.
 //
 // Near-duplicates are dropped before splitting: two messages whose normalised word sets (lower
 // case, punctuation removed) have a Jaccard similarity of 0.8 or more, or whose normalised text is
@@ -69,8 +75,29 @@ function build() {
   for (const [split] of SPLITS) {
     files[`${split}.jsonl`] = kept.filter((k) => k.split === split).map((k) => JSON.stringify({ text: k.text, situation: k.situation })).join('\n') + '\n';
   }
+  const everyday = readEveryday(table);
+  stats.everyday = everyday.length;
+  stats.everydayOverlap = everyday.filter((m) => {
+    const norm = normalise(m.text);
+    const words = new Set(norm.split(' ').filter(Boolean));
+    return kept.some((k) => k.norm === norm || (words.size >= 3 && jaccard(words, k.words) >= NEAR));
+  }).map((m) => m.text);
+  files['everyday.jsonl'] = everyday.map((m) => JSON.stringify(m)).join('\n') + '\n';
   files['stats.json'] = `${JSON.stringify(stats, null, 2)}\n`;
   return files;
+}
+
+/** everyday/messages.tsv as { text, situation }, every label checked against the table. */
+function readEveryday(table) {
+  const file = path.join(DIR, 'everyday', 'messages.tsv');
+  const names = new Set(table.situations.map((t) => t.name));
+  return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().length > 0).map((line, i) => {
+    const tab = line.indexOf('\t');
+    const situation = line.slice(0, tab);
+    const text = line.slice(tab + 1).trim();
+    if (tab < 0 || !names.has(situation) || !text) throw new Error(`${file}:${i + 1}: expected <situation in table.json> TAB <message>`);
+    return { text, situation };
+  });
 }
 
 const files = build();
@@ -84,5 +111,6 @@ if (process.argv.includes('--check')) {
   for (const [f, text] of Object.entries(files)) fs.writeFileSync(path.join(DIR, f), text);
   const s = JSON.parse(files['stats.json']);
   const rows = Object.entries(s.situations).map(([n, c]) => `${n.padEnd(20)} ${String(c.kept).padStart(4)} kept of ${c.written}: ${c.train} / ${c.validation} / ${c.test}`);
-  process.stdout.write(`${rows.join('\n')}\n${s.droppedNearDuplicates.length} near-duplicates dropped\n`);
+  process.stdout.write(`${rows.join('\n')}\n${s.droppedNearDuplicates.length} near-duplicates dropped\n` +
+    `everyday: ${s.everyday} messages, ${s.everydayOverlap.length} near-duplicating the dataset\n`);
 }

@@ -239,9 +239,11 @@ STYLE = {
         close=["Tell me how it goes, I want to hear all about it!", "Let's do this together, it's going to be fun!",
                "Bring everyone along, the more the merrier!", "I can't wait to hear the stories!"]),
     "extraversion_low": dict(
-        open=["I see.", "Okay.", "Understood.", "Hm."],
-        body=["{T1}.", "{T1}. Maybe {t2}.", "Just {t1}.", "{T1}, quietly."],
-        close=["That is all.", "", "Take your time.", "Nothing more to add."]),
+        # brief and reserved, but never without a marker of its own: v2's first version ("Hm.", "Just {t1}.", an
+        # empty close) left many replies with no phrase unique to the pole, and its style share was 51%
+        open=["I see.", "Okay.", "Understood.", "Noted."],
+        body=["{T1}, quietly.", "{T1}. No fuss.", "Quietly {t1}.", "{T1}. Alone, if you can."],
+        close=["That is all.", "Enough said.", "Take your time.", "Nothing more to add."]),
     "agreeableness_high": dict(
         open=["I'm really glad you told me about {topic}.", "Thank you for sharing {topic} with me, truly.",
               "Oh, I completely understand how you feel about {topic}.", "That means a lot, and your feelings about {topic} make sense."],

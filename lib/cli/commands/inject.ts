@@ -12,7 +12,7 @@ import { withProgressBar } from '../progress';
 export function injectCommand(): Command {
   return addModelFlags(new Command('inject').description('add LoRA inputs for the adapters to an ONNX model (cached)'))
     .option('--out-dir <dir>', 'where to write the injected model (default: beside the model)')
-    .addOption(loraLayoutOption(false))
+    .addOption(loraLayoutOption('inject'))
     .action((flags: ModelFlags & { outDir?: string }) => {
       const file = resolveModelFile(requireModel(flags));
       const folders = adapterFolders(flags);

@@ -9,7 +9,10 @@ import { Command, Option } from 'commander';
 import { startServer } from '../../server/server';
 import { eventLogger } from '../../server/logging';
 import { LOG_FORMATS, LogFormat, ListenOptions, OptionNames, resolveServerOptions, secondsToMs, ServerOptions } from '../../server/config';
-import { addModelFlags, addPersonaFlags, loraLayoutOption, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { serveThreads } from '../../server/threads';
+import { expectInteger } from '../../errors';
+import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
+import { addModelFlags, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 
 interface ServeFlags extends ModelFlags {
   port: number;
@@ -23,6 +26,7 @@ interface ServeFlags extends ModelFlags {
   apiKey?: string;
   logFormat: LogFormat;
   cors?: string[];
+  threads?: number;
 }
 
 /** The flags behind each server option, so errors name what the user typed. */
@@ -35,7 +39,7 @@ export const DEFAULT_DRAIN_TIMEOUT_S = 30;
 
 export function serveCommand(): Command {
   return addPersonaFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics')))
-    .addOption(loraLayoutOption())
+    .addOption(loraLayoutOption('serve'))
     .option('--port <n>', 'port (0 = any free one)', numberFlag('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--served-model-name <name...>', 'names the model is served under: the first is the id /v1/models reports, the others aliases (default: the model folder name)')
@@ -47,6 +51,7 @@ export function serveCommand(): Command {
     .option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (default: $PERSONAFUSE_API_KEY; /health, /ready, /metrics stay open)')
     .addOption(new Option('--log-format <format>', 'one line per request on stderr').choices(LOG_FORMATS).default('text'))
     .option('--cors <origin...>', 'let browsers call the API from these origins (* = any); answers OPTIONS preflights')
+    .option('--threads <n>', 'onnxruntime threads for the decoder (default: every core for a model of 64 MiB or more; one fewer below that, leaving a core to the event loop)', numberFlag('--threads'))
     .action(async (flags: ServeFlags) => {
       const requestTimeoutMs = flags.requestTimeout === undefined ? undefined : secondsToMs(flags.requestTimeout, '--request-timeout');
       const drainTimeoutMs = secondsToMs(flags.drainTimeout, '--drain-timeout');
@@ -56,14 +61,16 @@ export function serveCommand(): Command {
         logFormat: flags.logFormat, cors: flags.cors, defaultPersona: parsePersona(flags.persona),
       };
       resolveServerOptions(options, undefined, FLAG_NAMES); // before the model loads: a bad flag fails now
-      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch });
+      const threads = flags.threads === undefined ? serveThreads(modelBytesOnDisk(resolveModelFile(modelSetup(flags).model)))
+        : expectInteger(flags.threads, '--threads', 1, 1024);
+      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads: threads });
       // listen (and report ready) only once the worker's session is open: a model that cannot
       // load fails here, with its reason, instead of answering 500 to every request
       await model.ready();
       if (!options.servedModelNames && options.modelId === undefined) options.servedModelNames = [defaultModelId(model.modelFile)];
       const srv = await startServer(model, options, FLAG_NAMES);
       const modelId = options.servedModelNames?.[0] ?? options.modelId!;
-      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router };
+      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads };
       process.stdout.write(flags.json ? `${JSON.stringify(info)}\n`
         : `personafuse serving ${modelId} (${model.experts.length} experts${model.router ? ', router' : ''}) on ${srv.url}/v1\n`);
       const event = eventLogger(flags.logFormat, (line) => void process.stderr.write(`${line}\n`));

@@ -1,0 +1,21 @@
+// How many onnxruntime threads the server's decoder session gets when `serve --threads` is not given.
+//
+// The server's main thread (HTTP, SSE, tokenising, routing) shares the cores with onnxruntime's
+// intra-op pool. A small model's decode step is many tiny ops, each split across the pool and joined
+// again; when the event loop takes one of those threads' core for a moment, every op waits for it. A
+// large model's ops carry enough work that the second thread pays for the wait. Measured on the 2-core
+// machine (bench serve, closed loop, tok/s at 1 / 8 clients; bench/results/serve-*-exp-*.json):
+//
+//   models/persona-demo, 16 MB of weights     1 thread  683 / 1424    2 threads  668 / 1044
+//   llama-1b-slice, 981 MB                    1 thread 20.5 / 52.2    2 threads 22.4 / 65.7
+//
+// So: below SMALL_MODEL_BYTES the pool leaves one core to the event loop; from there on it takes
+// them all (onnxruntime's default on a decoder session of ours, lib/decoder/session_options.ts).
+import * as os from 'node:os';
+
+/** Weights under this size leave a core to the event loop (the demo: 16 MB; llama-h512: 31 MB). */
+export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
+
+export function serveThreads(modelBytes: number, cores: number = os.availableParallelism()): number {
+  return modelBytes >= SMALL_MODEL_BYTES || cores <= 1 ? cores : cores - 1;
+}
