@@ -7,13 +7,15 @@
 // machine (bench serve, closed loop, tok/s at 1 / 8 clients; bench/results/serve-*-exp-*.json):
 //
 //   models/persona-demo, 16 MB of weights     1 thread  683 / 1424    2 threads  668 / 1044
+//   llama-h512 (no experts), 31 MB            1 thread  291 /  792    2 threads  399 /  698
 //   llama-1b-slice, 981 MB                    1 thread 20.5 / 52.2    2 threads 22.4 / 65.7
 //
-// So: below SMALL_MODEL_BYTES the pool leaves one core to the event loop; from there on it takes
-// them all (onnxruntime's default on a decoder session of ours, lib/decoder/session_options.ts).
+// So: below SMALL_MODEL_BYTES the pool leaves one core to the event loop, which a server under load
+// gains by (llama-h512 gives up some single-client speed for it); from there on it takes them all
+// (our decoder sessions' default, lib/decoder/session_options.ts).
 import * as os from 'node:os';
 
-/** Weights under this size leave a core to the event loop (the demo: 16 MB; llama-h512: 31 MB). */
+/** Models under this size on disk leave a core to the event loop. */
 export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
 
 export function serveThreads(modelBytes: number, cores: number = os.availableParallelism()): number {
