@@ -3,11 +3,11 @@
 // folder: model.onnx, tokenizer and config files, adapters/, router/ (found by default).
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
 import { withProgressBar } from '../lib/cli/progress';
+import { usableCores } from '../lib/server/threads';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const dir = tempDir('cli');
@@ -148,7 +148,7 @@ describe('personafuse serve', () => {
     // a server decodes wide batches, where the bank is the faster form (SERVE_LORA_LAYOUT)
     expect(info.loraLayout).toBe('bank');
     // a small model leaves one core to the event loop (lib/server/threads.ts)
-    expect(info.threads).toBe(Math.max(1, os.availableParallelism() - 1));
+    expect(info.threads).toBe(Math.max(1, usableCores() - 1));
     const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });

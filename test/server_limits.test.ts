@@ -77,6 +77,8 @@ describe('options are checked at start-up', () => {
       [['--request-timeout', '0'], /seconds above 0 .* for --request-timeout but received 0/],
       [['--drain-timeout', '-5'], /for --drain-timeout but received -5/],
       [['--threads', '0'], /for --threads but received 0/],
+      [['--threads', '1.5'], /for --threads but received 1.5/],
+      [['--threads', 'two'], /--threads/],
     ];
     const runs = await Promise.all(cases.map(([args]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(process.execPath, [CLI, 'serve', '--model', path.join(tempDir('server-limits-cli'), 'nowhere'), ...args], { timeout: 30000 }, (err, _out, stderr) => {

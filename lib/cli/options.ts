@@ -69,7 +69,7 @@ export function addPersonaFlags(cmd: Command): Command {
 export function loraLayoutOption(use: 'run' | 'serve' | 'inject' = 'run'): Option {
   const defaults = {
     run: "; auto (default): bank when it adds at most 1/8 of the weights' bytes",
-    serve: "; auto: bank when it adds at most 1/8 of the weights' bytes; default bank (a loaded server's batches are wide, where the bank is the faster form)",
+    serve: "; auto: bank when it adds at most 1/8 of the weights' bytes (serve's default is bank: a loaded server's batches are wide, where the bank is the faster form)",
     inject: ' (default per-row)',
   };
   const option = new Option('--lora-layout <layout>', 'per-row: each request\'s mix folded into its own adapter inputs (cheaper at small batches); ' +
@@ -80,10 +80,11 @@ export function loraLayoutOption(use: 'run' | 'serve' | 'inject' = 'run'): Optio
 
 /**
  * The server's layout unless --lora-layout says otherwise. A server under load decodes wide batches, and
- * there the bank is faster on every model we measured (bench generate, bank vs per-row tok/s at batch 8 /
- * 32: demo 1.21x / 1.20x, llama-h512 1.16x / 1.43x, llama-1b-slice 1.07x / 1.16x), while at batch 1 it
- * costs nothing on the demo and the slice and 28% on llama-h512 (bench/README.md). `auto` optimises the
- * one-request case, which is what generate and chat run.
+ * there the bank is faster on every model we measured (bench generate, median tok/s bank / per-row at batch
+ * 8 and 32: demo 1.03-1.21x and 1.20x over two runs, llama-h512 1.16x and 1.43x, llama-1b-slice 1.07x and
+ * 1.16x), while at batch 1 it costs 0-12% on the demo, nothing on the slice and 8-28% on llama-h512 (the
+ * generate-*.json files in bench/results). `auto` optimises the one-request case, which is what generate
+ * and chat run.
  */
 export const SERVE_LORA_LAYOUT: LoraLayout = 'bank';
 

@@ -25,15 +25,16 @@ export function resolveModelFile(model: string): string {
 }
 
 /**
- * Bytes of a model on disk: the .onnx file and its external weights beside it (files named after it:
- * model.onnx_data, model.onnx.data, as torch.onnx and Optimum write them). A cheap stand-in for the
- * weights' size when the graph has not been read.
+ * Bytes of a model on disk: the .onnx file and its external weights beside it, the files named after
+ * it as torch.onnx and Optimum write them (model.onnx_data, model.onnx.data, and shards such as
+ * model.onnx_data_1). A cheap stand-in for the weights' size before the graph is read; weights kept
+ * under other names (one file per tensor, a custom location) are not counted.
  */
 export function modelBytesOnDisk(modelFile: string): number {
   const dir = path.dirname(modelFile);
   const base = path.basename(modelFile);
   return fs.readdirSync(dir)
-    .filter((f) => f === base || f === `${base}_data` || f === `${base}.data`)
+    .filter((f) => f === base || f.startsWith(`${base}_data`) || f.startsWith(`${base}.data`))
     .reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
 }
 

@@ -712,8 +712,8 @@ def write_readme(out: Path, ev: dict) -> None:
         f"The base model alone (no expert) on the same messages as the single experts: style counts "
         f"{json.dumps(rp['base_model_style_counts'])}; {pct(rp['base_model_addresses_situation'])} address the situation.",
         "",
-        f"**Known weaknesses.** (1) {pct(1 - rp['routed_addresses_situation'])} of the replies to unseen messages give "
-        "another situation's advice: a",
+        f"**Known weaknesses.** (1) {pct(1 - rp['routed_addresses_situation'])} of the replies to unseen messages do not "
+        "carry their situation's advice (another situation's, or none that can be told): a",
         f"{m['parameters'] / 1e6:.1f} M-parameter model trained from scratch on "
         f"{tr.get('corpus', {}).get('messages', {}).get('train', 0):,} messages recognises the situation of a new "
         "message only so well (the router, a classifier on the same data,",

@@ -3,7 +3,7 @@ report): its sampled replies, alone at weight 1, to `--per` validation messages 
 export.py judges the test split (style: the pole whose unique template phrases occur most; situation: whose tip
 phrases occur most).
 
-  python scripts/demo/validate_expert.py --work /tmp/persona-demo --expert extraversion_low [--per 8]
+  python scripts/demo/validate_expert.py --work W --expert extraversion_low [--per 8]   (W: train.py's --work)
 """
 from __future__ import annotations
 

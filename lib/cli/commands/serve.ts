@@ -51,7 +51,7 @@ export function serveCommand(): Command {
     .option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (default: $PERSONAFUSE_API_KEY; /health, /ready, /metrics stay open)')
     .addOption(new Option('--log-format <format>', 'one line per request on stderr').choices(LOG_FORMATS).default('text'))
     .option('--cors <origin...>', 'let browsers call the API from these origins (* = any); answers OPTIONS preflights')
-    .option('--threads <n>', 'onnxruntime threads for the decoder (default: every core for a model of 64 MiB or more; one fewer below that, leaving a core to the event loop)', numberFlag('--threads'))
+    .option('--threads <n>', 'onnxruntime threads for the decoder, 1 to 1024 (default: every core for a model of 64 MiB or more on disk; one fewer below that, leaving a core to the event loop)', numberFlag('--threads'))
     .action(async (flags: ServeFlags) => {
       const requestTimeoutMs = flags.requestTimeout === undefined ? undefined : secondsToMs(flags.requestTimeout, '--request-timeout');
       const drainTimeoutMs = secondsToMs(flags.drainTimeout, '--drain-timeout');
