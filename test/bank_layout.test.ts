@@ -150,7 +150,7 @@ describe("loraLayout 'auto' (the default)", () => {
 
   test('the tiny fixture: per-row with all five experts (43% of its weights) or openness_high alone (14.3%), bank with neuroticism_low alone (3.6%)', async () => {
     const alone = async (name: string, loraLayout?: 'per-row') => {
-      return keep(await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders([name]), cacheDir, worker: false, loraLayout }));
+      return keep(await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders([name]), cacheDir, loraLayout }));
     };
     expect((await load('onnx-legacy', { loraLayout: undefined })).loraLayout).toBe('per-row');
     expect((await alone('openness_high')).loraLayout).toBe('per-row');

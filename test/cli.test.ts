@@ -33,7 +33,7 @@ describe('personafuse generate', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     const out = JSON.parse(lines[0]);
-    const m = await PersonaModel.load({ model: dir, adapters: Object.fromEntries(fs.readdirSync(path.join(dir, 'adapters')).sort().map((n) => [n, path.join(dir, 'adapters', n)])), worker: false });
+    const m = await PersonaModel.load({ model: dir, adapters: Object.fromEntries(fs.readdirSync(path.join(dir, 'adapters')).sort().map((n) => [n, path.join(dir, 'adapters', n)])) }); // the default runner: the CLI's in-thread generate must equal it
     try {
       const want = await m.generate({ messages: [{ role: 'user', content: 'Hello there' }], persona: { mix: { openness_high: 0.6, neuroticism_low: 0.4 } }, maxNewTokens: 8, temperature: 0 });
       expect(out).toMatchObject({ text: want.text, tokens: want.tokens, mix: want.mix, usage: want.usage, finishReason: want.finishReason });

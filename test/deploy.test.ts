@@ -48,7 +48,7 @@ let model: PersonaModel;
 let srv: RunningServer;
 
 beforeAll(async () => {
-  model = await loadModelFromFlags({ cacheDir }, { worker: false });
+  model = await loadModelFromFlags({ cacheDir }, { worker: true }); // as serve loads it
   const f = serveFlags();
   // as the container runs, but on loopback and a free port
   srv = await startServer(model, { port: 0, maxBatch: f.maxBatch as number, maxQueue: f.maxQueue as number, requestTimeoutMs: secondsToMs(f.requestTimeout, '--request-timeout') });

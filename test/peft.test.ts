@@ -560,7 +560,7 @@ describe('target_modules (PEFT 0.21 semantics)', () => {
     const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-peft-targets-'));
     try {
       const { PersonaModel } = await import('../lib');
-      const err = await PersonaModel.load({ model: path.join(__dirname, 'fixtures', 'tiny-llama', 'onnx-legacy'), adapters: { gpt_style: dir }, cacheDir, worker: false })
+      const err = await PersonaModel.load({ model: path.join(__dirname, 'fixtures', 'tiny-llama', 'onnx-legacy'), adapters: { gpt_style: dir }, cacheDir })
         .then(() => undefined, (e: Error) => e);
       expect(err).toBeInstanceOf(Error);
       for (const part of ["'gpt_style'", '[c_attn]', 'not found in the base model', 'q_proj (layers 0-1)']) expect(err!.message).toContain(part);

@@ -97,13 +97,13 @@ describe('Big Five profile -> mix', () => {
 describe("generate with persona 'auto'", () => {
   test('a router that routes to experts the model did not load is refused at load, naming them', async () => {
     const two = Object.fromEntries(Object.entries(adapterFolders()).slice(0, 2));
-    await expect(PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: two, cacheDir: tmp, router: ROUTER, worker: false }))
+    await expect(PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: two, cacheDir: tmp, router: ROUTER }))
       .rejects.toThrow(/not loaded as adapters: agreeableness_high, neuroticism_low, conscientiousness_high/);
   });
 
   test('the router picks the mix (the default when a router is loaded) and generation uses it', async () => {
     const m = await PersonaModel.load({
-      model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: ROUTER, worker: false,
+      model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: ROUTER,
     });
     try {
       const c = ref.cases[0];

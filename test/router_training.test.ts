@@ -192,7 +192,7 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     cfg.head.sizes = [64, 4];
     fs.writeFileSync(path.join(other, 'router.json'), JSON.stringify(cfg));
     writeHead(emptyHead([64, 4]), path.join(other, 'head.safetensors'));
-    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: other, worker: false });
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: other });
     try {
       await expect(model.route('hello')).rejects.toThrow(/trained on a model with hidden size 32; this model's features have 64/);
     } finally {

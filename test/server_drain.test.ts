@@ -23,7 +23,7 @@ const messages = [{ role: 'user', content: 'Tell me a long story' }];
 
 /** A request body that runs its whole budget (near-uniform sampling; the seed found on the same model in-process). */
 async function longRequest(): Promise<Record<string, unknown>> {
-  const model = await loadModelFromFlags({ cacheDir }, { worker: false });
+  const model = await loadModelFromFlags({ cacheDir }, { worker: true }); // as the server runs it
   try {
     for (let seed = 1; seed < 40; seed++) {
       const r = await model.generate({ messages, persona: { mix: {} }, maxNewTokens: 100, temperature: 5, topK: 0, topP: 1, seed });
