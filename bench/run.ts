@@ -68,7 +68,6 @@ function cpuInfo(): { model: string; family: string; modelId: string; flags: str
   return { model: field('model name') || os.cpus()[0]?.model || 'unknown', family: field('cpu family'), modelId: field('model'), flags };
 }
 
-
 function printResults(results: CaseResult[], limits: Limits): void {
   for (const t of BENCH_OPS.flatMap((b) => b.report)) printReportTable(t, results);
   console.log('\nlimits');

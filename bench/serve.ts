@@ -22,11 +22,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command } from 'commander';
-import { resultsFile, slug, table } from './harness';
+import { machineLoad, resultsFile, slug, table } from './harness';
 import { getJson, PersonaKind } from './serve/client';
 import { LevelResult, LoadMode, runLevel } from './serve/load';
 import { servableModel } from './serve/model_dir';
-import { machineLoad } from './harness';
 import { busiestProcesses, readRss, RssSampler, spawnServer, SpawnedServer } from './serve/server_process';
 import { PERSONA_KINDS, promptPool, requestSpec, supportedKinds } from './serve/workload';
 

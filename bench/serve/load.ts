@@ -14,10 +14,9 @@
 import { setMaxListeners } from 'node:events';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { RequestRecord, RequestSpec, streamChat } from './client';
-import { machineLoad } from '../harness';
 import { CpuMark, cpuBetween, cpuMark, readRss, RssSample } from './server_process';
 import { firstLast, percentiles, Percentiles, requestWindows, RequestWindow, timeWindows, TimeWindow } from './stats';
-import { rng } from '../harness';
+import { machineLoad, rng } from '../harness';
 
 export type LoadMode = { kind: 'closed'; concurrency: number } | { kind: 'open'; rate: number };
 

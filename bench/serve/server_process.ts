@@ -4,7 +4,6 @@
 // (/proc/<pid>/stat, process.cpuUsage, /proc/stat), load average and CPU pressure.
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 export interface ServerInfo {
@@ -183,7 +182,6 @@ export function cpuBetween(a: CpuMark, b: CpuMark): Record<string, number | null
     server_cores: cores(server), server_main_thread_cores: cores(serverMain), client_cores: cores(client), machine_busy_cores: cores(busy), others_cores: cores(others),
   };
 }
-
 
 /** The busiest other processes right now (CPU share over `ms`), for the record of what else ran. */
 export async function busiestProcesses(exclude: number[], ms = 1000, top = 6): Promise<{ pid: number; cmd: string; cores: number; rss_mib: number }[]> {

@@ -13,7 +13,6 @@ import type { SampledLogprobs } from './sampler';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
 
-
 const TS_BOOTSTRAP = `
 const fs = require('node:fs');
 const ts = require('typescript');

@@ -36,7 +36,6 @@ import { GenerateOptions } from '../engine/options';
 import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
 import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
-import { siteShapes } from '../decoder/mix_slots';
 import type { GateInput } from '../decoder/gate_slots';
 import { newRowMixes, openSiteBanks, SlotLayout, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';

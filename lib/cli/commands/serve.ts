@@ -61,16 +61,17 @@ export function serveCommand(): Command {
         logFormat: flags.logFormat, cors: flags.cors, defaultPersona: parsePersona(flags.persona),
       };
       resolveServerOptions(options, undefined, FLAG_NAMES); // before the model loads: a bad flag fails now
-      const threads = flags.threads === undefined ? serveThreads(modelBytesOnDisk(resolveModelFile(modelSetup(flags).model)))
-        : expectInteger(flags.threads, '--threads', 1, 1024);
-      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads: threads });
+      const threads = flags.threads === undefined ? undefined : expectInteger(flags.threads, '--threads', 1, 1024);
+      const setup = modelSetup(flags);
+      const intraOpNumThreads = threads ?? serveThreads(modelBytesOnDisk(resolveModelFile(setup.model)));
+      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads }, setup);
       // listen (and report ready) only once the worker's session is open: a model that cannot
       // load fails here, with its reason, instead of answering 500 to every request
       await model.ready();
       if (!options.servedModelNames && options.modelId === undefined) options.servedModelNames = [defaultModelId(model.modelFile)];
       const srv = await startServer(model, options, FLAG_NAMES);
       const modelId = options.servedModelNames?.[0] ?? options.modelId!;
-      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads };
+      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads: intraOpNumThreads };
       process.stdout.write(flags.json ? `${JSON.stringify(info)}\n`
         : `personafuse serving ${modelId} (${model.experts.length} experts${model.router ? ', router' : ''}) on ${srv.url}/v1\n`);
       const event = eventLogger(flags.logFormat, (line) => void process.stderr.write(`${line}\n`));
