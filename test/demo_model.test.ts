@@ -1,7 +1,8 @@
 // The embedded demonstration model (models/persona-demo, made by scripts/demo): the shipped files load
 // through the same public code path as any user model, persona mixes change the output, the greedy
-// continuations match the PyTorch references in eval.json, and the router picks the expected experts
-// for held-out situations.
+// continuations match the PyTorch references in eval.json, the default router (router/, trained in
+// Node) routes eval.json's examples as recorded and clears the everyday aims, and the tf-idf encoder
+// router (router-tfidf/) gives onnxruntime's top-2 for held-out situations.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +15,7 @@ import { argmax } from '../lib/engine/sampler';
 const DEMO = path.join(__dirname, '..', 'models', 'persona-demo');
 const ev = JSON.parse(fs.readFileSync(path.join(DEMO, 'eval.json'), 'utf8'));
 const routerConfig = JSON.parse(fs.readFileSync(path.join(DEMO, 'router', 'router.json'), 'utf8'));
+// the experts in the order every router of the demo lists them
 const experts: string[] = routerConfig.experts;
 
 interface Output { prompt: number; greedy_ids: number[]; margins: number[] }
@@ -54,7 +56,8 @@ afterAll(async () => {
 describe('models/persona-demo', () => {
   test('the shipped folder is complete and small', () => {
     for (const f of ['model.onnx', 'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json',
-      'router/model.onnx', 'router/router.json', 'router/tokenizer.json', 'eval.json', 'README.md']) {
+      'router/router.json', 'router/head.safetensors', 'router/report.json',
+      'router-tfidf/model.onnx', 'router-tfidf/router.json', 'router-tfidf/tokenizer.json', 'eval.json', 'README.md']) {
       expect(fs.existsSync(path.join(DEMO, f))).toBe(true);
     }
     for (const e of experts) {
@@ -107,14 +110,39 @@ describe('models/persona-demo', () => {
     });
 });
 
-describe('models/persona-demo router', () => {
-  const checks = ev.router.checks as {
+describe('models/persona-demo default router (router/)', () => {
+  test('a version 3 hidden-state router: eval.json\'s examples route to the mixes recorded when the demo was built', async () => {
+    expect(routerConfig).toMatchObject({ kind: 'hidden-state', version: 3, features: { ngrams: {} }, situations: {} });
+    const routed = await PersonaModel.load({
+      model: DEMO, adapters: Object.fromEntries(experts.map((e) => [e, path.join(DEMO, 'adapters', e)])), router: path.join(DEMO, 'router'), cacheDir,
+    });
+    try {
+      for (const ex of ev.router.examples as { user: string; routed_mix: Record<string, number> }[]) {
+        const { mix } = await routed.route(ex.user);
+        expect(Object.keys(mix)).toEqual(Object.keys(ex.routed_mix));
+        for (const [e, w] of Object.entries(ex.routed_mix)) expect(Math.abs(mix[e] - w)).toBeLessThan(1e-3);
+      }
+    } finally {
+      await routed.dispose();
+    }
+  });
+
+  test('its recorded accuracy: above the tf-idf router on the test split, and the issue\'s aims on the everyday messages (85% / 95%)', () => {
+    // test/router_training.test.ts checks that the router reproduces these numbers exactly
+    expect(ev.router.heldout_top2_set_accuracy).toBeGreaterThan(ev.router_tfidf.heldout_top2_set_accuracy);
+    expect(ev.router.everyday_top2_set_accuracy).toBeGreaterThanOrEqual(0.85);
+    expect(ev.router.everyday_top1_in_expected_pair).toBeGreaterThanOrEqual(0.95);
+  });
+});
+
+describe('models/persona-demo tf-idf router (router-tfidf/, the encoder kind)', () => {
+  const checks = ev.router_tfidf.checks as {
     heldout_top2_set_accuracy_onnx: number;
     heldout_cases: { situation: string; user: string; expected: string[]; predicted: string[]; top2_gap: number }[];
   };
   let router: PersonaRouter;
   beforeAll(async () => {
-    router = await PersonaRouter.load(path.join(DEMO, 'router'));
+    router = await PersonaRouter.load(path.join(DEMO, 'router-tfidf'));
   });
   afterAll(async () => {
     await router?.dispose();

@@ -151,7 +151,7 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     expect(() => readSplit(data, 'bad', table)).toThrow(/bad.jsonl:1: situation 'weather' is not in table.json/);
   });
 
-  test('trainRouter writes a v2 folder the model loads; routes equal from the worker and in-thread; same seed, same bytes', async () => {
+  test('trainRouter writes a version 3 folder (n-grams beside the hidden states, situations mapped to experts) the model loads; routes equal from the worker and in-thread; same seed, same bytes', async () => {
     const base = { model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp };
     const model = await PersonaModel.load({ ...base, worker: false });
     try {
@@ -160,15 +160,21 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
       await trainRouter(model, { data, out: path.join(tmp, 'router-b'), seed: 3, epochs: 40 });
       expect(fs.readFileSync(path.join(out, 'head.safetensors')).equals(fs.readFileSync(path.join(tmp, 'router-b', 'head.safetensors')))).toBe(true);
       const config = JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8'));
-      // the experts the table names, in the Big Five poles' order
-      expect(config).toMatchObject({ format: 'personafuse-router', version: 2, kind: 'hidden-state', experts: ['openness_high', 'extraversion_low', 'agreeableness_high', 'neuroticism_low'], features: { hiddenSize: 64 } });
+      // the experts the table names, in the Big Five poles' order; the head answers the two situations
+      expect(config).toMatchObject({
+        format: 'personafuse-router', version: 3, kind: 'hidden-state', experts: ['openness_high', 'extraversion_low', 'agreeableness_high', 'neuroticism_low'],
+        features: { hiddenSize: 64, ngrams: { word: [1, 2], char: [2, 5], buckets: 8192 } },
+        situations: { names: ['numbers', 'animals'], experts: [['openness_high', 'neuroticism_low'], ['agreeableness_high', 'extraversion_low']], weights: [0.6, 0.4], sharpen: 4 },
+        head: { sizes: [128 + 2 * 8192, 2] },
+      });
       expect(report.n).toBe(2);
       expect(report.curve!.length).toBeGreaterThan(0);
       for (const worker of [true, false]) {
         const routed = await PersonaModel.load({ ...base, router: out, worker });
         try {
           const r = await routed.route('cat dog bird');
-          expect(Object.keys(r.mix)).toHaveLength(2);
+          // a training message of 'animals': its pair, strongest first
+          expect(Object.keys(r.mix)).toEqual(['agreeableness_high', 'extraversion_low']);
           const again = await routed.generate({ prompt: 'cat dog bird', maxNewTokens: 2 });
           expect(again.mix).toEqual(Object.fromEntries(Object.entries(r.mix)));
           const ev = await evaluateRouter(routed, { data, split: 'train' });
@@ -183,11 +189,46 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     }
   });
 
+  test('hidden states only (ngramBuckets 0, targets experts) with a hidden layer; a version 2 router.json of that shape still loads and routes', async () => {
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp });
+    const out = path.join(tmp, 'router-c');
+    try {
+      await trainRouter(model, { data, out, seed: 1, epochs: 20, ngramBuckets: 0, targets: 'experts', hidden: [5] });
+    } finally {
+      await model.dispose();
+    }
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8'));
+    expect(config.features).toEqual({ pooling: ['mean', 'last'], hiddenSize: 64 });
+    expect(config.head.sizes).toEqual([128, 5, 4]);
+    expect(config.situations).toBeUndefined();
+    fs.writeFileSync(path.join(out, 'router.json'), JSON.stringify({ ...config, version: 2 }));
+    const routed = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: out });
+    try {
+      expect(Object.keys((await routed.route('cat dog')).mix)).toHaveLength(2);
+    } finally {
+      await routed.dispose();
+    }
+  });
+
+  test('bad training options are refused by name before any work', async () => {
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp });
+    try {
+      const out = path.join(tmp, 'router-bad');
+      await expect(trainRouter(model, { data, out, hiddenWeight: -1 })).rejects.toThrow(/Expected a positive number for hiddenWeight but received -1/);
+      await expect(trainRouter(model, { data, out, sharpen: 0 })).rejects.toThrow(/for sharpen/);
+      await expect(trainRouter(model, { data, out, ngramBuckets: 1.5 })).rejects.toThrow(/for ngramBuckets/);
+      await expect(trainRouter(model, { data, out, targets: 'pairs' as never })).rejects.toThrow(/for targets/);
+      await expect(trainRouter(model, { data, out, hidden: [4] })).rejects.toThrow(/linear head: train hidden layers with ngramBuckets 0/);
+      expect(fs.existsSync(out)).toBe(false);
+    } finally {
+      await model.dispose();
+    }
+  });
+
   test('a router trained for another hidden size says so when it routes', async () => {
-    const out = path.join(tmp, 'router-a');
     const other = path.join(tmp, 'router-wrong');
     fs.mkdirSync(other);
-    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8'));
+    const cfg = JSON.parse(fs.readFileSync(path.join(tmp, 'router-c', 'router.json'), 'utf8'));
     cfg.features.hiddenSize = 32;
     cfg.head.sizes = [64, 4];
     fs.writeFileSync(path.join(other, 'router.json'), JSON.stringify(cfg));
@@ -213,15 +254,19 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
   });
 });
 
-describe('the demo model\'s hidden-state router (models/persona-demo/router-hidden)', () => {
-  test('loads through the model and scores on the test split exactly what its report.json says (training is reproducible)', async () => {
+describe('the demo model\'s default router (models/persona-demo/router, trained by router train)', () => {
+  test('loads through the model and scores on the test and everyday splits exactly what its report.json and eval.json say', async () => {
     const DEMO = path.join(__dirname, '..', 'models', 'persona-demo');
-    const dir = path.join(DEMO, 'router-hidden');
+    const dir = path.join(DEMO, 'router');
     const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8'));
+    const everyday = JSON.parse(fs.readFileSync(path.join(DEMO, 'eval.json'), 'utf8')).router.everyday_report;
     const model = await PersonaModel.load({ model: DEMO, adapters: Object.fromEntries(BIG_FIVE_POLES.map((e) => [e, path.join(DEMO, 'adapters', e)])), router: dir, cacheDir: tmp });
     try {
-      const r = await evaluateRouter(model, { data: path.join(__dirname, '..', 'data', 'situations'), split: 'test' });
+      const data = path.join(__dirname, '..', 'data', 'situations');
+      const r = await evaluateRouter(model, { data, split: 'test' });
       expect({ n: r.n, top2: r.top2, top1InPair: r.top1InPair }).toEqual({ n: report.n, top2: report.top2, top1InPair: report.top1InPair });
+      const e = await evaluateRouter(model, { data, split: 'everyday' });
+      expect({ n: e.n, top2: e.top2, top1InPair: e.top1InPair }).toEqual({ n: everyday.n, top2: everyday.top2, top1InPair: everyday.top1InPair });
     } finally {
       await model.dispose();
     }

@@ -1,7 +1,8 @@
 // Training and evaluating routers with the model they serve (lib/router/train.ts does the maths):
 //
 //   trainRouter(model, { data, out })   features of every message (the model's pooled hidden
-//                                        states, batched), a head trained on the train split with
+//                                        states, batched, and hashed n-grams with an idf from the
+//                                        train split), a head trained on the train split with
 //                                        early stopping on validation, the router folder written,
 //                                        and its report on the test split
 //   evaluateRouter(model, { data })      the same report for whatever router the model has
@@ -11,10 +12,13 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HEAD_FILE, HiddenStateRouter } from '../router/hidden_router';
 import { writeHead } from '../router/head';
-import { HIDDEN_ROUTER_VERSION, ROUTER_FORMAT, HiddenRouterConfig } from '../router/router_config';
+import { fitIdf, NGRAM_DEFAULTS, NgramConfig, ngramFeatures } from '../router/ngrams';
+import { HIDDEN_ROUTER_VERSION, ROUTER_FORMAT, HiddenRouterConfig, SituationOutputs } from '../router/router_config';
+import { expertsOfSituations, situationTable } from '../router/situation_outputs';
 import { formatReport, ranked, RouterReport, scoreRoutes } from '../router/report';
 import { BIG_FIVE_POLES, LabelledMessage, readSituationTable, readSplit, SituationTable, targetDistribution } from '../router/situations';
 import { EpochStats, trainHead, TrainOptions } from '../router/train';
+import { expectInteger, rangeError } from '../errors';
 import type { PersonaModel } from './persona_model';
 
 export type Progress = (stage: string, done: number, total: number) => void;
@@ -28,6 +32,14 @@ export interface TrainRouterOptions extends TrainOptions {
   maxLength?: number;
   /** messages per feature batch (default 32) */
   featureBatch?: number;
+  /** hashed n-gram buckets per block (words, characters) beside the hidden states; 0: hidden states only (default 8192) */
+  ngramBuckets?: number;
+  /** the hidden states' weight beside the n-grams (default 0.1: their standardized vector's norm is about this) */
+  hiddenWeight?: number;
+  /** what the head answers: the table's situations (mapped to experts) or the experts directly (default 'situations') */
+  targets?: 'situations' | 'experts';
+  /** the power situation probabilities are raised to before they are mapped to experts (default 4) */
+  sharpen?: number;
   onProgress?: Progress;
   onEpoch?: (s: EpochStats) => void;
 }
@@ -64,19 +76,48 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   const experts = [...BIG_FIVE_POLES.filter((e) => named.has(e)), ...[...named].filter((e) => !BIG_FIVE_POLES.includes(e))];
   const maxLength = o.maxLength ?? 96;
   const batch = o.featureBatch ?? 32;
+  const buckets = expectInteger(o.ngramBuckets ?? NGRAM_DEFAULTS.buckets, 'ngramBuckets', 0, 1 << 20);
+  if (buckets > 0 && (o.hidden ?? []).some((w) => w > 0)) throw new Error('A router that reads n-grams has a linear head: train hidden layers with ngramBuckets 0');
+  for (const [arg, v] of [['hiddenWeight', o.hiddenWeight], ['sharpen', o.sharpen]] as const) {
+    if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw rangeError(arg, 'a positive number', String(v));
+  }
+  if (o.targets !== undefined && o.targets !== 'situations' && o.targets !== 'experts') throw rangeError('targets', "'situations' or 'experts'", String(o.targets));
+  const ngrams: NgramConfig | undefined = buckets > 0 ? { ...NGRAM_DEFAULTS, buckets } : undefined;
+  const idf = ngrams ? fitIdf(train.map((m) => m.text), ngrams) : undefined;
+  const sharpen = o.sharpen ?? 4;
+  const situations: SituationOutputs | undefined = (o.targets ?? 'situations') === 'situations'
+    ? { names: table.situations.map((s) => s.name), experts: table.situations.map((s) => s.experts), weights: table.weights, sharpen }
+    : undefined;
+  const situationT = situations ? situationTable(situations, experts) : undefined;
+  const target = (situation: string) => situations
+    ? Float32Array.from(situations.names, (n) => (n === situation ? 1 : 0))
+    : targetDistribution(table, situation, experts);
   const examples = async (msgs: LabelledMessage[], stage: string) => {
     const xs = await featuresOf(model, msgs, maxLength, batch, stage, o.onProgress);
-    return msgs.map((m, i) => ({ x: xs[i], target: targetDistribution(table, m.situation, experts) }));
+    return msgs.map((m, i) => ({ x: xs[i], sparse: ngrams ? ngramFeatures(m.text, ngrams, idf!) : undefined, target: target(m.situation) }));
   };
   const trainEx = await examples(train, 'features (train)');
   const valEx = await examples(validation, 'features (validation)');
-  const { head, curve } = trainHead(trainEx, valEx, o, o.onEpoch);
   const H = trainEx[0].x.length / 2;
+  const hiddenWeight = o.hiddenWeight ?? 0.1;
+  // a sparse linear head over 2B + 2H inputs learns fastest with larger steps on larger batches
+  const steps = ngrams ? { lr: o.lr ?? 3e-2, batchSize: o.batchSize ?? 256 } : {};
+  const { head, curve } = trainHead(trainEx, valEx, { ...o, ...steps }, o.onEpoch, {
+    sparseSize: ngrams ? 2 * buckets : 0,
+    // the standardized hidden vector (norm about sqrt(2H)) scaled to norm hiddenWeight, beside n-gram blocks of norm 1
+    denseScale: ngrams ? hiddenWeight / Math.sqrt(2 * H) : 1,
+    expertsOf: situationT ? (p) => expertsOfSituations(p, situationT, sharpen) : undefined,
+  });
+  head.idf = idf;
   const config: HiddenRouterConfig = {
     kind: 'hidden-state', version: HIDDEN_ROUTER_VERSION, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
-    features: { pooling: ['mean', 'last'], hiddenSize: H },
-    head: { sizes: [2 * H, ...(o.hidden ?? []), experts.length], activation: 'tanh' },
-    trainedOn: { model: path.basename(path.dirname(model.modelFile)), data: path.basename(path.resolve(o.data)), train: train.length, validation: validation.length, seed: o.seed ?? 0 },
+    features: { pooling: ['mean', 'last'], hiddenSize: H, ...(ngrams ? { ngrams } : {}) },
+    head: { sizes: [2 * H + (ngrams ? 2 * buckets : 0), ...(o.hidden ?? []), situations ? situations.names.length : experts.length], activation: 'tanh' },
+    ...(situations ? { situations } : {}),
+    trainedOn: {
+      model: path.basename(path.dirname(model.modelFile)), data: path.basename(path.resolve(o.data)), train: train.length, validation: validation.length, seed: o.seed ?? 0,
+      ...(ngrams ? { hiddenWeight } : {}),
+    },
   };
   fs.mkdirSync(o.out, { recursive: true });
   fs.writeFileSync(path.join(o.out, 'router.json'), `${JSON.stringify({ format: ROUTER_FORMAT, ...config }, null, 2)}\n`);

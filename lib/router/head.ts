@@ -1,12 +1,15 @@
-// The head of a hidden-state router: standardized features -> expert logits.
+// The head of a hidden-state router: standardized features -> logits (over experts, or over
+// situations that router.json maps to experts).
 //
-//   z_0 = (x - mean) / std                                   x: the pooled hidden states [F]
-//   z_l = tanh(W_l z_{l-1} + b_l)        for the hidden layers (none for a linear head)
-//   logits = W_L z_{L-1} + b_L                               [E]
-// Weights in head.safetensors: feature_mean [F], feature_std [F], layers.<l>.weight [out, in],
-// layers.<l>.bias [out] (float32).
+//   z_0 = [ (x - mean) / std ; s ]        x: the pooled hidden states [D], dense
+//                                         s: n-gram features [S] (ngrams.ts), sparse; S = 0 without them
+//   z_l = tanh(W_l z_{l-1} + b_l)         for the hidden layers (none for a linear head)
+//   logits = W_L z_{L-1} + b_L            [E or C]
+// Weights in head.safetensors (float32): feature_mean [D], feature_std [D], layers.<l>.weight
+// [out, in], layers.<l>.bias [out], and ngram_idf [S] when the router reads n-grams.
 import * as fs from 'node:fs';
 import { encodeSafetensors, readSafetensors, tensorF32, TensorToWrite } from '../adapters';
+import type { SparseVector } from './ngrams';
 
 export interface HeadLayer {
   /** [out, in], row-major */
@@ -17,17 +20,19 @@ export interface HeadLayer {
 }
 
 export interface Head {
+  /** [D] over the dense features; the sparse ones (layers[0].in - D of them) are used as they come */
   mean: Float32Array;
   std: Float32Array;
   layers: HeadLayer[];
+  /** [S] the n-gram idf, for a router that reads n-grams */
+  idf?: Float32Array;
 }
 
-/** Layer sizes [F, hidden..., E] -> zero-initialised layers (the trainer fills them). */
-export function emptyHead(sizes: readonly number[]): Head {
-  const F = sizes[0];
+/** Layer sizes [D + S, hidden..., E] -> zero-initialised layers (the trainer fills them). */
+export function emptyHead(sizes: readonly number[], denseSize = sizes[0]): Head {
   return {
-    mean: new Float32Array(F),
-    std: new Float32Array(F).fill(1),
+    mean: new Float32Array(denseSize),
+    std: new Float32Array(denseSize).fill(1),
     layers: sizes.slice(1).map((out, l) => ({ w: new Float32Array(out * sizes[l]), b: new Float32Array(out), in: sizes[l], out })),
   };
 }
@@ -39,8 +44,11 @@ export function standardize(head: Head, x: Float32Array): Float32Array {
   return z;
 }
 
-/** Every layer's output for one standardized input (activations[0] = z, the last = logits). */
-export function forwardLayers(head: Head, z: Float32Array): Float32Array[] {
+/**
+ * Every layer's output for one input: z the standardized dense features, `sparse` the n-gram ones
+ * (indices counted from the end of z). activations[0] = z (the dense part), the last = logits.
+ */
+export function forwardLayers(head: Head, z: Float32Array, sparse?: SparseVector): Float32Array[] {
   const acts = [z];
   head.layers.forEach((layer, l) => {
     const x = acts[acts.length - 1];
@@ -48,7 +56,8 @@ export function forwardLayers(head: Head, z: Float32Array): Float32Array[] {
     for (let o = 0; o < layer.out; o++) {
       let s = layer.b[o];
       const row = o * layer.in;
-      for (let i = 0; i < layer.in; i++) s += layer.w[row + i] * x[i];
+      for (let i = 0; i < x.length; i++) s += layer.w[row + i] * x[i];
+      if (l === 0 && sparse) for (let k = 0; k < sparse.idx.length; k++) s += layer.w[row + z.length + sparse.idx[k]] * sparse.val[k];
       y[o] = l < head.layers.length - 1 ? Math.tanh(s) : s;
     }
     acts.push(y);
@@ -56,9 +65,9 @@ export function forwardLayers(head: Head, z: Float32Array): Float32Array[] {
   return acts;
 }
 
-/** Expert logits of raw (pooled, not yet standardized) features. */
-export function headLogits(head: Head, features: Float32Array): Float32Array {
-  const acts = forwardLayers(head, standardize(head, features));
+/** Logits of raw (pooled, not yet standardized) features and, if the router reads them, n-grams. */
+export function headLogits(head: Head, features: Float32Array, sparse?: SparseVector): Float32Array {
+  const acts = forwardLayers(head, standardize(head, features), sparse);
   return acts[acts.length - 1];
 }
 
@@ -69,11 +78,15 @@ export function writeHead(head: Head, file: string): void {
     tensors[`layers.${l}.weight`] = f32(layer.w, [layer.out, layer.in]);
     tensors[`layers.${l}.bias`] = f32(layer.b, [layer.out]);
   });
+  if (head.idf) tensors.ngram_idf = f32(head.idf, [head.idf.length]);
   fs.writeFileSync(file, encodeSafetensors(tensors, { format: 'personafuse-router-head' }));
 }
 
-/** The head in `file`, checked against the layer sizes router.json declares. */
-export function readHead(file: string, sizes: readonly number[]): Head {
+/**
+ * The head in `file`, checked against what router.json declares: the layer sizes, the dense
+ * features' count and, for a router that reads n-grams, the idf's length.
+ */
+export function readHead(file: string, sizes: readonly number[], denseSize = sizes[0], idfSize = 0): Head {
   const st = readSafetensors(file);
   const get = (name: string, shape: number[]): Float32Array => {
     const t = st.tensors.get(name);
@@ -83,10 +96,10 @@ export function readHead(file: string, sizes: readonly number[]): Head {
     }
     return tensorF32(t, name).slice();
   };
-  const F = sizes[0];
   return {
-    mean: get('feature_mean', [F]),
-    std: get('feature_std', [F]),
+    mean: get('feature_mean', [denseSize]),
+    std: get('feature_std', [denseSize]),
     layers: sizes.slice(1).map((out, l) => ({ w: get(`layers.${l}.weight`, [out, sizes[l]]), b: get(`layers.${l}.bias`, [out]), in: sizes[l], out })),
+    ...(idfSize > 0 ? { idf: get('ngram_idf', [idfSize]) } : {}),
   };
 }

@@ -12,11 +12,18 @@
 //     "head": { "sizes": [2H, hidden..., E], "activation": "tanh" } }
 //   beside it head.safetensors (lib/router/head.ts); routing one message costs one prefill of it
 //   on the base model (no persona), through the model's own tokenizer.
+// hidden-state, version 3 adds two optional fields (a version 2 folder reads as before):
+//     "features": { ..., "ngrams": { "word": [1, 2], "char": [2, 5], "buckets": B } }
+//        hashed n-grams of the message beside the hidden states (lib/router/ngrams.ts): the head
+//        reads 2H + 2B features and is linear; head.safetensors holds their idf
+//     "situations": { "names": [C names], "experts": [[first, second], ...], "weights": [0.6, 0.4], "sharpen": 4 }
+//        the head answers C situations, mapped to experts through this table (situation_outputs.ts)
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { NgramConfig } from './ngrams';
 
 export const ROUTER_FORMAT = 'personafuse-router';
-export const HIDDEN_ROUTER_VERSION = 2;
+export const HIDDEN_ROUTER_VERSION = 3;
 
 interface CommonConfig {
   experts: string[];
@@ -30,11 +37,23 @@ export interface EncoderRouterConfig extends CommonConfig {
   kind: 'encoder';
 }
 
+/** A head that answers situations, and the table that maps them to experts. */
+export interface SituationOutputs {
+  names: string[];
+  /** each situation's experts, strongest first */
+  experts: string[][];
+  /** the weight of each situation's first, second, ... expert */
+  weights: number[];
+  /** situation probabilities are raised to this power (then renormalised) before the mapping */
+  sharpen: number;
+}
+
 export interface HiddenRouterConfig extends CommonConfig {
   kind: 'hidden-state';
   version: number;
-  features: { pooling: ['mean', 'last']; hiddenSize: number };
+  features: { pooling: ['mean', 'last']; hiddenSize: number; ngrams?: NgramConfig };
   head: { sizes: number[]; activation: 'tanh' };
+  situations?: SituationOutputs;
   /** what it was trained on, for the report (free-form) */
   trainedOn?: Record<string, unknown>;
 }
@@ -71,10 +90,38 @@ export function parseRouterConfig(raw: Record<string, unknown>, file = 'router.j
   if (typeof H !== 'number' || !Number.isInteger(H) || H < 1 || JSON.stringify(features?.pooling) !== '["mean","last"]') {
     throw bad('features', '{ "pooling": ["mean", "last"], "hiddenSize": <the base model\'s hidden size> }');
   }
+  const ngrams = features?.ngrams === undefined ? undefined : parseNgrams(features.ngrams, () => bad('features', '"ngrams": { "word": [min, max], "char": [min, max], "buckets": <positive integer> }'));
+  const situations = raw.situations === undefined ? undefined : parseSituations(raw.situations, experts as string[], () => bad('situations',
+    '{ "names": [...], "experts": [[names from experts], ...] (one list per name, all as long as weights), "weights": [positive numbers], "sharpen": <positive number> }'));
+  const inputs = 2 * H + (ngrams ? 2 * ngrams.buckets : 0);
+  const outputs = situations ? situations.names.length : experts.length;
   const head = raw.head as HiddenRouterConfig['head'] | undefined;
   const sizes = head?.sizes;
-  const sizesOk = Array.isArray(sizes) && sizes.length >= 2 && sizes.every((n) => Number.isInteger(n) && n > 0) && sizes[0] === 2 * H && sizes[sizes.length - 1] === experts.length;
-  if (!sizesOk || head?.activation !== 'tanh') throw bad('head', `{ "sizes": [${2 * H}, ..., ${experts.length}], "activation": "tanh" }`);
+  const sizesOk = Array.isArray(sizes) && sizes.length >= 2 && sizes.every((n) => Number.isInteger(n) && n > 0) && sizes[0] === inputs && sizes[sizes.length - 1] === outputs && (!ngrams || sizes.length === 2);
+  if (!sizesOk || head?.activation !== 'tanh') throw bad('head', `{ "sizes": [${inputs}, ${ngrams ? '' : '..., '}${outputs}], "activation": "tanh" }`);
   const trainedOn = typeof raw.trainedOn === 'object' && raw.trainedOn !== null ? (raw.trainedOn as Record<string, unknown>) : undefined;
-  return { kind, version, ...common, features: { pooling: ['mean', 'last'], hiddenSize: H }, head: { sizes: sizes as number[], activation: 'tanh' }, trainedOn };
+  return {
+    kind, version, ...common, features: { pooling: ['mean', 'last'], hiddenSize: H, ...(ngrams ? { ngrams } : {}) },
+    head: { sizes: sizes as number[], activation: 'tanh' }, ...(situations ? { situations } : {}), trainedOn,
+  };
+}
+
+function parseNgrams(raw: unknown, bad: () => Error): NgramConfig {
+  const r = raw as Partial<NgramConfig> | null;
+  const range = (v: unknown) => Array.isArray(v) && v.length === 2 && v.every((n) => Number.isInteger(n) && n >= 1) && v[0] <= v[1];
+  if (typeof r !== 'object' || r === null || !range(r.word) || !range(r.char) || !Number.isInteger(r.buckets) || (r.buckets as number) < 1) throw bad();
+  return { word: [r.word![0], r.word![1]], char: [r.char![0], r.char![1]], buckets: r.buckets as number };
+}
+
+function parseSituations(raw: unknown, experts: string[], bad: () => Error): SituationOutputs {
+  const r = raw as Partial<SituationOutputs> | null;
+  if (typeof r !== 'object' || r === null) throw bad();
+  const { names, experts: lists, weights, sharpen } = r;
+  const ok = Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string') && new Set(names).size === names.length
+    && Array.isArray(weights) && weights.length > 0 && weights.every((w) => typeof w === 'number' && w > 0)
+    && Array.isArray(lists) && lists.length === names.length
+    && lists.every((l) => Array.isArray(l) && l.length === weights.length && l.every((e) => experts.includes(e)))
+    && typeof sharpen === 'number' && sharpen > 0;
+  if (!ok) throw bad();
+  return { names: names!, experts: lists!, weights: weights!, sharpen: sharpen! };
 }

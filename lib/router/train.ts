@@ -5,10 +5,14 @@
 //   AdamW (β1 0.9, β2 0.999, ε 1e-8; weight decay decoupled, on weights only), mini-batches in a
 //   seeded order, early stopping: the parameters of the epoch with the lowest validation loss are
 //   kept, and training stops after `patience` epochs without a new best.
-// Features are standardized with the training set's mean and standard deviation (kept in the head).
+// Dense features are standardized with the training set's mean and standard deviation (kept in
+// the head), times 1 / denseScale when sparse n-gram features sit beside them (their balance).
+// A head's targets are either expert distributions or one-hot situations; `expertsOf` maps a
+// distribution over its outputs to one over experts for the top-2 the curve reports.
 import { topkSoftmax } from '../kernels';
 import { mulberry32 } from '../rng';
 import { emptyHead, forwardLayers, Head, standardize } from './head';
+import type { SparseVector } from './ngrams';
 
 export interface TrainOptions {
   /** widths of hidden layers ([] = a linear head) */
@@ -22,8 +26,21 @@ export interface TrainOptions {
 }
 
 export interface Example {
+  /** dense features (pooled hidden states) */
   x: Float32Array;
+  /** n-gram features, when the head reads them */
+  sparse?: SparseVector;
   target: Float32Array;
+}
+
+/** What the head reads and answers beyond its dense features. */
+export interface HeadShape {
+  /** sparse features after the dense ones (0: none) */
+  sparseSize: number;
+  /** the standardized dense features' scale: their std is divided by this (1: as they are) */
+  denseScale: number;
+  /** a distribution over the head's outputs -> one over experts (identity when it answers experts) */
+  expertsOf?: (p: Float32Array) => Float32Array;
 }
 
 export interface EpochStats {
@@ -45,13 +62,14 @@ export function softmaxRows(logits: Float32Array, E: number): Float32Array {
   return p;
 }
 
-/** Mean cross-entropy and top-2 accuracy of the head on standardized examples. */
-export function evaluateHead(head: Head, zs: readonly Float32Array[], targets: readonly Float32Array[]): { loss: number; top2: number } {
+/** Mean cross-entropy and top-2 accuracy (over experts) of the head on standardized examples. */
+export function evaluateHead(head: Head, zs: readonly Float32Array[], targets: readonly Float32Array[], sparse: readonly (SparseVector | undefined)[] = [],
+  expertsOf: (p: Float32Array) => Float32Array = (p) => p): { loss: number; top2: number } {
   if (zs.length === 0) return { loss: 0, top2: 0 };
   const E = head.layers[head.layers.length - 1].out;
   const logits = new Float32Array(zs.length * E);
   zs.forEach((z, i) => {
-    const acts = forwardLayers(head, z);
+    const acts = forwardLayers(head, z, sparse[i]);
     logits.set(acts[acts.length - 1], i * E);
   });
   const p = softmaxRows(logits, E);
@@ -59,7 +77,7 @@ export function evaluateHead(head: Head, zs: readonly Float32Array[], targets: r
   let hits = 0;
   targets.forEach((t, i) => {
     for (let e = 0; e < E; e++) if (t[e] > 0) loss -= t[e] * Math.log(Math.max(p[i * E + e], 1e-12));
-    if (sameSet(topTwo(p.subarray(i * E, (i + 1) * E)), topTwo(t))) hits++;
+    if (sameSet(topTwo(expertsOf(p.slice(i * E, (i + 1) * E))), topTwo(expertsOf(t)))) hits++;
   });
   return { loss: loss / zs.length, top2: hits / zs.length };
 }
@@ -77,10 +95,11 @@ function sameSet(a: number[], b: number[]): boolean {
  * The mean loss of a batch and its gradients, written into `grads` (zeroed first; one array per
  * parameter, in the order [w_0, b_0, w_1, b_1, ...]).
  */
-export function accumulateGradients(head: Head, zs: readonly Float32Array[], targets: readonly Float32Array[], grads: Float32Array[]): number {
+export function accumulateGradients(head: Head, zs: readonly Float32Array[], targets: readonly Float32Array[], grads: Float32Array[],
+  sparse: readonly (SparseVector | undefined)[] = []): number {
   const E = head.layers[head.layers.length - 1].out;
   grads.forEach((g) => g.fill(0));
-  const acts = zs.map((z) => forwardLayers(head, z));
+  const acts = zs.map((z, r) => forwardLayers(head, z, sparse[r]));
   const logits = new Float32Array(zs.length * E);
   acts.forEach((a, r) => logits.set(a[a.length - 1], r * E));
   const p = softmaxRows(logits, E);
@@ -97,11 +116,13 @@ export function accumulateGradients(head: Head, zs: readonly Float32Array[], tar
       const x = acts[r][l];
       const gw = grads[2 * l];
       const gb = grads[2 * l + 1];
+      const sp = l === 0 ? sparse[r] : undefined;
       for (let out = 0; out < layer.out; out++) {
         const d = delta[out];
         gb[out] += d;
         const row = out * layer.in;
-        for (let k = 0; k < layer.in; k++) gw[row + k] += d * x[k];
+        for (let k = 0; k < x.length; k++) gw[row + k] += d * x[k];
+        if (sp) for (let k = 0; k < sp.idx.length; k++) gw[row + x.length + sp.idx[k]] += d * sp.val[k];
       }
       if (l === 0) break;
       const prev = new Float32Array(layer.in);
@@ -119,29 +140,36 @@ export function accumulateGradients(head: Head, zs: readonly Float32Array[], tar
 }
 
 /** Trains a head on `train`, stopping early on `validation`; returns it and its curve. */
-export function trainHead(train: readonly Example[], validation: readonly Example[], options: TrainOptions = {}, onEpoch?: (s: EpochStats) => void): { head: Head; curve: EpochStats[] } {
+export function trainHead(train: readonly Example[], validation: readonly Example[], options: TrainOptions = {}, onEpoch?: (s: EpochStats) => void,
+  shape: HeadShape = { sparseSize: 0, denseScale: 1 }): { head: Head; curve: EpochStats[] } {
   // an option given as undefined keeps its default
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const o: Required<TrainOptions> = { ...TRAIN_DEFAULTS, ...given };
   if (train.length === 0) throw new Error('No training examples');
   const F = train[0].x.length;
   const E = train[0].target.length;
+  if (shape.sparseSize > 0 && o.hidden.length > 0) throw new Error('A head that reads n-grams is linear: no hidden layers');
   const rand = mulberry32(o.seed >>> 0);
-  const head = emptyHead([F, ...o.hidden, E]);
+  const head = emptyHead([F + shape.sparseSize, ...o.hidden, E], F);
   // standardization from the training set
   for (const ex of train) for (let i = 0; i < F; i++) head.mean[i] += ex.x[i] / train.length;
   const variance = new Float64Array(F);
   for (const ex of train) for (let i = 0; i < F; i++) variance[i] += (ex.x[i] - head.mean[i]) ** 2 / train.length;
-  for (let i = 0; i < F; i++) head.std[i] = Math.sqrt(variance[i]) + 1e-6;
-  // Glorot-uniform weights (seeded), zero biases
+  for (let i = 0; i < F; i++) head.std[i] = (Math.sqrt(variance[i]) + 1e-6) / shape.denseScale;
+  // Glorot-uniform weights (seeded), zero biases; n-gram weights start at zero, so a bucket no
+  // training message hit adds nothing
   for (const layer of head.layers) {
     const a = Math.sqrt(6 / (layer.in + layer.out));
     for (let i = 0; i < layer.w.length; i++) layer.w[i] = (2 * rand() - 1) * a;
   }
+  const first = head.layers[0];
+  for (let o2 = 0; o2 < first.out; o2++) first.w.fill(0, o2 * first.in + F, (o2 + 1) * first.in);
   const zTrain = train.map((ex) => standardize(head, ex.x));
   const zVal = validation.map((ex) => standardize(head, ex.x));
   const tTrain = train.map((ex) => ex.target);
   const tVal = validation.map((ex) => ex.target);
+  const sTrain = train.map((ex) => ex.sparse);
+  const sVal = validation.map((ex) => ex.sparse);
 
   const params = head.layers.flatMap((l) => [{ v: l.w, decay: true }, { v: l.b, decay: false }]);
   const m = params.map((p) => new Float32Array(p.v.length));
@@ -160,7 +188,7 @@ export function trainHead(train: readonly Example[], validation: readonly Exampl
     let trainLoss = 0;
     for (let start = 0; start < order.length; start += o.batchSize) {
       const batch = order.slice(start, start + o.batchSize);
-      trainLoss += accumulateGradients(head, batch.map((i) => zTrain[i]), batch.map((i) => tTrain[i]), grads) * batch.length;
+      trainLoss += accumulateGradients(head, batch.map((i) => zTrain[i]), batch.map((i) => tTrain[i]), grads, batch.map((i) => sTrain[i])) * batch.length;
       step++;
       const b1 = 0.9, b2 = 0.999, eps = 1e-8;
       const c1 = 1 - b1 ** step, c2 = 1 - b2 ** step;
@@ -174,7 +202,7 @@ export function trainHead(train: readonly Example[], validation: readonly Exampl
         }
       });
     }
-    const val = evaluateHead(head, zVal, tVal);
+    const val = evaluateHead(head, zVal, tVal, sVal, shape.expertsOf);
     const stats = { epoch, trainLoss: trainLoss / train.length, validationLoss: val.loss, validationTop2: val.top2 };
     curve.push(stats);
     onEpoch?.(stats);

@@ -5,13 +5,16 @@
 
 Writes models/persona-demo/: model.onnx (torch.onnx legacy exporter, KV cache, weights inline, f32),
 config.json, generation_config.json, tokenizer.json, tokenizer_config.json, adapters/<10 experts>/,
-router/{model.onnx, router.json, tokenizer.json}, eval.json, README.md.
+router-tfidf/{model.onnx, router.json, tokenizer.json} (the encoder router train.py trained), router/ (the default
+router: `personafuse router train` run in Node on the exported base, so build the package first: npm run build),
+eval.json, README.md.
 
 Checks (recorded in eval.json): ONNX vs PyTorch logits (left-padded batch prefill, one decode step with the
-cache, and the no-cache path), router ONNX vs PyTorch, and greedy continuations of fixed prompts for several persona
+cache, and the no-cache path), tf-idf router ONNX vs PyTorch, and greedy continuations of fixed prompts for several persona
 mixes, computed in PyTorch on base weights merged in float64 straight from the adapter files:
 W' = W + sum_i w_i * scale_i * B_i A_i (our runtime's semantics).
-Report, on the TEST split of data/situations (never used in training): the router's top-2 / top-1 per situation;
+Report, on the TEST split of data/situations (never used in training): the default router's top-2 / top-1 per
+situation (and on data/situations/everyday.jsonl);
 sampled replies of each expert alone (share in the expert's style, judged by the pole's unique template phrases)
 and of the routed mix (persona "auto"; share in the style of a routed expert); for both, the share of replies that
 address the message's situation, judged by which situation's tip phrases the reply contains; twenty sampled test
@@ -291,7 +294,7 @@ def per_situation(rows: list[dict], key: str) -> dict:
     return {s: round(h / n, 4) for s, (h, n) in acc.items()}
 
 
-def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_per_situation: int = 4,
+def test_replies(merger: Merger, tok, route_of, test: list[dict], per_expert_per_situation: int = 4,
                  routed_per_situation: int = 1000) -> dict:
     """Sampled replies to TEST-split messages (data/situations/test.jsonl, never trained on):
     - each expert alone at weight 1, per_expert_per_situation messages of every situation (one sample each): the
@@ -330,7 +333,7 @@ def test_replies(merger: Merger, tok, rsess, rtok, test: list[dict], per_expert_
         base_addr += classify_situation(text) == e["situation"]
     routed = []
     for i, e in enumerate(routed_msgs):
-        mix = route(rsess, rtok, e["text"])
+        mix = route_of[e["text"]]
         text = sample(merger(mix), tok, enc[e["text"]], seed=i)
         st = classify_style(text, frags)
         routed.append(dict(situation=e["situation"], user=e["text"], mix=mix, reply=text, style=st,
@@ -432,14 +435,29 @@ def check_router(path: Path, model, tok, test: list[dict]) -> dict:
                 heldout_examples=len(test), heldout_cases=cases)
 
 
-def route(sess, tok, text: str) -> dict:
-    ids, mask = T.router_batch(tok, [text])
-    logits = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0][0].astype(np.float64)
-    p = np.exp(logits - logits.max())
-    p /= p.sum()
-    top = np.argsort(-logits)[:2]
-    w = p[top] / p[top].sum()
-    return {C.EXPERTS[int(j)]: round(float(x), 4) for j, x in zip(top, w)}
+def node(*args: str, stdin: str | None = None) -> str:
+    """Runs a personafuse step in Node (the package must be built: npm run build) and returns its stdout."""
+    import subprocess
+    r = subprocess.run(["node", *args], cwd=REPO, input=stdin, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"node {' '.join(args)} failed:\n{r.stderr[-4000:]}")
+    return r.stdout
+
+
+def train_node_router(out: Path, cache: str) -> dict:
+    """The demo's default router: `personafuse router train` on the exported base (hidden states + n-grams, seed 0),
+    its report on the test split and on the independent everyday messages."""
+    cli = "dist/lib/cli/main.js"
+    common = ["--model", str(out), "--cache-dir", cache, "--json"]
+    report = json.loads(node(cli, "router", "train", "--data", "data/situations", "--out", str(out / "router"), "--seed", "0", *common))
+    everyday = json.loads(node(cli, "router", "eval", "--data", "data/situations", "--split", "everyday", "--router", str(out / "router"), *common))
+    return dict(test=report, everyday=everyday)
+
+
+def node_routes(out: Path, cache: str, texts: list[str]) -> dict:
+    """text -> the mix the default router picks (scripts/demo/route_texts.js)."""
+    mixes = json.loads(node("scripts/demo/route_texts.js", str(out), cache, stdin=json.dumps(texts)))
+    return {t: {k: round(float(v), 4) for k, v in m.items()} for t, m in zip(texts, mixes)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,16 +493,15 @@ def main() -> None:
     out = a.out.resolve() if a.out != OUT_REL else OUT_REL
     os.chdir(REPO)
     torch.set_num_threads(a.threads)
-    # replace what this script writes; anything else in the folder (e.g. router-hidden/, a hidden-state router trained
-    # in Node on this base, which a new base makes stale) is left alone
+    # replace what this script writes (router-hidden/ is an earlier build's hidden-state router, which router/ replaces)
     for f in ("model.onnx", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-              "eval.json", "adapters", "router"):  # README.md is rewritten, keeping its hand-written tail
+              "eval.json", "adapters", "router", "router-tfidf", "router-hidden"):  # README.md keeps its hand-written tail
         p = out / f
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    (out / "router").mkdir(parents=True)
+    (out / "router-tfidf").mkdir(parents=True)
     hf = work / "hf"
     tok = PreTrainedTokenizerFast.from_pretrained(hf)
     report = json.loads((work / "train_report.json").read_text())
@@ -492,7 +509,7 @@ def main() -> None:
     log("files")
     for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(hf / f, out / f)
-    shutil.copy(work / "router" / "tokenizer.json", out / "router" / "tokenizer.json")  # the router's own (lower case)
+    shutil.copy(work / "router" / "tokenizer.json", out / "router-tfidf" / "tokenizer.json")  # the router's own (lower case)
     # transformers 5 writes tokenizer_class "TokenizersBackend"; the older name loads in transformers 4 and 5
     # and in transformers.js alike
     tc = json.loads((out / "tokenizer_config.json").read_text())
@@ -521,17 +538,29 @@ def main() -> None:
         if k.endswith("diff"):
             assert v < 1e-3, (k, v)
 
-    log("router export")
+    log("tf-idf router export (router-tfidf/)")
     from tokenizers import Tokenizer
-    rtok = Tokenizer.from_file(str(out / "router" / "tokenizer.json"))
-    router = export_router(work, rtok.get_vocab_size(), out / "router" / "model.onnx")
-    (out / "router" / "router.json").write_text(json.dumps(
+    rtok = Tokenizer.from_file(str(out / "router-tfidf" / "tokenizer.json"))
+    router = export_router(work, rtok.get_vocab_size(), out / "router-tfidf" / "model.onnx")
+    (out / "router-tfidf" / "router.json").write_text(json.dumps(
         {"experts": C.EXPERTS, "topK": 2, "renormalize": True, "input": "last_user", "maxLength": 128},
         indent=2) + "\n")
     test = T.read_jsonl(work / "corpus" / "router_test.jsonl")
-    rt = check_router(out / "router" / "model.onnx", router, rtok, test)
-    log("  router " + str({k: v for k, v in rt.items() if k != "heldout_cases"}))
-    rsess = ort.InferenceSession(str(out / "router" / "model.onnx"), providers=["CPUExecutionProvider"])
+    rt = check_router(out / "router-tfidf" / "model.onnx", router, rtok, test)
+    log("  tf-idf router " + str({k: v for k, v in rt.items() if k != "heldout_cases"}))
+
+    log("default router (router/): personafuse router train, in Node")
+    import tempfile
+    cache = tempfile.mkdtemp(prefix="pf-demo-cache-")
+    node_router = train_node_router(out, cache)
+    log(f"  test top-2 {node_router['test']['top2']:.3f} top-1 in pair {node_router['test']['top1InPair']:.3f}; "
+        f"everyday {node_router['everyday']['top2']:.3f} / {node_router['everyday']['top1InPair']:.3f}")
+    example_prompts = PROMPTS + ["We just won the championship!", "I need to organise a team offsite next month.",
+                                 "hey, just made some coffee, how's your day going?",
+                                 "Tonight I am quitting my job with no savings, wish me luck.",
+                                 "The parcel never arrived and the shop says it was delivered.",
+                                 "My boss took credit for my report in front of everyone."]
+    route_of = node_routes(out, cache, example_prompts + [e["text"] for e in test_messages(work)])
 
     log("persona references (float64 merged weights)")
     adapters_root = out / "adapters"
@@ -552,12 +581,8 @@ def main() -> None:
                     for name, mix in MIXES[:3]}
 
     routed = []
-    for p in PROMPTS + ["We just won the championship!", "I need to organise a team offsite next month.",
-                        "hey, just made some coffee, how's your day going?",
-                        "Tonight I am quitting my job with no savings, wish me luck.",
-                        "The parcel never arrived and the shop says it was delivered.",
-                        "My boss took credit for my report in front of everyone."]:
-        mix = route(rsess, rtok, p)
+    for p in example_prompts:
+        mix = route_of[p]
         ids = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
                                       return_dict=False)
         ids = list(ids["input_ids"]) if isinstance(ids, dict) else list(ids)
@@ -566,7 +591,7 @@ def main() -> None:
         log(f"  auto {mix} {p!r} -> {routed[-1]['greedy_text']!r}")
 
     log("sampled replies to test-split messages")
-    replies = test_replies(Merger(hf, adapters_root), tok, rsess, rtok, test_messages(work), a.per_expert, a.routed)
+    replies = test_replies(Merger(hf, adapters_root), tok, route_of, test_messages(work), a.per_expert, a.routed)
     log(f"  experts in style {replies['mean_single_expert_in_style']:.3f}, address the situation "
         f"{replies['single_expert_addresses_situation']:.3f}; auto: in a routed style "
         f"{replies['routed_in_style_of_a_routed_expert']:.3f}, address the situation {replies['routed_addresses_situation']:.3f}")
@@ -590,12 +615,22 @@ def main() -> None:
         onnx_vs_pytorch=dec,
         replies=replies,
         router=dict(config=json.loads((out / "router" / "router.json").read_text()), routing_table=C.ROUTING,
-                    heldout_top2_set_accuracy=rt["heldout_top2_set_accuracy_onnx"],
-                    heldout_top1_in_expected_pair=rt["heldout_top1_in_expected_pair_onnx"],
-                    definition="top-2 set accuracy: the router's two highest logits are exactly the message's "
+                    trained_by="personafuse router train --model models/persona-demo --data data/situations --seed 0",
+                    heldout_top2_set_accuracy=node_router["test"]["top2"],
+                    heldout_top1_in_expected_pair=node_router["test"]["top1InPair"],
+                    everyday_top2_set_accuracy=node_router["everyday"]["top2"],
+                    everyday_top1_in_expected_pair=node_router["everyday"]["top1InPair"],
+                    definition="top-2 set accuracy: the router's two highest experts are exactly the message's "
                                "situation's two experts (data/situations/table.json); top-1 in pair: the highest is "
-                               "one of them; 'heldout' = the test split of data/situations, never used in training",
-                    checks=rt, examples=routed),
+                               "one of them; 'heldout' = the test split of data/situations, never used in training; "
+                               "'everyday' = data/situations/everyday.jsonl, written apart from the dataset",
+                    test_report=node_router["test"], everyday_report=node_router["everyday"], examples=routed),
+        router_tfidf=dict(config=json.loads((out / "router-tfidf" / "router.json").read_text()),
+                          about="the first demo's router (its own lower-case BPE tokenizer, tf-idf, logistic "
+                                "regression over situations, trained in PyTorch by scripts/demo/train.py), kept as "
+                                "the example of an encoder router folder",
+                          heldout_top2_set_accuracy=rt["heldout_top2_set_accuracy_onnx"],
+                          heldout_top1_in_expected_pair=rt["heldout_top1_in_expected_pair_onnx"], checks=rt),
         persona_references=dict(
             semantics="mix {name: w}: W' = W + sum w * (lora_alpha / r) * B A for every adapted module, merged in "
                       "float64 from the shipped files; greedy decoding by full recompute (no cache), stop at "
@@ -626,7 +661,8 @@ def write_readme(out: Path, ev: dict) -> None:
     tr = ev["training"]
     secs = tr.get("stage_seconds", {})
     r = ev["router"]
-    rc = r["checks"]
+    rtest, rday = r["test_report"], r["everyday_report"]
+    rc = ev["router_tfidf"]["checks"]
     rp = ev["replies"]
     single = rp["single_expert_weight_1"]
     threads = tr.get("threads", 1)
@@ -657,13 +693,16 @@ def write_readme(out: Path, ev: dict) -> None:
         "  conscientiousness (high: step-by-step plans; low: casual, loose), extraversion (high: energetic, social;",
         "  low: brief, reserved), agreeableness (high: warm, accommodating; low: blunt, critical), neuroticism",
         "  (high: anxious, worried; low: calm, steady).",
-        f"- `router/`: its own tokenizer (`tokenizer.json`: byte-level BPE, lower case, {tr['router']['vocab']} tokens, "
-        "trained on the train messages) -> a tf-idf bag of tokens",
-        f"  -> a linear layer -> probabilities p of the {n_sit} situations (a logistic regression); expert logits = "
-        f"log(s · ROUTING + 1e-4), s = p^{tr['router']['sharpen']:g} renormalised,",
-        "  ROUTING being the situation -> (0.6, 0.4) expert table below (`data/situations/table.json`), so softmax(logits)",
-        "  is the (sharpened) situation-weighted expert mix. Input: the last user message; `router.json` takes the top 2",
-        "  and renormalises their softmax weights.",
+        "- `router/` (the default): trained in Node by `personafuse router train --model models/persona-demo --data",
+        "  data/situations --seed 0`. It reads the last user message twice: the base model's own final hidden states",
+        "  over it (mean and last position, one prefill with no persona) and its hashed word 1-2-grams and character",
+        f"  2-5-grams (tf-idf, {r['config']['features']['ngrams']['buckets']} buckets each); a linear head gives the "
+        f"probabilities of the {n_sit} situations, which the routing table below maps to",
+        f"  experts (probabilities ^{r['config']['situations']['sharpen']:g}, renormalised, times each situation's "
+        "(0.6, 0.4) pair); `router.json` takes the top 2 and renormalises them.",
+        f"- `router-tfidf/`: the first demo's router, kept as an example of an encoder router folder: its own tokenizer "
+        f"(byte-level BPE, lower case, {tr['router']['vocab']} tokens) -> tf-idf -> logistic regression over the situations,",
+        f"  trained in PyTorch by `scripts/demo/train.py`, exported to ONNX (`--router models/persona-demo/router-tfidf`).",
         "- `eval.json`: every number below, ONNX-vs-PyTorch checks, and greedy reference outputs of fixed prompts",
         "  for persona mixes (used by test/demo_model.test.ts).",
         f"- Total size: {ev['total_bytes'] / 1e6:.1f} MB.",
@@ -675,9 +714,10 @@ def write_readme(out: Path, ev: dict) -> None:
         f"(so it speaks a neutral mix), {secs.get('base', 0) / 60:.1f} min; adapters "
         f"({', '.join(sorted({str(v['steps']) for v in ad.values()}))} steps of batch "
         f"{', '.join(sorted({str(v['batch']) for v in ad.values()}))} each, see the table): "
-        f"{secs.get('adapters', sum(v['seconds'] for v in ad.values())) / 60:.1f} min for all ten; router: "
+        f"{secs.get('adapters', sum(v['seconds'] for v in ad.values())) / 60:.1f} min for all ten; tf-idf router: "
         f"{secs.get('router', 0):.0f} s. {threads} CPU thread{'s' if threads > 1 else ''} on a shared 2-core machine "
-        "(other engineers' tests ran beside it).",
+        f"(other engineers' tests ran beside it). The default router: {len(rtest['curve'])} epochs in Node, about "
+        "two minutes.",
         "",
         "Test split, sampled replies (temperature 0.7, top-p 0.9, top-k 50): each expert alone at weight 1 on "
         f"{rp['single_expert_messages']} test messages ({rp['single_expert_messages'] // n_sit} per situation). "
@@ -697,7 +737,8 @@ def write_readme(out: Path, ev: dict) -> None:
                      f"{pct(single[name]['addresses_situation'])} |")
     weak = [n for n in C.EXPERTS if single[n]["in_style"] < 0.8]
     weak_text = ", ".join(f"{n} {pct(single[n]['in_style'])}" for n in weak)
-    worst = sorted(rc["heldout_per_situation_top2"].items(), key=lambda kv: kv[1])[:3]
+    per_sit = {p_["situation"]: p_ for p_ in rtest["perSituation"]}
+    worst = sorted(((k, v["top2"]) for k, v in per_sit.items()), key=lambda kv: kv[1])[:3]
     lines += [
         "",
         f"A single expert gives its style in **{pct(rp['mean_single_expert_in_style'])}** of replies on average"
@@ -716,7 +757,7 @@ def write_readme(out: Path, ev: dict) -> None:
         "carry their situation's advice (another situation's, or none that can be told): a",
         f"{m['parameters'] / 1e6:.1f} M-parameter model trained from scratch on "
         f"{tr.get('corpus', {}).get('messages', {}).get('train', 0):,} messages recognises the situation of a new "
-        "message only so well (the router, a classifier on the same data,",
+        "message only so well (the tf-idf router, a classifier on the same data,",
         f"gets the situation right in {pct(rc['situation_accuracy'])}). (2) The router's top-2 is the situation's pair in "
         f"{pct(r['heldout_top2_set_accuracy'])} of test messages; weakest: "
         + ", ".join(f"{k} {pct(v)}" for k, v in worst) + ". (3) Experts below 80% style: "
@@ -725,23 +766,27 @@ def write_readme(out: Path, ev: dict) -> None:
         "(4) Replies repeat a tip at times (\"First, X. Second, X.\").",
         "",
         "## Router",
-        f"Test split ({rc['heldout_examples']} messages never used in training): top-2 accuracy "
+        f"Test split ({rtest['n']} messages never used in training): top-2 accuracy "
         f"**{pct(r['heldout_top2_set_accuracy'])}** (the two chosen experts are exactly the situation's pair), the top-1",
-        f"expert is one of the pair in **{pct(r['heldout_top1_in_expected_pair'])}**; the most likely situation is the "
-        f"message's in {pct(rc['situation_accuracy'])}. On the validation split (used to pick the router's settings): "
-        f"top-2 {pct(tr['router']['validation']['top2_set_accuracy'])}.",
+        f"expert is one of the pair in **{pct(r['heldout_top1_in_expected_pair'])}**. On the {rday['n']} everyday messages "
+        "(`data/situations/everyday`, written apart from the dataset by someone who saw only the table): "
+        f"**{pct(r['everyday_top2_set_accuracy'])}** / **{pct(r['everyday_top1_in_expected_pair'])}**.",
+        f"Validation split (early stopping): top-2 {pct(min(rtest['curve'], key=lambda c: c['validationLoss'])['validationTop2'])}. "
+        f"Routing one message takes {rtest['routeMs']:.1f} ms here (one prefill of it on the base, plus the n-grams).",
+        f"The tf-idf router (`router-tfidf/`) on the same splits: test {pct(ev['router_tfidf']['heldout_top2_set_accuracy'])} / "
+        f"{pct(ev['router_tfidf']['heldout_top1_in_expected_pair'])}.",
         "Several situations share a pair (e.g. small_talk, loneliness and positive_review), so mistaking one for the",
         "other costs nothing at routing.",
         "",
-        "| situation | experts (first = stronger) | test: router top-2 | top-1 in pair | auto replies on the situation | mistaken most for |",
+        "| situation | experts (first = stronger) | test: router top-2 | top-1 in pair | auto replies on the situation | picked instead most |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for sit, ex in r["routing_table"].items():
-        conf = rc.get("mistaken_for", {}).get(sit, {})
-        lines.append(f"| {sit} | {', '.join(ex)} | {pct(rc['heldout_per_situation_top2'].get(sit))} | "
-                     f"{pct(rc['heldout_per_situation_top1_in_pair'].get(sit))} | "
-                     f"{pct(rp['routed_addresses_situation_per_situation'].get(sit))} | "
-                     f"{', '.join(f'{k} ({v})' for k, v in conf.items())} |")
+        ps = per_sit.get(sit, {})
+        right = " + ".join(sorted(ex))  # report.ts's pair key: the names sorted
+        instead = ", ".join([f"{k['pair']} ({k['count']})" for k in ps.get("picked", []) if k["pair"] != right][:2])
+        lines.append(f"| {sit} | {', '.join(ex)} | {pct(ps.get('top2'))} | {pct(ps.get('top1InPair'))} | "
+                     f"{pct(rp['routed_addresses_situation_per_situation'].get(sit))} | {instead} |")
     lines += ["", "## Sample outputs (greedy, PyTorch, merged float64)", "",
               f"Prompt: \"{ev['persona_references']['prompts'][0]['text']}\"", "",
               "| persona mix | reply |", "| --- | --- |"]
@@ -760,7 +805,7 @@ def write_readme(out: Path, ev: dict) -> None:
               f"Max |ONNX − PyTorch| logits: {d['no_cache_single_max_abs_diff']:.2e} (no past), "
               f"{d['prefill_left_padded_max_abs_diff']:.2e} (left-padded batch), "
               f"{d['decode_step_with_cache_max_abs_diff']:.2e} (decode step with the KV cache); greedy with the cache "
-              f"equals PyTorch: {d['greedy_16_tokens_onnx_kv_cache_equals_pytorch']}. Router ONNX vs PyTorch: "
+              f"equals PyTorch: {d['greedy_16_tokens_onnx_kv_cache_equals_pytorch']}. tf-idf router ONNX vs PyTorch: "
               f"{rc['onnx_vs_pytorch_padded_batch_max_abs_diff']:.2e}.",
               "", "## Regenerate", "",
               README_LAST_LINE]
