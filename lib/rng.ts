@@ -1,7 +1,8 @@
 // A small seeded random source for sampling. Each request owns one, so its draws never depend on
 // what else is in the batch: same seed + same input -> same tokens.
 //   state: 32-bit, mulberry32 step; next() in [0, 1) with 2^-32 resolution
-// mulberry32 is also the benchmarks' and the tests' generator (one implementation for all three).
+// mulberry32 is also the benchmarks' and the tests' generator (one implementation for all three);
+// fnv1a hashes strings to 32 bits (the tests' per-name seeds, a router's n-gram buckets).
 import { randomInt } from 'node:crypto';
 
 // a local reference: global lookups are slow inside jest's vm context, where the tests run this
@@ -17,6 +18,16 @@ export function mulberry32(seed: number): () => number {
     t ^= t + imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** FNV-1a, 32-bit, over a string's UTF-16 code units. */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = imul(h, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 export class Rng {

@@ -7,7 +7,7 @@
 // DeviceTensors.
 import { typeError } from '../errors';
 import { binding } from './binding';
-import type { DeviceTensor, F32Input as F32, I32Input as I32 } from './device';
+import type { F32Input as F32, I32Input as I32 } from './device';
 import { nativeBank } from './lora_bank';
 
 export interface FoldOutput {

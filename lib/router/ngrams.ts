@@ -11,6 +11,8 @@
 //   idf       ln((1 + n) / (1 + df)) + 1 over n training messages (fitIdf; df = messages with the bucket)
 // Output: a sparse vector, indices ascending, over 2B features.
 
+import { fnv1a } from '../rng';
+
 export interface NgramConfig {
   /** word n-gram lengths [min, max] */
   word: [number, number];
@@ -26,15 +28,6 @@ export interface SparseVector {
 }
 
 export const NGRAM_DEFAULTS: NgramConfig = { word: [1, 2], char: [2, 5], buckets: 8192 };
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 const WORD = /[\p{L}\p{N}']+/gu;
 

@@ -7,18 +7,9 @@
 // The base seed is random per run unless PF_TEST_SEED is set, so each run checks new data; the
 // tolerances are worst-case bounds, so fresh data cannot make a correct kernel fail.
 
-import { mulberry32 } from '../../lib/rng';
+import { fnv1a, mulberry32 } from '../../lib/rng';
 
 export { mulberry32 };
-
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
 
 export const BASE_SEED: number =
   process.env.PF_TEST_SEED !== undefined ? Number(process.env.PF_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
