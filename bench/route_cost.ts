@@ -2,7 +2,8 @@
 // base model (no persona) to get its pooled hidden states, then the head (a few thousand
 // multiply-adds). Timed beside a greedy generation of 32 tokens of the same message, on the
 // model's worker thread as a server runs it.
-//   node dist/bench/route_cost.js [--model DIR] [--router DIR] [--samples 20]
+//   node dist/bench/route_cost.js [--model DIR] [--router DIR] [--samples 20]   (with --router, the
+//   experts in DIR's adapters/ load too)
 // Without --router only the features are timed (the prefill is the whole cost that grows with the
 // model; the head does not).
 import * as fs from 'node:fs';
@@ -30,7 +31,10 @@ async function main(): Promise<void> {
     .option('--out <file>', 'result JSON (default bench/results/route-cost-<model>-<date>.json)')
     .parse().opts();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-route-'));
-  const model = await PersonaModel.load({ model: o.model, router: o.router, cacheDir: work });
+  // a router routes to experts, so they load too: the model folder's adapters/ when it has one
+  const adapterDir = path.join(o.model, 'adapters');
+  const adapters = o.router && fs.existsSync(adapterDir) ? Object.fromEntries(fs.readdirSync(adapterDir).map((e) => [e, path.join(adapterDir, e)])) : undefined;
+  const model = await PersonaModel.load({ model: o.model, adapters, router: o.router, cacheDir: work });
   try {
     await model.ready();
     const n = Number(o.samples);

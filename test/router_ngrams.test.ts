@@ -3,7 +3,7 @@
 // against a float64 reference, the head's gradient with sparse inputs against finite differences,
 // and router.json's new fields refused by name when malformed.
 import { emptyHead, forwardLayers } from '../lib/router/head';
-import { fitIdf, ngramCounts, ngramFeatures, NgramConfig } from '../lib/router/ngrams';
+import { fitIdf, MAX_NGRAM_CHARS, ngramCounts, ngramFeatures, NgramConfig } from '../lib/router/ngrams';
 import { parseRouterConfig } from '../lib/router/router_config';
 import { routeFromLogits } from '../lib/router/route_result';
 import { expertLogitsOfSituations, expertsOfSituations, situationTable } from '../lib/router/situation_outputs';
@@ -31,10 +31,12 @@ describe('ngramCounts', () => {
     expect(counts).toEqual(expected);
   });
 
-  test('Unicode letters, digits and apostrophes make words; a message with no word still has character n-grams', () => {
+  test('Unicode letters, digits and apostrophes make words; only the first MAX_NGRAM_CHARS characters are read; a message with no word still has character n-grams', () => {
     const cfg: NgramConfig = { word: [1, 1], char: [2, 2], buckets: 1 << 20 };
     const words = [...ngramCounts("Ça VA? don't 2day", cfg).keys()].filter((b) => b < cfg.buckets).sort((a, b) => a - b);
     expect(words).toEqual(['ça', 'va', "don't", '2day'].map((w) => fnvReference(w) % cfg.buckets).sort((a, b) => a - b));
+    const long = 'word '.repeat(2000);
+    expect(ngramCounts(long, cfg)).toEqual(ngramCounts(long.slice(0, MAX_NGRAM_CHARS), cfg));
     const only = [...ngramCounts('!!!', cfg).keys()];
     expect(only.length).toBeGreaterThan(0);
     expect(only.every((b) => b >= cfg.buckets)).toBe(true);
@@ -88,6 +90,14 @@ describe('situation outputs', () => {
         });
       }
     }
+  });
+
+  test('a huge sharpen on a nearly flat distribution picks the likeliest situation (log space, no underflow to zeros)', () => {
+    const table = situationTable(outputs, experts);
+    const w = expertsOfSituations(Float32Array.from([0.3333, 0.3334, 0.3333]), table, 1e6);
+    expect(Array.from(w).every(Number.isFinite)).toBe(true);
+    expect(w[2]).toBeCloseTo(0.6, 5); // s1's pair: c 0.6, a 0.4
+    expect(w[0]).toBeCloseTo(0.4, 5);
   });
 
   test('a sure situation routes to its own pair with the table\'s weights', () => {
@@ -163,6 +173,10 @@ describe('router.json version 3', () => {
     ['head', { head: { sizes: [20, 3], activation: 'tanh' } }],
     ['head', { head: { sizes: [20, 5, 2], activation: 'tanh' } }],
     ['version', { version: 4 }],
+    ['version', { version: 2.5 }],
+    ['version', { version: 2 }],
+    ['situations', { situations: { ...base.situations, sharpen: Infinity } }],
+    ['situations', { situations: { ...base.situations, weights: [Infinity, 0.4] } }],
   ])('a bad %s is refused by name', (field, change) => {
     expect(() => parseRouterConfig({ ...base, ...change })).toThrow(new RegExp(`for ${field} but received`));
   });

@@ -142,13 +142,17 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     fs.writeFileSync(path.join(data, 'test.jsonl'), rows(7, 8));
   });
 
-  test('situations: table, splits and targets; an unknown situation is refused with its line', () => {
+  test('situations: table, splits and targets; an unknown situation is refused with its line, a situation listed twice by name', () => {
     const table = readSituationTable(data);
     expect(readSplit(data, 'train', table)).toHaveLength(10);
     const t = targetDistribution(table, 'animals', BIG_FIVE_POLES);
     expect(t[BIG_FIVE_POLES.indexOf('agreeableness_high')]).toBeCloseTo(0.6);
     fs.writeFileSync(path.join(data, 'bad.jsonl'), '{"text":"x","situation":"weather"}\n');
     expect(() => readSplit(data, 'bad', table)).toThrow(/bad.jsonl:1: situation 'weather' is not in table.json/);
+    const twice = path.join(tmp, 'data-twice');
+    fs.mkdirSync(twice);
+    fs.writeFileSync(path.join(twice, 'table.json'), JSON.stringify({ situations: [{ name: 'a', experts: ['x', 'y'] }, { name: 'a', experts: ['y', 'x'] }] }));
+    expect(() => readSituationTable(twice)).toThrow(/the situation 'a' is listed twice/);
   });
 
   test('trainRouter writes a version 3 folder (n-grams beside the hidden states, situations mapped to experts) the model loads; routes equal from the worker and in-thread; same seed, same bytes', async () => {
@@ -189,7 +193,7 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     }
   });
 
-  test('hidden states only (ngramBuckets 0, targets experts) with a hidden layer; a version 2 router.json of that shape still loads and routes', async () => {
+  test('hidden states only (ngramBuckets 0, targets experts) with a tanh layer is written as version 2, and routes as softmax(W1 tanh(W0 z + b0) + b1) in float64', async () => {
     const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp });
     const out = path.join(tmp, 'router-c');
     try {
@@ -198,13 +202,26 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
       await model.dispose();
     }
     const config = JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8'));
+    // the version 2 shape, so releases before version 3 load it too
+    expect(config.version).toBe(2);
     expect(config.features).toEqual({ pooling: ['mean', 'last'], hiddenSize: 64 });
     expect(config.head.sizes).toEqual([128, 5, 4]);
     expect(config.situations).toBeUndefined();
-    fs.writeFileSync(path.join(out, 'router.json'), JSON.stringify({ ...config, version: 2 }));
+    const head = readHead(path.join(out, 'head.safetensors'), [128, 5, 4]);
     const routed = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp, router: out });
     try {
-      expect(Object.keys((await routed.route('cat dog')).mix)).toHaveLength(2);
+      for (const text of ['cat dog', 'seven eight nine', 'hello there']) {
+        const r = await routed.route(text);
+        const [x] = await routed.features([text], config.maxLength);
+        const z = Array.from(x, (v, i) => (v - head.mean[i]) / head.std[i]);
+        const [l0, l1] = head.layers;
+        const h = Array.from({ length: 5 }, (_, o) => Math.tanh(z.reduce((acc, v, i) => acc + l0.w[o * 128 + i] * v, l0.b[o])));
+        const logits = Array.from({ length: 4 }, (_, o) => h.reduce((acc, v, i) => acc + l1.w[o * 5 + i] * v, l1.b[o]));
+        const m = Math.max(...logits);
+        const p = logits.map((v) => Math.exp(v - m));
+        const sum = p.reduce((a, v) => a + v, 0);
+        config.experts.forEach((e: string, i: number) => expect(Math.abs(r.distribution[e] - p[i] / sum)).toBeLessThan(1e-5));
+      }
     } finally {
       await routed.dispose();
     }
@@ -214,11 +231,21 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp });
     try {
       const out = path.join(tmp, 'router-bad');
-      await expect(trainRouter(model, { data, out, hiddenWeight: -1 })).rejects.toThrow(/Expected a positive number for hiddenWeight but received -1/);
+      await expect(trainRouter(model, { data, out, hiddenWeight: -1 })).rejects.toThrow(/Expected a positive number for hiddenWeight \(--hidden-weight\) but received -1/);
       await expect(trainRouter(model, { data, out, sharpen: 0 })).rejects.toThrow(/for sharpen/);
       await expect(trainRouter(model, { data, out, ngramBuckets: 1.5 })).rejects.toThrow(/for ngramBuckets/);
       await expect(trainRouter(model, { data, out, targets: 'pairs' as never })).rejects.toThrow(/for targets/);
-      await expect(trainRouter(model, { data, out, hidden: [4] })).rejects.toThrow(/linear head: train hidden layers with ngramBuckets 0/);
+      await expect(trainRouter(model, { data, out, hidden: [4] })).rejects.toThrow(/linear head: hidden layers need ngramBuckets 0 \(--ngram-buckets 0\)/);
+      await expect(trainRouter(model, { data, out, batchSize: 0 })).rejects.toThrow(/for batchSize \(--batch-size\) but received 0/);
+      await expect(trainRouter(model, { data, out, lr: NaN })).rejects.toThrow(/positive number for lr \(--lr\)/);
+      await expect(trainRouter(model, { data, out, ngramBuckets: 0, hidden: [0] })).rejects.toThrow(/for hidden \(--hidden\)/);
+      await expect(trainRouter(model, { data, out, ngramBuckets: 0, hiddenWeight: 0.5 })).rejects.toThrow(/needs ngramBuckets > 0/);
+      await expect(trainRouter(model, { data, out, targets: 'experts', sharpen: 2 })).rejects.toThrow(/no effect with targets 'experts'/);
+      const empty = path.join(tmp, 'data-empty');
+      fs.mkdirSync(empty);
+      for (const f of ['table.json', 'validation.jsonl', 'test.jsonl']) fs.copyFileSync(path.join(data, f), path.join(empty, f));
+      fs.writeFileSync(path.join(empty, 'train.jsonl'), '');
+      await expect(trainRouter(model, { data: empty, out })).rejects.toThrow(/train.jsonl has no messages to train on/);
       expect(fs.existsSync(out)).toBe(false);
     } finally {
       await model.dispose();

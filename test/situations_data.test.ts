@@ -56,4 +56,21 @@ describe('data/situations', () => {
     const raw = JSON.parse(fs.readFileSync(path.join(DATA, 'table.json'), 'utf8'));
     for (const s of raw.situations) expect(typeof s.reason === 'string' && s.reason.length > 20).toBe(true);
   });
+
+  test('relabel/: 300 distinct test messages with valid situation names, and the agreement relabel/README.md states', () => {
+    const names = new Set(table.situations.map((s) => s.name));
+    const test = new Map(readSplit(DATA, 'test', table).map((m) => [m.text, m.situation]));
+    const labels = fs.readFileSync(path.join(DATA, 'relabel', 'labels.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(labels).toHaveLength(300);
+    expect(new Set(labels.map((l) => l.text)).size).toBe(300);
+    for (const l of labels) {
+      expect(test.has(l.text)).toBe(true);
+      expect(names.has(l.situation) && (l.second === null || names.has(l.second)) && typeof l.sure === 'boolean').toBe(true);
+    }
+    const same = labels.filter((l) => l.situation === test.get(l.text)).length;
+    expect(fs.readFileSync(path.join(DATA, 'relabel', 'README.md'), 'utf8')).toContain(`the same situation for\n${same} of 300`);
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'data', 'relabel-agreement.js')], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`same situation ${same} (`);
+  });
 });

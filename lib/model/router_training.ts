@@ -17,7 +17,7 @@ import { HIDDEN_ROUTER_VERSION, ROUTER_FORMAT, HiddenRouterConfig, SituationOutp
 import { expertsOfSituations, situationTable } from '../router/situation_outputs';
 import { formatReport, ranked, RouterReport, scoreRoutes } from '../router/report';
 import { BIG_FIVE_POLES, LabelledMessage, readSituationTable, readSplit, SituationTable, targetDistribution } from '../router/situations';
-import { EpochStats, trainHead, TrainOptions } from '../router/train';
+import { checkTrainOptions, EpochStats, trainHead, TrainOptions } from '../router/train';
 import { expectInteger, rangeError } from '../errors';
 import type { PersonaModel } from './persona_model';
 
@@ -76,12 +76,17 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   const experts = [...BIG_FIVE_POLES.filter((e) => named.has(e)), ...[...named].filter((e) => !BIG_FIVE_POLES.includes(e))];
   const maxLength = o.maxLength ?? 96;
   const batch = o.featureBatch ?? 32;
-  const buckets = expectInteger(o.ngramBuckets ?? NGRAM_DEFAULTS.buckets, 'ngramBuckets', 0, 1 << 20);
-  if (buckets > 0 && (o.hidden ?? []).some((w) => w > 0)) throw new Error('A router that reads n-grams has a linear head: train hidden layers with ngramBuckets 0');
-  for (const [arg, v] of [['hiddenWeight', o.hiddenWeight], ['sharpen', o.sharpen]] as const) {
+  // every option checked before minutes of features; names as the API and the CLI spell them
+  checkTrainOptions(o);
+  if (train.length === 0) throw new Error(`${path.join(o.data, 'train.jsonl')} has no messages to train on`);
+  const buckets = expectInteger(o.ngramBuckets ?? NGRAM_DEFAULTS.buckets, 'ngramBuckets (--ngram-buckets)', 0, 1 << 20);
+  if (buckets > 0 && (o.hidden ?? []).length > 0) throw new Error('A router that reads n-grams has a linear head: hidden layers need ngramBuckets 0 (--ngram-buckets 0)');
+  for (const [arg, v] of [['hiddenWeight (--hidden-weight)', o.hiddenWeight], ['sharpen (--sharpen)', o.sharpen]] as const) {
     if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw rangeError(arg, 'a positive number', String(v));
   }
-  if (o.targets !== undefined && o.targets !== 'situations' && o.targets !== 'experts') throw rangeError('targets', "'situations' or 'experts'", String(o.targets));
+  if (o.targets !== undefined && o.targets !== 'situations' && o.targets !== 'experts') throw rangeError('targets (--targets)', "'situations' or 'experts'", String(o.targets));
+  if (buckets === 0 && o.hiddenWeight !== undefined) throw new Error('hiddenWeight (--hidden-weight) weighs the hidden states against n-grams: it needs ngramBuckets > 0');
+  if (o.targets === 'experts' && o.sharpen !== undefined) throw new Error("sharpen (--sharpen) applies to situation targets: it has no effect with targets 'experts'");
   const ngrams: NgramConfig | undefined = buckets > 0 ? { ...NGRAM_DEFAULTS, buckets } : undefined;
   const idf = ngrams ? fitIdf(train.map((m) => m.text), ngrams) : undefined;
   const sharpen = o.sharpen ?? 4;
@@ -110,7 +115,8 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   });
   head.idf = idf;
   const config: HiddenRouterConfig = {
-    kind: 'hidden-state', version: HIDDEN_ROUTER_VERSION, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
+    // a head of the version 2 shape is written as version 2, so older releases still load it
+    kind: 'hidden-state', version: ngrams || situations ? HIDDEN_ROUTER_VERSION : 2, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
     features: { pooling: ['mean', 'last'], hiddenSize: H, ...(ngrams ? { ngrams } : {}) },
     head: { sizes: [2 * H + (ngrams ? 2 * buckets : 0), ...(o.hidden ?? []), situations ? situations.names.length : experts.length], activation: 'tanh' },
     ...(situations ? { situations } : {}),

@@ -92,7 +92,8 @@ export function readHead(file: string, sizes: readonly number[], denseSize = siz
     const t = st.tensors.get(name);
     if (!t) throw new Error(`${file} has no tensor ${name}`);
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new Error(`${file}: ${name} has shape ${JSON.stringify(t.shape)}, router.json's layer sizes say ${JSON.stringify(shape)}`);
+      const from = name === 'ngram_idf' ? 'features.ngrams.buckets (two blocks)' : name.startsWith('feature_') ? 'features.hiddenSize (2 x)' : 'head.sizes';
+      throw new Error(`${file}: ${name} has shape ${JSON.stringify(t.shape)}, router.json's ${from} says ${JSON.stringify(shape)}`);
     }
     return tensorF32(t, name).slice();
   };

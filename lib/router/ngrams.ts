@@ -9,7 +9,8 @@
 //   bucket    FNV-1a 32-bit of the n-gram's UTF-16 code units mod B;   word block [0, B), character block [B, 2B)
 //   value     (1 + ln count) * idf[bucket], then each block divided by its L2 norm
 //   idf       ln((1 + n) / (1 + df)) + 1 over n training messages (fitIdf; df = messages with the bucket)
-// Output: a sparse vector, indices ascending, over 2B features.
+// Output: a sparse vector, indices ascending, over 2B features. Only the first MAX_NGRAM_CHARS
+// characters are read (in training and routing alike), so a huge message costs no more than that.
 
 import { fnv1a } from '../rng';
 
@@ -29,6 +30,9 @@ export interface SparseVector {
 
 export const NGRAM_DEFAULTS: NgramConfig = { word: [1, 2], char: [2, 5], buckets: 8192 };
 
+/** Characters of a message the n-grams read (the longest message in data/situations has 339). */
+export const MAX_NGRAM_CHARS = 4096;
+
 const WORD = /[\p{L}\p{N}']+/gu;
 
 /** Raw counts per bucket of `text` (word block then character block). */
@@ -38,7 +42,7 @@ export function ngramCounts(text: string, cfg: NgramConfig): Map<number, number>
     const b = offset + (fnv1a(gram) % cfg.buckets);
     counts.set(b, (counts.get(b) ?? 0) + 1);
   };
-  const lower = text.toLowerCase();
+  const lower = text.slice(0, MAX_NGRAM_CHARS).toLowerCase();
   const words = lower.match(WORD) ?? [];
   for (let n = cfg.word[0]; n <= cfg.word[1]; n++) {
     for (let i = 0; i + n <= words.length; i++) add(words.slice(i, i + n).join(' '), 0);

@@ -84,12 +84,15 @@ export function parseRouterConfig(raw: Record<string, unknown>, file = 'router.j
   if (kind === 'encoder') return { kind, ...common };
   if (kind !== 'hidden-state') throw bad('kind', "'encoder' or 'hidden-state'");
   const version = raw.version;
-  if (typeof version !== 'number' || version > HIDDEN_ROUTER_VERSION) throw bad('version', `a router format version up to ${HIDDEN_ROUTER_VERSION} (a newer personafuse wrote this router?)`);
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 2 || version > HIDDEN_ROUTER_VERSION) {
+    throw bad('version', `a router format version from 2 to ${HIDDEN_ROUTER_VERSION} (a newer personafuse wrote this router?)`);
+  }
   const features = raw.features as HiddenRouterConfig['features'] | undefined;
   const H = features?.hiddenSize;
   if (typeof H !== 'number' || !Number.isInteger(H) || H < 1 || JSON.stringify(features?.pooling) !== '["mean","last"]') {
     throw bad('features', '{ "pooling": ["mean", "last"], "hiddenSize": <the base model\'s hidden size> }');
   }
+  if (version < 3 && (features?.ngrams !== undefined || raw.situations !== undefined)) throw bad('version', '3 for a router with features.ngrams or situations');
   const ngrams = features?.ngrams === undefined ? undefined : parseNgrams(features.ngrams, () => bad('features', '"ngrams": { "word": [min, max], "char": [min, max], "buckets": <positive integer> }'));
   const situations = raw.situations === undefined ? undefined : parseSituations(raw.situations, experts as string[], () => bad('situations',
     '{ "names": [...], "experts": [[names from experts], ...] (one list per name, all as long as weights), "weights": [positive numbers], "sharpen": <positive number> }'));
@@ -118,10 +121,10 @@ function parseSituations(raw: unknown, experts: string[], bad: () => Error): Sit
   if (typeof r !== 'object' || r === null) throw bad();
   const { names, experts: lists, weights, sharpen } = r;
   const ok = Array.isArray(names) && names.length > 0 && names.every((n) => typeof n === 'string') && new Set(names).size === names.length
-    && Array.isArray(weights) && weights.length > 0 && weights.every((w) => typeof w === 'number' && w > 0)
+    && Array.isArray(weights) && weights.length > 0 && weights.every((w) => typeof w === 'number' && Number.isFinite(w) && w > 0)
     && Array.isArray(lists) && lists.length === names.length
     && lists.every((l) => Array.isArray(l) && l.length === weights.length && l.every((e) => experts.includes(e)))
-    && typeof sharpen === 'number' && sharpen > 0;
+    && typeof sharpen === 'number' && Number.isFinite(sharpen) && sharpen > 0;
   if (!ok) throw bad();
   return { names: names!, experts: lists!, weights: weights!, sharpen: sharpen! };
 }

@@ -17,11 +17,17 @@ export function situationTable(outputs: SituationOutputs, experts: readonly stri
   return t;
 }
 
-/** A distribution over situations -> the expert distribution w (sharpened as the table says). */
+/**
+ * A distribution over situations -> the expert distribution w (sharpened as the table says). The
+ * power is taken in log space, s_c = exp(k ln p_c - max), so a large k on a flat p cannot underflow
+ * to all zeros.
+ */
 export function expertsOfSituations(p: Float32Array, table: Float32Array, sharpen: number): Float32Array {
   const C = p.length;
   const E = table.length / C;
-  const s = Float64Array.from(p, (v) => Math.pow(v, sharpen));
+  const logs = Float64Array.from(p, (v) => (v > 0 ? sharpen * Math.log(v) : -Infinity));
+  const top = Math.max(...logs);
+  const s = logs.map((l) => Math.exp(l - top));
   const sum = s.reduce((a, v) => a + v, 0);
   const w = new Float32Array(E);
   for (let c = 0; c < C; c++) {

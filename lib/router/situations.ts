@@ -36,6 +36,11 @@ export function readSituationTable(dir: string): SituationTable {
     }
     return { name: s.name, experts: s.experts as string[] };
   });
+  const seen = new Set<string>();
+  for (const sit of parsed) {
+    if (seen.has(sit.name)) throw new Error(`${file}: the situation '${sit.name}' is listed twice`);
+    seen.add(sit.name);
+  }
   const k = parsed[0].experts.length;
   const weights = raw.weights ?? Array(k).fill(1 / k);
   if (!Array.isArray(weights) || weights.length !== k || !weights.every((w) => typeof w === 'number' && w > 0)) {

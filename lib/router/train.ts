@@ -9,6 +9,7 @@
 // the head), times 1 / denseScale when sparse n-gram features sit beside them (their balance).
 // A head's targets are either expert distributions or one-hot situations; `expertsOf` maps a
 // distribution over its outputs to one over experts for the top-2 the curve reports.
+import { expectInteger, rangeError, typeError } from '../errors';
 import { topkSoftmax } from '../kernels';
 import { mulberry32 } from '../rng';
 import { emptyHead, forwardLayers, Head, standardize } from './head';
@@ -139,12 +140,31 @@ export function accumulateGradients(head: Head, zs: readonly Float32Array[], tar
   return loss / zs.length;
 }
 
+/** The CLI flag of each option, so an error names both (router train's flags are these). */
+const FLAG: Record<keyof TrainOptions, string> = {
+  hidden: '--hidden', epochs: '--epochs', batchSize: '--batch-size', lr: '--lr', weightDecay: '--weight-decay', patience: '--patience', seed: '--seed',
+};
+const named = (key: keyof TrainOptions) => `${key} (${FLAG[key]})`;
+
+/** Every training option in range, each refused by name (a batch of 0 would loop forever). */
+export function checkTrainOptions(o: TrainOptions): void {
+  for (const key of ['epochs', 'batchSize', 'patience'] as const) if (o[key] !== undefined) expectInteger(o[key], named(key), 1, 1_000_000);
+  if (o.seed !== undefined) expectInteger(o.seed, named('seed'), 0, 2 ** 32 - 1);
+  const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+  if (o.lr !== undefined && !(finite(o.lr) && o.lr > 0)) throw rangeError(named('lr'), 'a positive number', String(o.lr));
+  if (o.weightDecay !== undefined && !(finite(o.weightDecay) && o.weightDecay >= 0)) throw rangeError(named('weightDecay'), 'a number >= 0', String(o.weightDecay));
+  if (o.hidden !== undefined && (!Array.isArray(o.hidden) || !o.hidden.every((w) => Number.isInteger(w) && w >= 1))) {
+    throw typeError(named('hidden'), 'a list of layer widths, each an integer >= 1 ([] for a linear head)', o.hidden);
+  }
+}
+
 /** Trains a head on `train`, stopping early on `validation`; returns it and its curve. */
 export function trainHead(train: readonly Example[], validation: readonly Example[], options: TrainOptions = {}, onEpoch?: (s: EpochStats) => void,
   shape: HeadShape = { sparseSize: 0, denseScale: 1 }): { head: Head; curve: EpochStats[] } {
   // an option given as undefined keeps its default
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined));
   const o: Required<TrainOptions> = { ...TRAIN_DEFAULTS, ...given };
+  checkTrainOptions(o);
   if (train.length === 0) throw new Error('No training examples');
   const F = train[0].x.length;
   const E = train[0].target.length;
