@@ -49,6 +49,7 @@ let srv: RunningServer;
 
 beforeAll(async () => {
   model = await loadModelFromFlags({ cacheDir }, { worker: true }); // as serve loads it
+  await model.ready(); // and as serve, listening once the session is open (/ready says so)
   const f = serveFlags();
   // as the container runs, but on loopback and a free port
   srv = await startServer(model, { port: 0, maxBatch: f.maxBatch as number, maxQueue: f.maxQueue as number, requestTimeoutMs: secondsToMs(f.requestTimeout, '--request-timeout') });

@@ -2,8 +2,13 @@
 // API key on /v1/* only, opt-in CORS, one log line per request, and drain() (what SIGTERM runs):
 // unready, new requests refused, streams in flight finished, or cut at the deadline.
 // The embedded demo model in its default configuration (worker thread); loopback only.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import OpenAI from 'openai';
-import { METRIC_NAMES, RunningServer } from '../lib/server';
+import { PersonaModel } from '../lib';
+import { METRIC_NAMES, RunningServer, startServer } from '../lib/server';
+import { adapterFolders, FIXTURE } from './helpers/model';
 import { demoServers, openStream, postChat } from './helpers/server';
 
 const { model: demoModel, serve } = demoServers('server-ops');
@@ -47,13 +52,45 @@ async function scrape(srv: RunningServer): Promise<Map<string, number>> {
 }
 
 describe('probes', () => {
-  test('/health is 200 while the process runs, /ready 200 while the model is loaded; both GET only', async () => {
+  test('/health is 200 while the process runs, /ready 200 once the model\'s session is open; both GET only', async () => {
     const srv = await serve();
+    // readiness follows the engine's session (serve awaits it before listening; here the test does)
+    await demoModel().ready();
     const health = await fetch(`${srv.url}/health`);
     expect([health.status, await json(health)]).toEqual([200, { status: 'ok' }]);
     const ready = await fetch(`${srv.url}/ready`);
     expect([ready.status, await json(ready)]).toEqual([200, { status: 'ready' }]);
     expect((await fetch(`${srv.url}/ready`, { method: 'POST' })).status).toBe(405);
+  });
+
+  test('/ready is 503 "failed" when the engine\'s worker cannot open the model, and after the model is disposed; /health stays 200', async () => {
+    const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-ready-'));
+    // loaded in the default configuration: the worker opens the session on first use, from the cache
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir });
+    for (const f of fs.readdirSync(cacheDir)) fs.rmSync(path.join(cacheDir, f), { recursive: true, force: true });
+    const srv = await startServer(model, { port: 0 });
+    try {
+      let status = 'not_loaded';
+      while (status === 'not_loaded') status = (await json(await fetch(`${srv.url}/ready`))).status;
+      const ready = await fetch(`${srv.url}/ready`);
+      expect([ready.status, await json(ready)]).toEqual([503, { status: 'failed' }]);
+      expect((await fetch(`${srv.url}/health`)).status).toBe(200);
+    } finally {
+      await srv.close();
+      await model.dispose();
+    }
+    const fine = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir });
+    const srv2 = await startServer(fine, { port: 0 });
+    try {
+      await fine.ready();
+      expect((await fetch(`${srv2.url}/ready`)).status).toBe(200);
+      await fine.dispose();
+      const after = await fetch(`${srv2.url}/ready`);
+      expect([after.status, await json(after)]).toEqual([503, { status: 'failed' }]);
+    } finally {
+      await srv2.close();
+      fs.rmSync(cacheDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -90,6 +90,11 @@ export class Engine {
     return this.#p.runner.ready();
   }
 
+  /** Why generation can no longer run (the worker failed or exited); undefined while it can. */
+  get failure(): string | undefined {
+    return this.#closed ? 'disposed' : this.#p.runner.failure;
+  }
+
   /** Pooled hidden states of the base model for each row of token ids (hidden-state routers). */
   features(rows: number[][]): Promise<Float32Array[]> {
     if (this.#closed) return Promise.reject(new DisposedError('PersonaModel'));

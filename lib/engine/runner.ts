@@ -10,6 +10,8 @@ export interface SequenceRunner {
   features(rows: number[][]): Promise<Float32Array[]>;
   /** resolves when requests can run (the worker's session is open); rejects when it cannot */
   ready(): Promise<void>;
+  /** why nothing can run any more (the worker could not open the session, failed or exited); undefined while it can */
+  readonly failure?: string;
   /** what the batch holds now (from the worker: as of its last step) */
   stats(): BatchStats;
   /** ends every request ('abort' with the reason) and releases the session; no crash mid-step */

@@ -134,6 +134,11 @@ export class WorkerClient implements SequenceRunner {
     if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
   }
 
+  /** Why the worker can run nothing any more (set once it failed to load, failed or exited). */
+  get failure(): string | undefined {
+    return this.#fatal;
+  }
+
   /** Resolves once the worker's session is open; rejects when it could not open (or closed first). */
   ready(): Promise<void> {
     this.#worker.ref();

@@ -1,6 +1,7 @@
 // personafuse's OpenAI-compatible HTTP server (node:http):
 //   GET  /health                  200 while the process runs (liveness)
-//   GET  /ready                   200 when the model is loaded and the server not draining, else 503 (readiness)
+//   GET  /ready                   200 when the model's session is open (and has not failed since) and the server
+//                                 is not draining, else 503 with status not_loaded | failed | draining (readiness)
 //   GET  /metrics                 Prometheus text (lib/server/metrics.ts)
 //   GET  /v1/models               the model served, with its experts
 //   GET  /v1/models/{id}          the same object, by its id or an alias; 404 model_not_found otherwise
@@ -83,6 +84,15 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
   const corsHeaders = cors(opts.cors);
   const log = requestLogger(opts.logFormat, opts.log);
   const chatContext = { model, served, opts, admission, metrics, drainer };
+  // readiness: the engine's session open (model.ready() resolved) and not failed since
+  let loaded: 'not_loaded' | 'ready' | 'failed' = 'not_loaded';
+  model.ready().then(() => (loaded = 'ready'), () => (loaded = 'failed'));
+  const readiness = (): 'ready' | 'not_loaded' | 'failed' | 'draining' => {
+    if (drainer.draining) return 'draining';
+    const engine = engineOf(model);
+    if (loaded === 'failed' || engine === undefined || engine.failure !== undefined) return 'failed';
+    return loaded; // 'not_loaded' until the session is open
+  };
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -110,7 +120,7 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
     if (corsHeaders.preflight(req, res)) return;
     if (path === '/health') return probe(req, res, path, 200, { status: 'ok' });
     if (path === '/ready') {
-      const status = drainer.draining ? 'draining' : engineOf(model) ? 'ready' : 'not_loaded';
+      const status = readiness();
       return probe(req, res, path, status === 'ready' ? 200 : 503, { status });
     }
     if (path === '/metrics') {
