@@ -816,7 +816,7 @@ def write_readme(out: Path, ev: dict) -> None:
               "", "## Regenerate", "",
               README_LAST_LINE]
     text = "\n".join(lines) + "\n"
-    # sections written by hand after the generated part (e.g. the one on router-hidden/) are kept
+    # sections written by hand after the generated part (e.g. the one on how the default router was chosen) are kept
     old = (out / "README.md").read_text() if (out / "README.md").exists() else ""
     if README_LAST_LINE in old:
         tail = old[old.index(README_LAST_LINE) + len(README_LAST_LINE):].lstrip("\n")
