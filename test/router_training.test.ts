@@ -157,7 +157,7 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
 
   test('trainRouter writes a version 3 folder (n-grams beside the hidden states, situations mapped to experts) the model loads; routes equal from the worker and in-thread; same seed, same bytes', async () => {
     const base = { model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp };
-    const model = await PersonaModel.load({ ...base, worker: false });
+    const model = await PersonaModel.load(base); // trained as `router train` runs it: the default runner
     try {
       const out = path.join(tmp, 'router-a');
       const report = await trainRouter(model, { data, out, seed: 3, epochs: 40 });
