@@ -6,14 +6,14 @@
 // Predicting the situation and then its experts lets a linear head separate C situations
 // instead of E overlapping expert marginals.
 import type { SituationOutputs } from './router_config';
+import { targetDistribution } from './situations';
 import { softmaxRows } from './train';
 
-/** t [C, E]: each situation's distribution over `experts`. */
+/** t [C, E]: each situation's distribution over `experts` (its training target, situations.ts). */
 export function situationTable(outputs: SituationOutputs, experts: readonly string[]): Float32Array {
-  const E = experts.length;
-  const t = new Float32Array(outputs.names.length * E);
-  const total = outputs.weights.reduce((a, w) => a + w, 0);
-  outputs.experts.forEach((list, c) => list.forEach((e, j) => (t[c * E + experts.indexOf(e)] += outputs.weights[j] / total)));
+  const table = { weights: outputs.weights, situations: outputs.names.map((name, c) => ({ name, experts: outputs.experts[c] })) };
+  const t = new Float32Array(outputs.names.length * experts.length);
+  outputs.names.forEach((name, c) => t.set(targetDistribution(table, name, experts), c * experts.length));
   return t;
 }
 
