@@ -84,14 +84,15 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
   const corsHeaders = cors(opts.cors);
   const log = requestLogger(opts.logFormat, opts.log);
   const chatContext = { model, served, opts, admission, metrics, drainer };
-  // readiness: the engine's session open (model.ready() resolved) and not failed since
-  let loaded: 'not_loaded' | 'ready' | 'failed' = 'not_loaded';
-  model.ready().then(() => (loaded = 'ready'), () => (loaded = 'failed'));
+  // readiness: the engine's session open (model.ready() resolved) and no failure since; a failed
+  // open, a dead worker and a disposed model all show as the engine's failure (or no engine)
+  let opened = false;
+  model.ready().then(() => (opened = true), () => undefined);
   const readiness = (): 'ready' | 'not_loaded' | 'failed' | 'draining' => {
     if (drainer.draining) return 'draining';
     const engine = engineOf(model);
-    if (loaded === 'failed' || engine === undefined || engine.failure !== undefined) return 'failed';
-    return loaded; // 'not_loaded' until the session is open
+    if (engine === undefined || engine.failure !== undefined) return 'failed';
+    return opened ? 'ready' : 'not_loaded';
   };
 
   const server = http.createServer((req, res) => {
