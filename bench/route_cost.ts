@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import { PersonaModel } from '../lib';
+import { adapterFolders } from '../lib/cli/options';
 import { median, resultsFile, table } from './harness';
 
 const MESSAGES = [
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-route-'));
   // a router routes to experts, so they load too: the model folder's adapters/ when it has one
   const adapterDir = path.join(o.model, 'adapters');
-  const adapters = o.router && fs.existsSync(adapterDir) ? Object.fromEntries(fs.readdirSync(adapterDir).map((e) => [e, path.join(adapterDir, e)])) : undefined;
+  const adapters = o.router && fs.existsSync(adapterDir) ? adapterFolders({ adapters: adapterDir }) : undefined;
   const model = await PersonaModel.load({ model: o.model, adapters, router: o.router, cacheDir: work });
   try {
     await model.ready();

@@ -9,6 +9,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
 const { PersonaModel } = require('../../dist/lib');
+const { adapterFolders } = require('../../dist/lib/cli/options');
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []));
 const repo = path.join(__dirname, '..', '..');
@@ -33,9 +34,10 @@ ort.InferenceSession.prototype.run = async function (feeds, ...rest) {
 };
 
 async function main() {
-  const experts = fs.readdirSync(path.join(dir, 'adapters'));
+  const adapters = adapterFolders({ adapters: path.join(dir, 'adapters') });
+  const experts = Object.keys(adapters);
   const model = await PersonaModel.load({
-    model: dir, adapters: Object.fromEntries(experts.map((e) => [e, path.join(dir, 'adapters', e)])), loraLayout: 'bank', worker: false,
+    model: dir, adapters, loraLayout: 'bank', worker: false,
     intraOpNumThreads: Number(args.threads ?? 1), cacheDir: fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'pf-split-')),
   });
   const prompts = fs.readFileSync(path.join(repo, 'data', 'situations', 'validation.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).text);

@@ -4,15 +4,16 @@
 //   echo '["text", ...]' | node scripts/demo/route_texts.js MODEL_DIR CACHE_DIR   -> [{expert: weight}, ...]
 // Needs the package built (npm run build).
 const fs = require('node:fs');
-const path = require('node:path');
 const { PersonaModel } = require('../../dist/lib');
+const { modelSetup } = require('../../dist/lib/cli/options');
 
 async function main() {
   const [dir, cacheDir] = process.argv.slice(2);
   if (!dir) throw new Error('usage: node scripts/demo/route_texts.js MODEL_DIR [CACHE_DIR] < texts.json');
   const texts = JSON.parse(fs.readFileSync(0, 'utf8'));
-  const adapters = Object.fromEntries(fs.readdirSync(path.join(dir, 'adapters')).map((e) => [e, path.join(dir, 'adapters', e)]));
-  const model = await PersonaModel.load({ model: dir, adapters, router: path.join(dir, 'router'), cacheDir });
+  // the folder's adapters/ and router/, as the CLI finds them
+  const { model: file, adapters, router } = modelSetup({ model: dir, cacheDir });
+  const model = await PersonaModel.load({ model: file, adapters, router, cacheDir });
   try {
     const mixes = [];
     for (const t of texts) mixes.push((await model.route(t)).mix);
