@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
 import { withProgressBar } from '../lib/cli/progress';
-import { usableCores } from '../lib/server/threads';
+import { SMALL_MODEL_REPLICAS_MAX, usableCores } from '../lib/server/threads';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const dir = tempDir('cli');
@@ -134,9 +134,9 @@ describe('personafuse serve', () => {
     clearTimeout(kill);
   });
 
-  test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker thread, the bank by default)', async () => {
+  test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker threads, the bank by default)', async () => {
     child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number }>((resolve, reject) => {
+    const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number; replicas: number }>((resolve, reject) => {
       let buf = '';
       child!.stdout!.on('data', (d: Buffer) => {
         buf += d.toString();
@@ -147,8 +147,9 @@ describe('personafuse serve', () => {
     expect(info.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // a server decodes wide batches, where the bank is the faster form (SERVE_LORA_LAYOUT)
     expect(info.loraLayout).toBe('bank');
-    // a small model leaves one core to the event loop (lib/server/threads.ts)
-    expect(info.threads).toBe(Math.max(1, usableCores() - 1));
+    // a small model gets one single-threaded replica per core, at most four (lib/server/threads.ts)
+    expect(info.threads).toBe(1);
+    expect(info.replicas).toBe(Math.min(usableCores(), SMALL_MODEL_REPLICAS_MAX));
     const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });

@@ -58,7 +58,7 @@ const SETUPS = {
   fixture: { model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), router: path.join(__dirname, 'fixtures', 'router-tiny') },
 } as const;
 
-async function check(setup: keyof typeof SETUPS, n: number, extra: { maxBatch: number; worker?: boolean; loraLayout?: 'per-row' | 'bank' }): Promise<void> {
+async function check(setup: keyof typeof SETUPS, n: number, extra: { maxBatch: number; worker?: boolean; loraLayout?: 'per-row' | 'bank'; replicas?: number }): Promise<void> {
   const rng = testRng();
   const s = SETUPS[setup];
   const fresh = await PersonaModel.load({ ...s, cacheDir, worker: false, loraLayout: extra.loraLayout });
@@ -70,7 +70,7 @@ async function check(setup: keyof typeof SETUPS, n: number, extra: { maxBatch: n
     const want = await alone(fresh, plan);
     const bad = mismatches(plan, got, want);
     const shown = bad.slice(0, 3).map((b) => `#${b.index} ${JSON.stringify(b.persona)} (${b.finishReason}): got ${b.got.join(',')} want ${b.want.join(',')}`);
-    if (bad.length) throw new Error(`${bad.length} of ${n} requests differ from their tokens alone (${model.loraLayout}, maxBatch ${extra.maxBatch}):\n${shown.join('\n')}\n${seedNote()}`);
+    if (bad.length) throw new Error(`${bad.length} of ${n} requests differ from their tokens alone (${model.loraLayout}, maxBatch ${extra.maxBatch}, replicas ${extra.replicas ?? 1}):\n${shown.join('\n')}\n${seedNote()}`);
     // the mix each request reports is the one it was run with
     got.forEach((g, i) => expect({ i, mix: g.mix }).toEqual({ i, mix: want[i].mix }));
     // requests really overlapped (joined while others were mid-generation)
@@ -95,4 +95,8 @@ describe('isolation: every layout and runner', () => {
   test.each([
     ['per-row', true], ['bank', true], ['per-row', false], ['bank', false],
   ] as const)('tiny-llama fixture, %s layout, worker %s, maxBatch 3, 80 random requests', (loraLayout, worker) => check('fixture', 80, { maxBatch: 3, worker, loraLayout }));
+});
+
+describe('isolation: replicas (what `serve` runs a small model on)', () => {
+  test.each([['per-row'], ['bank']] as const)('demo model, %s layout, 2 replicas, maxBatch 3, 80 random requests', (loraLayout) => check('demo', 80, { maxBatch: 3, loraLayout, replicas: 2 }));
 });

@@ -283,6 +283,27 @@ describe('errors', () => {
     await expect(PersonaModel.load({ model: path.join(FIXTURE, 'adapters') })).rejects.toThrow(/neither model.onnx nor onnx\/model.onnx/);
   });
 
+  test('replicas: an integer from 1 to 64, and 1 without the worker, refused with its name', async () => {
+    const model = path.join(FIXTURE, 'onnx-legacy');
+    await expect(PersonaModel.load({ model, cacheDir, replicas: 0 })).rejects.toThrow(RangeError);
+    await expect(PersonaModel.load({ model, cacheDir, replicas: 0 })).rejects.toThrow(/integer between 1 and 64 for replicas but received 0/);
+    await expect(PersonaModel.load({ model, cacheDir, replicas: 1.5 })).rejects.toThrow(/for replicas but received 1.5/);
+    await expect(PersonaModel.load({ model, cacheDir, replicas: 65 })).rejects.toThrow(/for replicas but received 65/);
+    await expect(PersonaModel.load({ model, cacheDir, replicas: 2, worker: false })).rejects.toThrow(/1 with \{ worker: false \}.* for replicas but received 2/);
+  });
+
+  test('two replicas: loadStats counts both batches; concurrent requests all finish', async () => {
+    const m = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir, replicas: 2, maxBatch: 3 });
+    try {
+      expect(m.engine.loadStats().maxBatch).toBe(6);
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => m.generate({ inputIds: [1, 2, 3 + i], maxNewTokens: 4, ignoreEos: true })));
+      expect(results.map((r) => r.tokens.length)).toEqual(Array(8).fill(4));
+      expect(m.engine.loadStats()).toMatchObject({ running: 0, waiting: 0 });
+    } finally {
+      await m.dispose();
+    }
+  });
+
   test('a disposed model says so', async () => {
     const m = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), cacheDir });
     await m.dispose();

@@ -1,22 +1,27 @@
-// serve's default onnxruntime thread count (lib/server/threads.ts): a small model leaves a core to the
-// event loop, a large one takes every core; the model's size is read from its files on disk.
+// serve's default replicas and onnxruntime threads (lib/server/threads.ts): a small model gets one
+// single-threaded replica per core (at most SMALL_MODEL_REPLICAS_MAX), a large one one replica with
+// every core; the model's size is read from its files on disk.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { modelBytesOnDisk } from '../lib/decoder/model_files';
-import { serveThreads, SMALL_MODEL_BYTES, usableCores } from '../lib/server/threads';
+import { servePlan, SMALL_MODEL_BYTES, SMALL_MODEL_REPLICAS_MAX, usableCores } from '../lib/server/threads';
 
-describe('serveThreads', () => {
-  test('below SMALL_MODEL_BYTES one core is left to the event loop; from there on every core', () => {
-    expect(serveThreads(16e6, 2)).toBe(1);
-    expect(serveThreads(16e6, 16)).toBe(15);
-    expect(serveThreads(SMALL_MODEL_BYTES - 1, 4)).toBe(3);
-    expect(serveThreads(SMALL_MODEL_BYTES, 2)).toBe(2);
-    expect(serveThreads(981e6, 16)).toBe(16);
+describe('servePlan', () => {
+  test('below SMALL_MODEL_BYTES: one single-threaded replica per core, at most SMALL_MODEL_REPLICAS_MAX', () => {
+    expect(servePlan(16e6, 2)).toEqual({ threads: 1, replicas: 2 });
+    expect(servePlan(SMALL_MODEL_BYTES - 1, 3)).toEqual({ threads: 1, replicas: 3 });
+    expect(servePlan(16e6, 16)).toEqual({ threads: 1, replicas: SMALL_MODEL_REPLICAS_MAX });
   });
 
-  test('a one-core machine keeps its one thread', () => {
-    expect(serveThreads(1e6, 1)).toBe(1);
+  test('from SMALL_MODEL_BYTES on: one replica with every core', () => {
+    expect(servePlan(SMALL_MODEL_BYTES, 2)).toEqual({ threads: 2, replicas: 1 });
+    expect(servePlan(981e6, 16)).toEqual({ threads: 16, replicas: 1 });
+  });
+
+  test('a one-core machine gets one replica of one thread', () => {
+    expect(servePlan(1e6, 1)).toEqual({ threads: 1, replicas: 1 });
+    expect(servePlan(981e6, 1)).toEqual({ threads: 1, replicas: 1 });
   });
 });
 

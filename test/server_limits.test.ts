@@ -79,6 +79,9 @@ describe('options are checked at start-up', () => {
       [['--threads', '0'], /for --threads but received 0/],
       [['--threads', '1.5'], /for --threads but received 1.5/],
       [['--threads', 'two'], /--threads/],
+      [['--replicas', '0'], /integer between 1 and 64 for --replicas but received 0/],
+      [['--replicas', '65'], /for --replicas but received 65/],
+      [['--replicas', 'two'], /--replicas/],
     ];
     const runs = await Promise.all(cases.map(([args]) => new Promise<{ code: number | null; stderr: string }>((resolve) => {
       execFile(process.execPath, [CLI, 'serve', '--model', path.join(tempDir('server-limits-cli'), 'nowhere'), ...args], { timeout: 30000 }, (err, _out, stderr) => {

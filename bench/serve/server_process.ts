@@ -11,6 +11,10 @@ export interface ServerInfo {
   model?: string;
   experts?: string[];
   router?: boolean;
+  loraLayout?: string;
+  /** onnxruntime threads per replica, and engine replicas (serve's plan, lib/server/threads.ts) */
+  threads?: number;
+  replicas?: number;
 }
 
 export interface SpawnedServer {

@@ -152,7 +152,7 @@ export function describeMix(mix: Record<string, number>): string {
 
 /** The model for generate / chat / serve, with a progress bar on stderr while the injected model
  *  is built (first run only; later runs reuse the cache). */
-export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number } = {},
+export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number; replicas?: number } = {},
   setup: ModelSetup = modelSetup(flags)): Promise<PersonaModel> {
   return withProgressBar(flags, (onProgress) =>
     PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));

@@ -100,6 +100,8 @@ export class Batcher {
   #kv: KvBatch;
   #nextId = 1;
   #running: Promise<void> | undefined;
+  /** features() runs in flight beside the loop */
+  readonly #sideRuns = new Set<Promise<unknown>>();
   #closed = false;
 
   constructor(model: DecoderModel, opts: BatcherOptions = {}) {
@@ -133,13 +135,21 @@ export class Batcher {
    * prefill of the rows, beside the batch (onnxruntime runs concurrent calls on one session).
    */
   async features(rows: number[][]): Promise<Float32Array[]> {
+    if (this.#closed) throw new Error('The generation engine is closed');
     const hidden = this.#model.hidden;
     if (!hidden) throw new Error('This model gives no hidden states (its LM head is not a MatMul onnxruntime can be read from), so a hidden-state router cannot run on it');
     const base = newRowMixes(this.#model.layout);
     rows.forEach((_, r) => base.set(r, []));
     const feeds = { ...decoderFeeds(this.#model.io, rows, this.#model.padId), ...base.feeds(0, rows.length) };
-    const out = await this.#model.session.run(feeds, [hidden]);
-    return poolHidden(out[hidden], rows.map((r) => r.length));
+    // close() waits for this run: the session must not be released under it
+    const run = this.#model.session.run(feeds, [hidden]);
+    this.#sideRuns.add(run);
+    try {
+      const out = await run;
+      return poolHidden(out[hidden], rows.map((r) => r.length));
+    } finally {
+      this.#sideRuns.delete(run);
+    }
   }
 
   /** true when the model has past_key_values inputs (KV-cache decoding) */
@@ -166,10 +176,13 @@ export class Batcher {
     row.sink.done('abort');
   }
 
+  /** Ends every request and resolves once no run of the session is in flight (the loop's step,
+   *  features calls), so the session can be released. */
   async close(): Promise<void> {
     this.#closed = true;
     for (const r of [...this.#queue, ...this.#rows]) this.cancel(r.id);
     await this.#running;
+    await Promise.allSettled([...this.#sideRuns]);
   }
 
   async #loop(): Promise<void> {

@@ -96,9 +96,15 @@ export class Engine {
   }
 
   /** Pooled hidden states of the base model for each row of token ids (hidden-state routers). */
-  features(rows: number[][]): Promise<Float32Array[]> {
-    if (this.#closed) return Promise.reject(new DisposedError('PersonaModel'));
-    return this.#p.runner.features(rows);
+  async features(rows: number[][]): Promise<Float32Array[]> {
+    if (this.#closed) throw new DisposedError('PersonaModel');
+    try {
+      return await this.#p.runner.features(rows);
+    } catch (err) {
+      // a call cut short by dispose() says so with the error type callers can test for
+      if (this.#closed) throw new DisposedError('PersonaModel');
+      throw err;
+    }
   }
 
   stream(opts: GenerateOptions, mix: ResolvedMix): AsyncGenerator<StreamEvent, void, undefined> {

@@ -40,6 +40,7 @@ export class WorkerClient implements SequenceRunner {
   readonly #sinks = new Map<number, SequenceSink>();
   #next = 1;
   #fatal: string | undefined;
+  #closing = false;
   constructor(init: WorkerInit) {
     const fromSources = __filename.endsWith('.ts');
     const entry = path.join(__dirname, fromSources ? 'worker.ts' : 'worker.js');
@@ -62,7 +63,7 @@ export class WorkerClient implements SequenceRunner {
       if (m.type === 'features') {
         const call = this.#featureCalls.get(m.id);
         this.#featureCalls.delete(m.id);
-        if (this.#featureCalls.size === 0 && this.#sinks.size === 0) this.#worker.unref();
+        this.#unrefWhenIdle();
         if (m.error !== undefined) call?.reject(new Error(m.error));
         else call?.resolve(m.data!);
         return;
@@ -119,6 +120,7 @@ export class WorkerClient implements SequenceRunner {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     this.#fatal ??= 'The generation engine is closed';
     this.#failAll(this.#fatal);
     this.#worker.ref(); // the close must finish even when nothing else keeps the process alive
@@ -131,7 +133,14 @@ export class WorkerClient implements SequenceRunner {
 
   #forget(id: number): void {
     this.#sinks.delete(id);
-    if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
+    this.#unrefWhenIdle();
+  }
+
+  /** Lets the process exit while no request is open, unless close() is waiting for the thread to end:
+   *  a message that arrives during the close (the answer to a features call the close cut short)
+   *  must not unref it, or the process exits with the thread still running and aborts. */
+  #unrefWhenIdle(): void {
+    if (!this.#closing && this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
   }
 
   /** Why the worker can run nothing any more (set once it failed to load, failed or exited). */
@@ -142,9 +151,7 @@ export class WorkerClient implements SequenceRunner {
   /** Resolves once the worker's session is open; rejects when it could not open (or closed first). */
   ready(): Promise<void> {
     this.#worker.ref();
-    return this.#ready.finally(() => {
-      if (this.#sinks.size === 0 && this.#featureCalls.size === 0) this.#worker.unref();
-    });
+    return this.#ready.finally(() => this.#unrefWhenIdle());
   }
 
   #failAll(message: string): void {

@@ -36,6 +36,7 @@ import { GenerateOptions } from '../engine/options';
 import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
 import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
+import { MAX_REPLICAS, RunnerPool } from '../engine/runner_pool';
 import type { GateInput } from '../decoder/gate_slots';
 import { newRowMixes, openSiteBanks, SlotLayout, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';
@@ -66,8 +67,13 @@ export interface PersonaModelOptions {
   /** run generation's onnxruntime session in a worker thread (default true); false runs it on the
    *  calling thread (session.run is async but blocks the event loop while it computes) */
   worker?: boolean;
-  /** most requests decoded together (default 16) */
+  /** most requests decoded together, per replica (default 16) */
   maxBatch?: number;
+  /** engine workers, each with its own session and batch, requests going to the least loaded
+   *  (lib/engine/runner_pool.ts; default 1). For small models on several cores: one session's decode
+   *  step keeps to about one core, and a second replica decodes on another while the first prefills.
+   *  Each holds its own copy of the weights. Needs the worker (not { worker: false }). */
+  replicas?: number;
   /** how the experts enter the graph (lib/onnx/inject.ts; docs/design.md §4, formulations (a) and (c)):
    *  'per-row': each row's mix folded into its own A_in/B_in inputs when it joins: reads k·r
    *    columns per row and step, the cheaper form at small batches;
@@ -161,6 +167,10 @@ export class PersonaModel {
     const experts = Object.keys(named);
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     if (options.maxBatch !== undefined) expectInteger(options.maxBatch, 'maxBatch', 1, 4096);
+    if (options.replicas !== undefined) {
+      expectInteger(options.replicas, 'replicas', 1, MAX_REPLICAS);
+      if (options.replicas > 1 && options.worker === false) throw rangeError('replicas', '1 with { worker: false } (replicas are worker threads)', String(options.replicas));
+    }
     const requested = options.loraLayout ?? 'auto';
     const choices: readonly string[] = ['auto', ...LORA_LAYOUTS];
     if (!choices.includes(requested)) throw rangeError('loraLayout', choices.map((c) => `'${c}'`).join(', '), String(requested));
@@ -237,14 +247,17 @@ export class PersonaModel {
       if (this.#disposed) throw new DisposedError('PersonaModel');
       const o = this.#options;
       const maxBatch = o.maxBatch ?? 16;
+      const replicas = o.replicas ?? 1;
+      const worker = () => new WorkerClient({
+        file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
+        layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
+      });
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
         ? new Batcher({ session: this.#session!, layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
-        : new WorkerClient({
-          file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
-          layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
-        });
-      this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch });
+        : replicas === 1 ? worker() : new RunnerPool(Array.from({ length: replicas }, worker));
+      // the engine's capacity: every replica's batch
+      this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch: maxBatch * replicas });
     }
     return this.#engine;
   }

@@ -1,20 +1,25 @@
-// How many onnxruntime threads the server's decoder session gets when `serve --threads` is not given.
+// How the server runs the decoder when `serve --threads` / `--replicas` are not given: how many
+// engine replicas (worker threads, each with its own session and batch: lib/engine/runner_pool.ts)
+// and how many onnxruntime threads each session gets.
 //
-// The server's main thread (HTTP, SSE, tokenising, routing) shares the cores with onnxruntime's
-// intra-op pool. A small model's decode step is many tiny ops, each split across the pool and joined
-// again; when the event loop takes one of those threads' core for a moment, every op waits for it. A
-// large model's ops carry enough work that the second thread pays for the wait. Measured on the 2-core
+// A small model's decode step is many tiny ops; split across an intra-op pool, each is joined again,
+// and when the event loop takes one of the pool's cores for a moment every op waits for it. A large
+// model's ops carry enough work that a second thread pays for the wait. Measured on the 2-core
 // machine (bench serve, closed loop, tok/s at 1 / 8 clients; bench/results/experiments/serve-*-exp-threads-*.json):
 //
 //   models/persona-demo, 16 MB of weights     1 thread  683 / 1424    2 threads  668 / 1044
 //   llama-h512, 10 random experts, 31 MB      1 thread  291 /  792    2 threads  399 /  698
 //   llama-1b-slice, 981 MB                    1 thread 20.5 / 52.2    2 threads 22.4 / 65.7
 //
-// So: below SMALL_MODEL_BYTES the pool leaves one core to the event loop, which a server under load
-// gains by (llama-h512 gives up some single-client speed for it); from there on it takes them all
-// (our decoder sessions' default, lib/decoder/session_options.ts). The threshold is a judgement between
-// the 31 MB and 981 MB models measured, on 2 cores only; on a many-core machine one core fewer costs
-// little either way. `serve --threads` overrides it.
+// One single-threaded session, though, leaves the other core idle under load (the machine was 1.3-1.5
+// cores busy at 8 clients), and every joiner's prefill stalls its whole batch. So a small model gets one
+// single-threaded replica per core instead: at 8 / 32 clients, interleaved runs of the demo gave
+// 1,431-1,708 / 1,475-1,903 tok/s with two replicas against 1,136-1,322 / 1,284-1,289 with one, TTFT p50
+// at 32 clients 39-48 ms against 383 ms, the same at 1 client, for 70-150 MB more memory; three
+// replicas on the two cores gave no more (bench/results/experiments/serve-persona-demo-*-exp-replicas-*.json).
+// A large model keeps one replica with every core (a copy of 1 GB of weights per core is not what a
+// server should take unasked). The size threshold is a judgement between the 31 MB and 981 MB models
+// measured, on 2 cores only.
 //
 // Cores are what this process may use: os.availableParallelism() (Node 20's libuv reads the CPU
 // affinity but not a cgroup's CPU quota), capped by the cgroup v2 quota in /sys/fs/cgroup/cpu.max,
@@ -22,11 +27,16 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 
-/** Models under this size on disk leave a core to the event loop. */
+/** Models under this size on disk are served by single-threaded replicas, one per core. */
 export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
 
-export function serveThreads(modelBytes: number, cores: number = usableCores()): number {
-  return modelBytes >= SMALL_MODEL_BYTES || cores <= 1 ? cores : cores - 1;
+/** Most replicas the server starts by itself for a small model (each holds a copy of the weights). */
+export const SMALL_MODEL_REPLICAS_MAX = 4;
+
+/** The server's default onnxruntime threads per replica and replica count. */
+export function servePlan(modelBytes: number, cores: number = usableCores()): { threads: number; replicas: number } {
+  if (modelBytes >= SMALL_MODEL_BYTES) return { threads: cores, replicas: 1 };
+  return { threads: 1, replicas: Math.min(cores, SMALL_MODEL_REPLICAS_MAX) };
 }
 
 /** os.availableParallelism(), capped by a cgroup v2 CPU quota ("<quota> <period>", or "max <period>"). */
@@ -42,3 +52,4 @@ export function usableCores(cpuMax = '/sys/fs/cgroup/cpu.max'): number {
   if (!(quota > 0) || !(period > 0)) return cores; // 'max': no quota
   return Math.max(1, Math.min(cores, Math.ceil(quota / period)));
 }
+

@@ -9,7 +9,8 @@ import { Command, Option } from 'commander';
 import { startServer } from '../../server/server';
 import { eventLogger } from '../../server/logging';
 import { LOG_FORMATS, LogFormat, ListenOptions, OptionNames, resolveServerOptions, secondsToMs, ServerOptions } from '../../server/config';
-import { serveThreads } from '../../server/threads';
+import { servePlan, SMALL_MODEL_REPLICAS_MAX } from '../../server/threads';
+import { MAX_REPLICAS } from '../../engine/runner_pool';
 import { expectInteger } from '../../errors';
 import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
 import { addModelFlags, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
@@ -27,6 +28,7 @@ interface ServeFlags extends ModelFlags {
   logFormat: LogFormat;
   cors?: string[];
   threads?: number;
+  replicas?: number;
 }
 
 /** The flags behind each server option, so errors name what the user typed. */
@@ -44,14 +46,15 @@ export function serveCommand(): Command {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--served-model-name <name...>', 'names the model is served under: the first is the id /v1/models reports, the others aliases (default: the model folder name)')
     .option('--model-id <id>', 'the same as --served-model-name <id>')
-    .option('--max-batch <n>', 'most requests decoded together (default 16)', numberFlag('--max-batch'))
-    .option('--max-queue <n>', 'requests waiting for a batch slot beyond --max-batch; past that, 429 (default 4 x max batch)', numberFlag('--max-queue'))
+    .option('--max-batch <n>', 'most requests each replica decodes together (default 16)', numberFlag('--max-batch'))
+    .option('--max-queue <n>', 'requests waiting for a batch slot beyond what the replicas\' batches hold; past that, 429 (default 4 x that)', numberFlag('--max-queue'))
     .option('--request-timeout <seconds>', 'stop a request running longer, queue time included: 504, or an error event in a stream (default: no limit)', numberFlag('--request-timeout'))
     .option('--drain-timeout <seconds>', 'on SIGTERM / SIGINT, how long requests in flight may finish before they are cut', numberFlag('--drain-timeout'), DEFAULT_DRAIN_TIMEOUT_S)
     .option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (default: $PERSONAFUSE_API_KEY; /health, /ready, /metrics stay open)')
     .addOption(new Option('--log-format <format>', 'one line per request on stderr').choices(LOG_FORMATS).default('text'))
     .option('--cors <origin...>', 'let browsers call the API from these origins (* = any); answers OPTIONS preflights')
-    .option('--threads <n>', 'onnxruntime threads for the decoder, 1 to 1024 (default: every core for a model of 64 MiB or more on disk; one fewer below that, leaving a core to the event loop)', numberFlag('--threads'))
+    .option('--threads <n>', 'onnxruntime threads for each replica\'s decoder session, 1 to 1024 (default: every core for a model of 64 MiB or more on disk; 1 below that)', numberFlag('--threads'))
+    .option('--replicas <n>', `engine workers, each with its own session and batch of up to --max-batch requests; requests go to the least loaded, 1 to ${MAX_REPLICAS} (default: 1 for a model of 64 MiB or more on disk; below that one per core, at most ${SMALL_MODEL_REPLICAS_MAX})`, numberFlag('--replicas'))
     .action(async (flags: ServeFlags) => {
       const requestTimeoutMs = flags.requestTimeout === undefined ? undefined : secondsToMs(flags.requestTimeout, '--request-timeout');
       const drainTimeoutMs = secondsToMs(flags.drainTimeout, '--drain-timeout');
@@ -62,16 +65,21 @@ export function serveCommand(): Command {
       };
       resolveServerOptions(options, undefined, FLAG_NAMES); // before the model loads: a bad flag fails now
       const threads = flags.threads === undefined ? undefined : expectInteger(flags.threads, '--threads', 1, 1024);
+      const replicasFlag = flags.replicas === undefined ? undefined : expectInteger(flags.replicas, '--replicas', 1, MAX_REPLICAS);
       const setup = modelSetup(flags);
-      const intraOpNumThreads = threads ?? serveThreads(modelBytesOnDisk(resolveModelFile(setup.model)));
-      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads }, setup);
+      const plan = servePlan(modelBytesOnDisk(resolveModelFile(setup.model)));
+      const intraOpNumThreads = threads ?? plan.threads;
+      const replicas = replicasFlag ?? plan.replicas;
+      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads, replicas }, setup);
+      // --max-batch is per replica: the server admits what every replica's batch holds (the engine's capacity)
+      options.maxBatch = undefined;
       // listen (and report ready) only once the worker's session is open: a model that cannot
       // load fails here, with its reason, instead of answering 500 to every request
       await model.ready();
       if (!options.servedModelNames && options.modelId === undefined) options.servedModelNames = [defaultModelId(model.modelFile)];
       const srv = await startServer(model, options, FLAG_NAMES);
       const modelId = options.servedModelNames?.[0] ?? options.modelId!;
-      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads: intraOpNumThreads };
+      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads: intraOpNumThreads, replicas };
       process.stdout.write(flags.json ? `${JSON.stringify(info)}\n`
         : `personafuse serving ${modelId} (${model.experts.length} experts${model.router ? ', router' : ''}) on ${srv.url}/v1\n`);
       const event = eventLogger(flags.logFormat, (line) => void process.stderr.write(`${line}\n`));

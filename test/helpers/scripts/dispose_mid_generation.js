@@ -1,16 +1,17 @@
 // Run by test/dispose.test.ts in a child process (a native abort would take a jest worker down with
 // it): loads the demo model from the built package, starts streams, disposes the model while they
 // decode, and reports how each ended. Exit 0 and one JSON line on stdout when nothing crashed.
-//   argv: <rounds> <worker: 1|0>
+//   argv: <rounds> <worker: 1|0> [replicas]
 const path = require('node:path');
 const { PersonaModel, DisposedError } = require(path.join(__dirname, '..', '..', '..', 'dist', 'lib'));
 
 const DEMO = path.join(__dirname, '..', '..', '..', 'models', 'persona-demo');
 const rounds = Number(process.argv[2] ?? 3);
 const worker = process.argv[3] !== '0';
+const replicas = Number(process.argv[4] ?? 1);
 
 async function round(i) {
-  const model = await PersonaModel.load({ model: DEMO, adapters: require('./demo_adapters')(DEMO), router: path.join(DEMO, 'router'), worker, cacheDir: process.env.PF_CACHE_DIR });
+  const model = await PersonaModel.load({ model: DEMO, adapters: require('./demo_adapters')(DEMO), router: path.join(DEMO, 'router'), worker, replicas, cacheDir: process.env.PF_CACHE_DIR });
   const ended = [];
   let tokens = 0;
   let disposing;
