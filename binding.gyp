@@ -35,6 +35,7 @@
         "native/cuda_plugin.cc",
         "native/device_tensor.cc",
         "native/cuda_options.cc",
+        "native/allocator.cc",
         "kernels/cpu/bank.cc",
         "kernels/cpu/status.cc",
         "kernels/cpu/thread_pool.cc",

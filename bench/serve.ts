@@ -248,6 +248,7 @@ async function main(): Promise<void> {
         spawned: !!server, url: base.toString(), pid: serverPid, args: server?.args ?? null, model: modelName, model_path: modelPath,
         servable_additions: added, model_id: served.id, experts, router: !!served.router, startup_s: server?.startup_s ?? null,
         lora_layout: server?.info.loraLayout ?? null, threads: server?.info.threads ?? null, replicas: server?.info.replicas ?? null,
+        malloc: server?.info.malloc ?? null,
         rss_mib: {
           when_ready: sampler?.samples[0]?.rss_mib ?? null, at_end: rssFinal?.rss_mib ?? null, peak: rssFinal?.hwm_mib ?? null,
           samples: sampler?.samples ?? [],

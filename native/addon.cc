@@ -24,7 +24,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"foldExperts", FoldExperts},   {"foldExpertsAsync", FoldExpertsAsync},
       {"mergeExperts", MergeExperts}, {"mergeExpertsAsync", MergeExpertsAsync},
       {"info", Info},                 {"setThreads", SetThreads},
-      {"setSimd", SetSimd},
+      {"setSimd", SetSimd},           {"tuneAllocator", TuneAllocator},
       {"setCudaOption", CudaSetOption}, {"getCudaOption", CudaGetOption},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));

@@ -18,6 +18,8 @@ Napi::Value MergeExpertsAsync(const Napi::CallbackInfo& info);
 Napi::Value Info(const Napi::CallbackInfo& info);
 Napi::Value SetThreads(const Napi::CallbackInfo& info);
 Napi::Value SetSimd(const Napi::CallbackInfo& info);
+// tuneAllocator(mmapThreshold, trimThreshold) (native/allocator.cc)
+Napi::Value TuneAllocator(const Napi::CallbackInfo& info);
 // setCudaOption(name, value) / getCudaOption(name) (native/cuda_options.cc)
 Napi::Value CudaSetOption(const Napi::CallbackInfo& info);
 Napi::Value CudaGetOption(const Napi::CallbackInfo& info);

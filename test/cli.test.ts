@@ -8,6 +8,7 @@ import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
 import { withProgressBar } from '../lib/cli/progress';
 import { SMALL_MODEL_REPLICAS_MAX, usableCores } from '../lib/server/threads';
+import { mallocTunedByEnvironment } from '../lib/cli/options';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const dir = tempDir('cli');
@@ -136,7 +137,7 @@ describe('personafuse serve', () => {
 
   test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker threads, the bank by default)', async () => {
     child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number; replicas: number }>((resolve, reject) => {
+    const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number; replicas: number; malloc: string }>((resolve, reject) => {
       let buf = '';
       child!.stdout!.on('data', (d: Buffer) => {
         buf += d.toString();
@@ -150,6 +151,9 @@ describe('personafuse serve', () => {
     // a small model gets one single-threaded replica per core, at most four (lib/server/threads.ts)
     expect(info.threads).toBe(1);
     expect(info.replicas).toBe(Math.min(usableCores(), SMALL_MODEL_REPLICAS_MAX));
+    // malloc's thresholds raised (lib/kernels/allocator.ts) unless the environment tunes them
+    const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
+    expect(info.malloc).toBe(mallocTunedByEnvironment() ? 'environment' : glibc ? 'tuned' : 'unavailable');
     const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });

@@ -15,6 +15,8 @@ export interface ServerInfo {
   /** onnxruntime threads per replica, and engine replicas (serve's plan, lib/server/threads.ts) */
   threads?: number;
   replicas?: number;
+  /** what became of malloc's thresholds (serve --system-malloc, lib/cli/options.ts) */
+  malloc?: string;
 }
 
 export interface SpawnedServer {

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { packageRoot } from '../kernels/binding';
+import { tuneAllocator } from '../kernels/allocator';
 import { LoraLayout, PersonaModel } from '../model/persona_model';
 import { LORA_LAYOUTS } from '../decoder/lora_layout';
 import { withProgressBar } from './progress';
@@ -18,6 +19,7 @@ export interface ModelFlags {
   persona?: string;
   cacheDir?: string;
   loraLayout?: LoraLayout | 'auto';
+  systemMalloc?: boolean;
 }
 
 export function addModelFlags(cmd: Command): Command {
@@ -26,6 +28,11 @@ export function addModelFlags(cmd: Command): Command {
     .option('--adapters <dir>', 'a folder whose every subfolder is a PEFT adapter, named by its folder')
     .option('--adapter <name=path>', 'one PEFT adapter (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
     .option('--json', 'print one JSON object');
+}
+
+/** --system-malloc, on the commands that run a model (loadModelFromFlags applies the tuning). */
+export function systemMallocOption(): Option {
+  return new Option('--system-malloc', "keep glibc malloc's own thresholds (by default they are raised so that onnxruntime's outputs stop page-faulting in at every decode step)");
 }
 
 /** { name: folder } from --adapters and --adapter, in a stable order (folders sorted, then flags). */
@@ -150,10 +157,24 @@ export function describeMix(mix: Record<string, number>): string {
   return parts.length ? parts.join(', ') : 'base model (no persona)';
 }
 
+/** Whether the environment already sets malloc's tuning (then it is left as the operator chose). */
+export function mallocTunedByEnvironment(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.MALLOC_MMAP_THRESHOLD_ !== undefined || env.MALLOC_TRIM_THRESHOLD_ !== undefined || /glibc\.malloc\./.test(env.GLIBC_TUNABLES ?? '');
+}
+
+/** What became of malloc's thresholds: raised here ('tuned'), left as --system-malloc or the
+ *  environment asked, or 'unavailable' (no glibc). Setting them twice is harmless. */
+export function applyMallocTuning(flags: ModelFlags): 'tuned' | 'system' | 'environment' | 'unavailable' {
+  if (flags.systemMalloc) return 'system';
+  if (mallocTunedByEnvironment()) return 'environment';
+  return tuneAllocator() ? 'tuned' : 'unavailable';
+}
+
 /** The model for generate / chat / serve, with a progress bar on stderr while the injected model
  *  is built (first run only; later runs reuse the cache). */
 export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number; replicas?: number } = {},
   setup: ModelSetup = modelSetup(flags)): Promise<PersonaModel> {
+  applyMallocTuning(flags);
   return withProgressBar(flags, (onProgress) =>
     PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));
 }

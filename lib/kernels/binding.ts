@@ -88,6 +88,7 @@ export interface NativeBinding {
   info(): { backends: string[]; simd: string; threads: number; cuda: CudaInfo };
   setThreads(n: number): void;
   setSimd(name: string): string;
+  tuneAllocator(mmapThreshold: number, trimThreshold: number): boolean;
   setCudaOption(name: string, value: number): void;
   getCudaOption(name: string): number;
 }

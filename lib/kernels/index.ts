@@ -2,6 +2,8 @@
 import { LoraBank, LoraBankOptions } from './lora_bank';
 
 export { info, setThreads, setSimd, setCudaOption, getCudaOption } from './info';
+export { tuneAllocator, ALLOCATOR_TUNING } from './allocator';
+export type { AllocatorTuning } from './allocator';
 export type { KernelInfo, CudaInfo, CudaOption } from './info';
 export { toDevice, isDeviceTensor } from './device';
 export type { DeviceTensor, DeviceDtype, DeviceF32, DeviceI32, HostArrayOf } from './device';

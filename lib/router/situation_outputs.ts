@@ -7,7 +7,7 @@
 // instead of E overlapping expert marginals.
 import type { SituationOutputs } from './router_config';
 import { targetDistribution } from './situations';
-import { softmaxRows } from './train';
+import { softmaxRows } from './softmax_rows';
 
 /** t [C, E]: each situation's distribution over `experts` (its training target, situations.ts). */
 export function situationTable(outputs: SituationOutputs, experts: readonly string[]): Float32Array {

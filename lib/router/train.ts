@@ -10,10 +10,10 @@
 // A head's targets are either expert distributions or one-hot situations; `expertsOf` maps a
 // distribution over its outputs to one over experts for the top-2 the curve reports.
 import { expectInteger, rangeError, typeError } from '../errors';
-import { topkSoftmax } from '../kernels';
 import { mulberry32 } from '../rng';
 import { emptyHead, forwardLayers, Head, standardize } from './head';
 import type { SparseVector } from './ngrams';
+import { softmaxRows } from './softmax_rows';
 
 export interface TrainOptions {
   /** widths of hidden layers ([] = a linear head) */
@@ -53,15 +53,6 @@ export interface EpochStats {
 }
 
 export const TRAIN_DEFAULTS: Required<TrainOptions> = { hidden: [], epochs: 300, batchSize: 64, lr: 3e-3, weightDecay: 1e-3, patience: 30, seed: 0 };
-
-/** softmax of each row of logits [n, E] via kernels.topkSoftmax (which returns them sorted). */
-export function softmaxRows(logits: Float32Array, E: number): Float32Array {
-  const n = logits.length / E;
-  const sorted = topkSoftmax(logits, E, E);
-  const p = new Float32Array(n * E);
-  for (let r = 0; r < n; r++) for (let j = 0; j < E; j++) p[r * E + sorted.ids[r * E + j]] = sorted.weights[r * E + j];
-  return p;
-}
 
 /** Mean cross-entropy and top-2 accuracy (over experts) of the head on standardized examples. */
 export function evaluateHead(head: Head, zs: readonly Float32Array[], targets: readonly Float32Array[], sparse: readonly (SparseVector | undefined)[] = [],

@@ -13,7 +13,7 @@ import { servePlan, SMALL_MODEL_REPLICAS_MAX } from '../../server/threads';
 import { MAX_REPLICAS } from '../../engine/runner_pool';
 import { expectInteger } from '../../errors';
 import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
-import { addModelFlags, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, applyMallocTuning, systemMallocOption, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 
 interface ServeFlags extends ModelFlags {
   port: number;
@@ -40,7 +40,7 @@ const FLAG_NAMES: OptionNames = {
 export const DEFAULT_DRAIN_TIMEOUT_S = 30;
 
 export function serveCommand(): Command {
-  return addPersonaFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics')))
+  return addPersonaFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics')).addOption(systemMallocOption()))
     .addOption(loraLayoutOption('serve'))
     .option('--port <n>', 'port (0 = any free one)', numberFlag('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
@@ -70,6 +70,7 @@ export function serveCommand(): Command {
       const plan = servePlan(modelBytesOnDisk(resolveModelFile(setup.model)));
       const intraOpNumThreads = threads ?? plan.threads;
       const replicas = replicasFlag ?? plan.replicas;
+      const malloc = applyMallocTuning(flags);
       const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads, replicas }, setup);
       // --max-batch is per replica: the server admits what every replica's batch holds (the engine's capacity)
       options.maxBatch = undefined;
@@ -79,7 +80,7 @@ export function serveCommand(): Command {
       if (!options.servedModelNames && options.modelId === undefined) options.servedModelNames = [defaultModelId(model.modelFile)];
       const srv = await startServer(model, options, FLAG_NAMES);
       const modelId = options.servedModelNames?.[0] ?? options.modelId!;
-      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads: intraOpNumThreads, replicas };
+      const info = { url: srv.url, host: flags.host, port: srv.port, model: modelId, experts: model.experts, router: !!model.router, loraLayout: model.loraLayout, threads: intraOpNumThreads, replicas, malloc };
       process.stdout.write(flags.json ? `${JSON.stringify(info)}\n`
         : `personafuse serving ${modelId} (${model.experts.length} experts${model.router ? ', router' : ''}) on ${srv.url}/v1\n`);
       const event = eventLogger(flags.logFormat, (line) => void process.stderr.write(`${line}\n`));
