@@ -16,8 +16,8 @@
 
 namespace pfn {
 
-// mallopt refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit glibc)
-constexpr int64_t kMaxMmapThreshold = int64_t{32} << 20;
+// mallopt refuses an mmap threshold above HEAP_MAX_SIZE / 2 = 4 MiB x sizeof(long) (32 MiB on 64-bit glibc)
+constexpr int64_t kMaxMmapThreshold = (int64_t{4} << 20) * static_cast<int64_t>(sizeof(long));
 constexpr int64_t kMaxTrimThreshold = 0x7fffffff;  // mallopt takes an int
 
 Napi::Value TuneAllocator(const Napi::CallbackInfo& info) {

@@ -8,7 +8,7 @@ import { mallocTunedByEnvironment } from '../lib/cli/options';
 
 const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
 const SCRIPT = path.join(__dirname, 'helpers', 'scripts', 'alloc_faults.js');
-const faults = (arg?: string) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', SCRIPT, ...(arg ? [arg] : [])], { encoding: 'utf8', env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined } }).trim()) as { tuned: boolean | null; faultsPerStep: number };
+const faults = (arg?: string) => JSON.parse(execFileSync(process.execPath, ['--expose-gc', SCRIPT, ...(arg ? [arg] : [])], { encoding: 'utf8', env: { ...process.env, MALLOC_MMAP_THRESHOLD_: undefined, MALLOC_TRIM_THRESHOLD_: undefined, GLIBC_TUNABLES: undefined } }).trim()) as { tuned: boolean | null; faultsPerStep: number };
 
 describe('tuneAllocator', () => {
   test('takes where malloc is glibc\'s, and says so', () => {
@@ -28,18 +28,22 @@ describe('tuneAllocator', () => {
     const tuned = faults('tuned');
     expect(tuned.tuned).toBe(glibc);
     if (!glibc) return;
-    // each 1 MiB+ buffer is 257+ pages; with the defaults every step maps it afresh
-    expect(plain.faultsPerStep).toBeGreaterThan(100);
-    expect(tuned.faultsPerStep).toBeLessThan(plain.faultsPerStep / 20);
+    // each 1 MiB+ buffer is 257+ pages: with the defaults every step maps it afresh; tuned, the heap
+    // reuses its pages (what is left is the rest of the process, more of it on a busy machine)
+    expect(plain.faultsPerStep).toBeGreaterThan(200);
+    expect(tuned.faultsPerStep).toBeLessThan(64);
   });
 });
 
 describe('the CLI leaves malloc alone when the environment tunes it', () => {
-  test('MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or a glibc.malloc tunable count; other variables do not', () => {
+  test('MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or either threshold as a glibc tunable count; other settings do not', () => {
     expect(mallocTunedByEnvironment({})).toBe(false);
     expect(mallocTunedByEnvironment({ MALLOC_TRIM_THRESHOLD_: '1' })).toBe(true);
     expect(mallocTunedByEnvironment({ MALLOC_MMAP_THRESHOLD_: '1' })).toBe(true);
     expect(mallocTunedByEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=1' })).toBe(true);
+    expect(mallocTunedByEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1' })).toBe(true);
+    expect(mallocTunedByEnvironment({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toBe(false);
+    expect(mallocTunedByEnvironment({ MALLOC_ARENA_MAX: '2' })).toBe(false);
     expect(mallocTunedByEnvironment({ GLIBC_TUNABLES: 'glibc.pthread.rseq=0' })).toBe(false);
   });
 });

@@ -149,6 +149,21 @@ describe('RunnerPool stats, ready and close', () => {
     expect(pool.stats()).toEqual({ running: 8, waiting: 1, kvWidth: 90, longest: 88 });
   });
 
+  test('ready() rejects when a replica cannot open its session', async () => {
+    const [a, b] = [new FakeRunner(), new FakeRunner()];
+    b.ready = () => Promise.reject(new Error('The generation worker could not load the model: no such file'));
+    await expect(new RunnerPool([a, b]).ready()).rejects.toThrow('could not load the model');
+  });
+
+  test('a features call that fails passes its error on and gives its load back', async () => {
+    const [a, b] = [new FakeRunner(), new FakeRunner()];
+    a.features = () => Promise.reject(new Error('no hidden states'));
+    const pool = new RunnerPool([a, b]);
+    await expect(pool.features([[1]])).rejects.toThrow('no hidden states');
+    pool.submit(request(1), sink());
+    expect(a.sinks.has(1)).toBe(true); // a is the least loaded again
+  });
+
   test('close closes every replica', async () => {
     const runners = [new FakeRunner(), new FakeRunner(), new FakeRunner()];
     await new RunnerPool(runners).close();

@@ -19,6 +19,14 @@ describe('servePlan', () => {
     expect(servePlan(981e6, 16)).toEqual({ threads: 16, replicas: 1 });
   });
 
+  test('one flag given: the other shares the cores out; both given: both kept', () => {
+    expect(servePlan(16e6, 2, { threads: 2 })).toEqual({ threads: 2, replicas: 1 });
+    expect(servePlan(981e6, 16, { replicas: 2 })).toEqual({ threads: 8, replicas: 2 });
+    expect(servePlan(981e6, 2, { replicas: 4 })).toEqual({ threads: 1, replicas: 4 });
+    expect(servePlan(16e6, 16, { threads: 3 })).toEqual({ threads: 3, replicas: 5 });
+    expect(servePlan(16e6, 2, { threads: 4, replicas: 3 })).toEqual({ threads: 4, replicas: 3 });
+  });
+
   test('a one-core machine gets one replica of one thread', () => {
     expect(servePlan(1e6, 1)).toEqual({ threads: 1, replicas: 1 });
     expect(servePlan(981e6, 1)).toEqual({ threads: 1, replicas: 1 });

@@ -94,6 +94,17 @@ describe('options are checked at start-up', () => {
       expect(r.stderr).not.toMatch(/does not exist/);
     });
   });
+
+  test('personafuse serve refuses more requests decoding in all than the server admits, naming both flags, before loading the replicas', async () => {
+    const demo = path.join(__dirname, '..', 'models', 'persona-demo');
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, 'serve', '--model', demo, '--max-batch', '4096', '--replicas', '2'], { timeout: 30000 }, (err, _out, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stderr });
+      });
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/at most 4096 requests decoding in all for --max-batch x --replicas but received 4096 x 2 = 8192/);
+  });
 });
 
 describe('admission', () => {

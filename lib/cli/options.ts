@@ -157,9 +157,9 @@ export function describeMix(mix: Record<string, number>): string {
   return parts.length ? parts.join(', ') : 'base model (no persona)';
 }
 
-/** Whether the environment already sets malloc's tuning (then it is left as the operator chose). */
+/** Whether the environment already sets either threshold (then both are left as the operator chose). */
 export function mallocTunedByEnvironment(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.MALLOC_MMAP_THRESHOLD_ !== undefined || env.MALLOC_TRIM_THRESHOLD_ !== undefined || /glibc\.malloc\./.test(env.GLIBC_TUNABLES ?? '');
+  return env.MALLOC_MMAP_THRESHOLD_ !== undefined || env.MALLOC_TRIM_THRESHOLD_ !== undefined || /glibc\.malloc\.(mmap|trim)_threshold/.test(env.GLIBC_TUNABLES ?? '');
 }
 
 /** What became of malloc's thresholds: raised here ('tuned'), left as --system-malloc or the

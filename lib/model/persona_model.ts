@@ -14,6 +14,7 @@
 // lib/onnx/last_logits.ts). The main thread's session opens on first use (forward, or generation
 // with { worker: false }): generation in the worker thread has a session of its own, and a model
 // that only generates should not hold its weights twice.
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
@@ -72,7 +73,8 @@ export interface PersonaModelOptions {
   /** engine workers, each with its own session and batch, requests going to the least loaded
    *  (lib/engine/runner_pool.ts; default 1). For small models on several cores: one session's decode
    *  step keeps to about one core, and a second replica decodes on another while the first prefills.
-   *  Each holds its own copy of the weights. Needs the worker (not { worker: false }). */
+   *  Each holds its own copy of the weights. Needs the worker (not { worker: false }). Without
+   *  intraOpNumThreads each replica gets the cores divided by the replicas (at least 1). */
   replicas?: number;
   /** how the experts enter the graph (lib/onnx/inject.ts; docs/design.md §4, formulations (a) and (c)):
    *  'per-row': each row's mix folded into its own A_in/B_in inputs when it joins: reads k·r
@@ -248,14 +250,16 @@ export class PersonaModel {
       const o = this.#options;
       const maxBatch = o.maxBatch ?? 16;
       const replicas = o.replicas ?? 1;
+      // replicas without a thread count share the cores out rather than each take them all
+      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? Math.max(1, Math.floor(os.availableParallelism() / replicas)) : undefined);
       const worker = () => new WorkerClient({
-        file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads: o.intraOpNumThreads, inlineWeights: o.inlineWeights,
+        file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads, inlineWeights: o.inlineWeights,
         layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
       });
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
         ? new Batcher({ session: this.#session!, layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
-        : replicas === 1 ? worker() : new RunnerPool(Array.from({ length: replicas }, worker));
+        : replicas === 1 ? worker() : new RunnerPool(startReplicas(replicas, worker));
       // the engine's capacity: every replica's batch
       this.#engine = new Engine({ runner, codec: this.codec, vocab: this.vocab, maxBatch: maxBatch * replicas });
     }
@@ -373,5 +377,17 @@ export class PersonaModel {
     await this.router?.dispose();
     for (const s of this.#sites ?? []) s.bank?.dispose();
     await session?.release();
+  }
+}
+
+/** n runners; when one cannot start, those already started are closed before the error goes on. */
+function startReplicas(n: number, start: () => WorkerClient): WorkerClient[] {
+  const started: WorkerClient[] = [];
+  try {
+    for (let i = 0; i < n; i++) started.push(start());
+    return started;
+  } catch (err) {
+    for (const w of started) void w.close();
+    throw err;
   }
 }

@@ -33,8 +33,17 @@ export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
 /** Most replicas the server starts by itself for a small model (each holds a copy of the weights). */
 export const SMALL_MODEL_REPLICAS_MAX = 4;
 
-/** The server's default onnxruntime threads per replica and replica count. */
-export function servePlan(modelBytes: number, cores: number = usableCores()): { threads: number; replicas: number } {
+/**
+ * The server's onnxruntime threads per replica and replica count. What `serve --threads` /
+ * `--replicas` give is kept; when only one is given the other shares the cores out (replicas x
+ * threads <= cores, at least 1), so `--threads 2` on two cores is one replica of two threads, not two
+ * of two, and `--replicas 2` on a large model two replicas of half the cores each.
+ */
+export function servePlan(modelBytes: number, cores: number = usableCores(), given: { threads?: number; replicas?: number } = {}): { threads: number; replicas: number } {
+  const share = (n: number) => Math.max(1, Math.floor(cores / n));
+  if (given.threads !== undefined && given.replicas !== undefined) return { threads: given.threads, replicas: given.replicas };
+  if (given.threads !== undefined) return { threads: given.threads, replicas: share(given.threads) };
+  if (given.replicas !== undefined) return { threads: share(given.replicas), replicas: given.replicas };
   if (modelBytes >= SMALL_MODEL_BYTES) return { threads: cores, replicas: 1 };
   return { threads: 1, replicas: Math.min(cores, SMALL_MODEL_REPLICAS_MAX) };
 }

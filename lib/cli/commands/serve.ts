@@ -8,10 +8,10 @@ import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { startServer } from '../../server/server';
 import { eventLogger } from '../../server/logging';
-import { LOG_FORMATS, LogFormat, ListenOptions, OptionNames, resolveServerOptions, secondsToMs, ServerOptions } from '../../server/config';
+import { DEFAULT_MAX_BATCH, LOG_FORMATS, LogFormat, ListenOptions, MAX_BATCH_LIMIT, OptionNames, resolveServerOptions, secondsToMs, ServerOptions } from '../../server/config';
 import { servePlan, SMALL_MODEL_REPLICAS_MAX } from '../../server/threads';
 import { MAX_REPLICAS } from '../../engine/runner_pool';
-import { expectInteger } from '../../errors';
+import { expectInteger, rangeError } from '../../errors';
 import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
 import { addModelFlags, applyMallocTuning, systemMallocOption, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 
@@ -53,8 +53,8 @@ export function serveCommand(): Command {
     .option('--api-key <key>', 'require Authorization: Bearer <key> on /v1/* (default: $PERSONAFUSE_API_KEY; /health, /ready, /metrics stay open)')
     .addOption(new Option('--log-format <format>', 'one line per request on stderr').choices(LOG_FORMATS).default('text'))
     .option('--cors <origin...>', 'let browsers call the API from these origins (* = any); answers OPTIONS preflights')
-    .option('--threads <n>', 'onnxruntime threads for each replica\'s decoder session, 1 to 1024 (default: every core for a model of 64 MiB or more on disk; 1 below that)', numberFlag('--threads'))
-    .option('--replicas <n>', `engine workers, each with its own session and batch of up to --max-batch requests; requests go to the least loaded, 1 to ${MAX_REPLICAS} (default: 1 for a model of 64 MiB or more on disk; below that one per core, at most ${SMALL_MODEL_REPLICAS_MAX})`, numberFlag('--replicas'))
+    .option('--threads <n>', 'onnxruntime threads for each replica\'s decoder session, 1 to 1024 (default: the cores shared out over --replicas; without either, every core for a model of 64 MiB or more on disk and 1 below that)', numberFlag('--threads'))
+    .option('--replicas <n>', `engine workers, each with its own session and batch of up to --max-batch requests; requests go to the least loaded, 1 to ${MAX_REPLICAS} (default: the cores shared out over --threads; without either, 1 for a model of 64 MiB or more on disk and below that one per core, at most ${SMALL_MODEL_REPLICAS_MAX})`, numberFlag('--replicas'))
     .action(async (flags: ServeFlags) => {
       const requestTimeoutMs = flags.requestTimeout === undefined ? undefined : secondsToMs(flags.requestTimeout, '--request-timeout');
       const drainTimeoutMs = secondsToMs(flags.drainTimeout, '--drain-timeout');
@@ -67,9 +67,12 @@ export function serveCommand(): Command {
       const threads = flags.threads === undefined ? undefined : expectInteger(flags.threads, '--threads', 1, 1024);
       const replicasFlag = flags.replicas === undefined ? undefined : expectInteger(flags.replicas, '--replicas', 1, MAX_REPLICAS);
       const setup = modelSetup(flags);
-      const plan = servePlan(modelBytesOnDisk(resolveModelFile(setup.model)));
-      const intraOpNumThreads = threads ?? plan.threads;
-      const replicas = replicasFlag ?? plan.replicas;
+      const { threads: intraOpNumThreads, replicas } = servePlan(modelBytesOnDisk(resolveModelFile(setup.model)), undefined, { threads, replicas: replicasFlag });
+      // the server admits every replica's batch: refuse a total it cannot take before loading them all
+      const perReplica = flags.maxBatch ?? DEFAULT_MAX_BATCH;
+      if (perReplica * replicas > MAX_BATCH_LIMIT) {
+        throw rangeError('--max-batch x --replicas', `at most ${MAX_BATCH_LIMIT} requests decoding in all`, `${perReplica} x ${replicas} = ${perReplica * replicas}`);
+      }
       const malloc = applyMallocTuning(flags);
       const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads, replicas }, setup);
       // --max-batch is per replica: the server admits what every replica's batch holds (the engine's capacity)
