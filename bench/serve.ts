@@ -210,14 +210,14 @@ async function main(): Promise<void> {
     console.log(`\nserve bench: ${modelName}${modelPath ? ` (${modelPath})` : ''}, ${o.url ? o.url : `server pid ${serverPid}`}; ` +
       `max_tokens ${maxTokens.join('..')}, prompts ${promptWords.join('..')} words, personas ${kinds.join(',')}, seed ${seed}`);
     console.log(table(
-      [o.rate ? 'rate' : 'clients', 'reqs', 'errors', 'tok/s', `vs ${label(ref)}`, 'req/s', 'TTFT p50/p90/p99 ms', 'TPOT p50/p90/p99 ms', 'latency p50/p99 ms', 'win first→last tok/s', 'RSS 500/end MiB', 'loop p99 client/server'],
+      [o.rate ? 'rate' : 'clients', 'reqs', 'errors', 'tok/s', `vs ${label(ref)}`, 'req/s', 'TTFT p50/p90/p99 ms', 'TPOT p50/p90/p99 ms', 'latency p50/p99 ms', 'win first→last tok/s', 'RSS 500/end MiB', 'loop delay p99 client/server'],
       levels.map((l) => [
         label(l), l.requests.measured, l.requests.measured_errors, l.tok_per_s.toFixed(1), `${(l.tok_per_s / ref.tok_per_s).toFixed(2)}x`, l.req_per_s.toFixed(2),
         `${ms(l.ttft_ms.p50)}/${ms(l.ttft_ms.p90)}/${ms(l.ttft_ms.p99)}`, `${ms(l.tpot_ms.p50)}/${ms(l.tpot_ms.p90)}/${ms(l.tpot_ms.p99)}`,
         `${ms(l.latency_ms.p50)}/${ms(l.latency_ms.p99)}`,
         l.windows.time_first_last.last_over_first === null ? `${num(l.windows.time_first_last.first)} (1 window)`
           : `${num(l.windows.time_first_last.first)}→${num(l.windows.time_first_last.last)} (${l.windows.time_first_last.last_over_first.toFixed(2)}x)`,
-        `${num(l.rss_mib.after_500)}/${num(l.rss_mib.at_end)}`, `${l.event_loop_delay_ms.p99.toFixed(1)}/${l.server_event_loop_p99_ms === null ? '—' : l.server_event_loop_p99_ms.toFixed(1)} ms`,
+        `${num(l.rss_mib.after_500)}/${num(l.rss_mib.at_end)}`, `${l.event_loop_delay_ms.p99.toFixed(1)}/${l.server_event_loop_delay_p99_ms === null ? '—' : l.server_event_loop_delay_p99_ms.toFixed(1)} ms`,
       ]),
     ));
     for (const l of levels) {

@@ -13,7 +13,9 @@
 //   gpu       pf_bench_gpu's JSON (npm run bench:gpu)                one kind per (device, op)
 //   forward   bench "model_forward" (personafuse bench forward)      one kind per (machine, model, vocab)
 //   generate  bench "generate" (personafuse bench generate)          one kind per (machine, model)
-//   serve     bench "serve" (personafuse bench serve)                one kind per (machine, model)
+//   serve     bench "serve" (personafuse bench serve)                one kind per (machine, model, shape):
+//             a run of several levels, or a long run of one level (steady state), so the newest steady
+//             run does not hide the newest comparison across levels
 // and each kind shows its newest file, by the date recorded inside it (the file name breaks ties).
 // Other JSON (the PyTorch reference's *-torch.json, anything unknown) is left out. Older files stay
 // in the folder as history; a kind's table changes when a newer file of that kind is committed.
@@ -112,7 +114,8 @@ function entriesOf(file, j) {
       return [{ ...base, section: 'generate', key: `${machineOf(j)} | ${j.model}` }];
     case 'serve': {
       const s = j.server ?? {};
-      return [{ ...base, section: 'serve', key: `${machineOf(j)} | ${s.model_path ?? s.model ?? 'unknown model'}` }];
+      const shape = (j.levels ?? []).length > 1 ? 'levels' : 'one level';
+      return [{ ...base, section: 'serve', key: `${machineOf(j)} | ${s.model_path ?? s.model ?? 'unknown model'} | ${shape}` }];
     }
     default:
       return [];
@@ -345,6 +348,14 @@ function renderGenerate(e) {
 
 const ms3 = (p) => (p ? [p.p50, p.p90, p.p99].map((x) => (isNum(x) ? x.toFixed(0) : DASH)).join(' / ') : DASH);
 
+// event-loop delay p99, the load generator's / the server's (prom-client's figure less its 10 ms
+// sampling interval; files from before that field carry only the client's)
+const loopDelays = (l) => {
+  const client = isNum(l.event_loop_delay_ms?.p99) ? num(l.event_loop_delay_ms.p99) : DASH;
+  const server = isNum(l.server_event_loop_delay_p99_ms) ? num(l.server_event_loop_delay_p99_ms) : DASH;
+  return client === DASH && server === DASH ? DASH : `${client} / ${server} ms`;
+};
+
 function renderServe(e) {
   const j = e.json;
   const s = j.server ?? {};
@@ -353,11 +364,11 @@ function renderServe(e) {
     l.mode === 'open' ? `${l.rate}/s` : l.concurrency, l.requests?.measured, l.requests?.measured_errors,
     rate(l.tok_per_s), ratio(l.tok_per_s_vs_reference), num(l.req_per_s, 2), ms3(l.ttft_ms), ms3(l.tpot_ms),
     l.latency_ms ? [l.latency_ms.p50, l.latency_ms.p99].map((x) => (isNum(x) ? x.toFixed(0) : DASH)).join(' / ') : DASH,
-    num(l.rss_mib?.at_end, 0), isNum(l.event_loop_delay_ms?.p99) ? `${num(l.event_loop_delay_ms.p99)} ms` : DASH,
+    num(l.rss_mib?.at_end, 0), loopDelays(l),
   ]);
   const open = (j.levels ?? []).some((l) => l.mode === 'open');
   const header = [open ? 'clients or rate' : 'clients', 'requests', 'errors', 'tok/s', `vs ${j.reference_level ?? 'reference'}`,
-    'req/s', 'TTFT p50 / p90 / p99 ms', 'TPOT p50 / p90 / p99 ms', 'latency p50 / p99 ms', 'server RSS MiB at end', 'event loop p99'];
+    'req/s', 'TTFT p50 / p90 / p99 ms', 'TPOT p50 / p90 / p99 ms', 'latency p50 / p99 ms', 'server RSS MiB at end', 'event-loop delay p99 client / server'];
   const m = j.machine ?? {};
   const caption = [`\`${e.file}\``, when(e.ms), machineOf(j),
     `load average ${loads(m.load?.start?.loadavg) ?? '?'} → ${loads(m.load?.end?.loadavg) ?? '?'}`].join(' · ');

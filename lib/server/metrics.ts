@@ -18,6 +18,10 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** What the batch holds now (Engine.loadStats(); kvWidth only when the engine reports it). */
+/** prom-client's event-loop sampling interval (ms). Its nodejs_eventloop_lag_* figures are the time
+ *  between samples, so an idle loop reads about this much: the delay is the figure less this. */
+export const EVENT_LOOP_RESOLUTION_MS = 10;
+
 export interface LoadStats {
   running: number;
   waiting: number;
@@ -88,7 +92,7 @@ export class ServerMetrics {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60],
     });
     this.#experts = new Counter({ name: METRIC_NAMES.experts, help: 'Requests that ran with the expert in their persona mix', labelNames: ['expert'], registers });
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
   }
 
   request(route: string, code: number): void {
