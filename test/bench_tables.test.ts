@@ -79,7 +79,20 @@ describe('bench-tables.js', () => {
       reference_level: '1', levels: [{
         mode: 'closed', concurrency: 1, rate: null, requests: { measured: 10, measured_errors: 0 }, tok_per_s: 100, tok_per_s_vs_reference: 1,
         req_per_s: 2, ttft_ms: { p50: 5, p90: 6, p99: 7 }, tpot_ms: { p50: 1, p90: 2, p99: 3 }, latency_ms: { p50: 50, p99: 70 },
-        rss_mib: { at_end: 200 }, event_loop_delay_ms: { p99: 1.5 },
+        rss_mib: { at_end: 200 }, event_loop_delay_ms: { p99: 1.5 }, server_event_loop_delay_p99_ms: 4.25,
+      }, {
+        mode: 'closed', concurrency: 8, rate: null, requests: { measured: 20, measured_errors: 0 }, tok_per_s: 250, tok_per_s_vs_reference: 2.5,
+        req_per_s: 5, ttft_ms: { p50: 9, p90: 10, p99: 11 }, tpot_ms: { p50: 2, p90: 3, p99: 4 }, latency_ms: { p50: 80, p99: 90 },
+        rss_mib: { at_end: 220 }, event_loop_delay_ms: { p99: 2 }, server_event_loop_delay_p99_ms: 6,
+      }],
+    });
+    // a steady run of one level on the same model is a kind of its own (newer): both show
+    put('serve-m-steady.json', {
+      bench: 'serve', date: '2026-03-02T00:00:00.000Z', machine: { cpu: 'Test CPU', cores: 2 }, server: { model: 'm', experts: ['a'] },
+      reference_level: '8', levels: [{
+        mode: 'closed', concurrency: 8, rate: null, requests: { measured: 5000, measured_errors: 0 }, tok_per_s: 300, tok_per_s_vs_reference: 1,
+        req_per_s: 9, ttft_ms: { p50: 5, p90: 6, p99: 7 }, tpot_ms: { p50: 1, p90: 2, p99: 3 }, latency_ms: { p50: 50, p99: 70 },
+        rss_mib: { at_end: 210 }, event_loop_delay_ms: { p99: 1.5 },
       }],
     });
 
@@ -92,7 +105,9 @@ describe('bench-tables.js', () => {
     expect(out).toContain('| per-row / base tokens/s, batch 1 | 0.50× | 0.50× | 0.85× | **not met** |');
     expect(out).toContain('| f16 | 64 | 4 | 1 | 10.0 µs (1%) | 50.0 µs (0%) | decode |');
     expect(out).toContain('serve-m.json');
-    expect(out).toContain('| 1 | 10 | 0 | 100 | 1.00× | 2.00 | 5 / 6 / 7 | 1 / 2 / 3 | 50 / 70 | 200 | 1.5 ms |');
+    expect(out).toContain('| 1 | 10 | 0 | 100 | 1.00× | 2.00 | 5 / 6 / 7 | 1 / 2 / 3 | 50 / 70 | 200 | 1.5 / 4.3 ms |');
+    expect(out).toContain('serve-m-steady.json');
+    expect(out).toContain('| 8 | 5000 | 0 | 300 | 1.00× | 9.00 | 5 / 6 / 7 | 1 / 2 / 3 | 50 / 70 | 210 | 1.5 / — ms |');
     expect(out).not.toContain('torch');
     expect(out).not.toContain('notes.json');
     expect(out).toContain('### CPU kernels (`npm run bench`)\n\n_No results of this kind yet._');
