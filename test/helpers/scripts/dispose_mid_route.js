@@ -25,11 +25,4 @@ async function round(i) {
   return { ended: await Promise.all(calls) };
 }
 
-(async () => {
-  const out = [];
-  for (let i = 0; i < rounds; i++) out.push(await round(i));
-  process.stdout.write(`${JSON.stringify(out)}\n`);
-})().catch((err) => {
-  process.stderr.write(`${err && err.stack}\n`);
-  process.exit(2);
-});
+require('./run_rounds')(rounds, round);
