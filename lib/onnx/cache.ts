@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BankSource, injectLora, Injection, peftModulesOf } from './inject';
+import { shareKvHeads } from './grouped_attention';
 import { keepLastLogits } from './last_logits';
 import { cloneModel, metadataEntry, ModelProto, readModel } from './proto';
 import { findLinearTargets, LinearTarget, summarizeTargets } from './targets';
@@ -40,7 +41,7 @@ export interface InjectedModel {
 }
 
 const INJECT_VERSION = 2;
-const RUNTIME_VERSION = 2;
+const RUNTIME_VERSION = 3;
 const SITES_KEY = 'personafuse.injection';
 
 function siteKey(layer: number | null, module: string): string {
@@ -143,7 +144,8 @@ export interface InjectOptions {
 }
 
 /**
- * What the sessions run: the injected model with logits at one position per row (last_logits.ts),
+ * What the sessions run: the injected model with logits at one position per row (last_logits.ts)
+ * and grouped-query attention reading the cache without a copy per query head (grouped_attention.ts),
  * beside it and sharing its weights file; the injected model itself when its LM head has another
  * form. lastIndex: whether it takes the persona_last_index input (and gives persona_hidden).
  */
@@ -152,6 +154,8 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
   if (fs.existsSync(file)) return { file, lastIndex: true };
   const model = cloneModel(built.model);
   if (!keepLastLogits(model)) return { file: built.file, lastIndex: false };
+  // grouped-query attention reads the cache as it is rather than a copy per query head
+  shareKvHeads(model.graph!);
   writeModel(model, file, { sourceDir: path.dirname(built.file) });
   return { file, lastIndex: true };
 }

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
+  GraphProto,
   ModelProto,
   ModelProtoSchema,
   NodeProto,
@@ -22,7 +23,7 @@ import {
   StringStringEntryProtoSchema,
 } from 'onnx-buf';
 
-export type { ModelProto, NodeProto, TensorProto, ValueInfoProto, AttributeProto };
+export type { GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, AttributeProto };
 
 /** TensorProto.DataType codes we meet. */
 export const ONNX_FLOAT = 1;
