@@ -81,7 +81,7 @@ describe('shareKvHeads: grouped-query attention without repeating the cache', ()
   test('the demo model with its experts in the graph (bank): every cache rewritten, the same outputs', async () => {
     const cacheDir = tempDir('gqa-demo');
     const experts = JSON.parse(fs.readFileSync(path.join(DEMO, 'router', 'router.json'), 'utf8')).experts as string[];
-    const m = await PersonaModel.load({ model: DEMO, adapters: Object.fromEntries(experts.map((e) => [e, path.join(DEMO, 'adapters', e)])), loraLayout: 'bank', worker: false, cacheDir });
+    const m = await PersonaModel.load({ model: DEMO, adapters: Object.fromEntries(experts.map((e) => [e, path.join(DEMO, 'adapters', e)])), loraLayout: 'bank', cacheDir });
     await m.dispose();
     const v = variants(m.injectedFile, tempDir('gqa-demo-variants'));
     // 4 layers x key and value

@@ -67,7 +67,7 @@ describe('KV width under steady traffic', () => {
 
   test('a batch that never empties for 150 requests feeds at most the longest live row + 8 columns, and its tokens equal each request alone', async () => {
     const rng = testRng();
-    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir, worker: false });
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir });
     try {
       const session = await model.openSession();
       const parts = { session, layout: model.slotLayout, io: model.io, padId: model.padId };
