@@ -162,9 +162,11 @@ export function mallocTunedByEnvironment(env: NodeJS.ProcessEnv = process.env): 
   return env.MALLOC_MMAP_THRESHOLD_ !== undefined || env.MALLOC_TRIM_THRESHOLD_ !== undefined || /glibc\.malloc\.(mmap|trim)_threshold/.test(env.GLIBC_TUNABLES ?? '');
 }
 
+export type MallocState = 'tuned' | 'system' | 'environment' | 'unavailable';
+
 /** What became of malloc's thresholds: raised here ('tuned'), left as --system-malloc or the
- *  environment asked, or 'unavailable' (no glibc). Setting them twice is harmless. */
-export function applyMallocTuning(flags: ModelFlags): 'tuned' | 'system' | 'environment' | 'unavailable' {
+ *  environment asked, or 'unavailable' (no glibc). */
+export function applyMallocTuning(flags: ModelFlags): MallocState {
   if (flags.systemMalloc) return 'system';
   if (mallocTunedByEnvironment()) return 'environment';
   return tuneAllocator() ? 'tuned' : 'unavailable';
@@ -172,9 +174,16 @@ export function applyMallocTuning(flags: ModelFlags): 'tuned' | 'system' | 'envi
 
 /** The model for generate / chat / serve, with a progress bar on stderr while the injected model
  *  is built (first run only; later runs reuse the cache). */
-export async function loadModelFromFlags(flags: ModelFlags, extra: { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number; replicas?: number } = {},
-  setup: ModelSetup = modelSetup(flags)): Promise<PersonaModel> {
-  applyMallocTuning(flags);
-  return withProgressBar(flags, (onProgress) =>
+export async function loadModelFromFlags(flags: ModelFlags, extra: LoadExtra = {}, setup: ModelSetup = modelSetup(flags)): Promise<PersonaModel> {
+  return (await loadModelAndTuning(flags, extra, setup)).model;
+}
+
+type LoadExtra = { worker?: boolean; maxBatch?: number; intraOpNumThreads?: number; replicas?: number };
+
+/** loadModelFromFlags, also saying what became of malloc's thresholds (serve reports it). */
+export async function loadModelAndTuning(flags: ModelFlags, extra: LoadExtra = {}, setup: ModelSetup = modelSetup(flags)): Promise<{ model: PersonaModel; malloc: MallocState }> {
+  const malloc = applyMallocTuning(flags);
+  const model = await withProgressBar(flags, (onProgress) =>
     PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));
+  return { model, malloc };
 }

@@ -13,7 +13,7 @@ import { servePlan, SMALL_MODEL_REPLICAS_MAX } from '../../server/threads';
 import { MAX_REPLICAS } from '../../engine/runner_pool';
 import { expectInteger, rangeError } from '../../errors';
 import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
-import { addModelFlags, applyMallocTuning, systemMallocOption, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, systemMallocOption, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelAndTuning } from '../options';
 
 interface ServeFlags extends ModelFlags {
   port: number;
@@ -73,8 +73,7 @@ export function serveCommand(): Command {
       if (perReplica * replicas > MAX_BATCH_LIMIT) {
         throw rangeError('--max-batch x --replicas', `at most ${MAX_BATCH_LIMIT} requests decoding in all`, `${perReplica} x ${replicas} = ${perReplica * replicas}`);
       }
-      const malloc = applyMallocTuning(flags);
-      const model = await loadModelFromFlags(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads, replicas }, setup);
+      const { model, malloc } = await loadModelAndTuning(flags, { worker: true, maxBatch: flags.maxBatch, intraOpNumThreads, replicas }, setup);
       // --max-batch is per replica: the server admits what every replica's batch holds (the engine's capacity)
       options.maxBatch = undefined;
       // listen (and report ready) only once the worker's session is open: a model that cannot
