@@ -83,6 +83,9 @@ export interface BatchStats {
   longest: number;
 }
 
+/** Rows a batch decodes together unless told otherwise (the library's, the worker's and serve's default). */
+export const DEFAULT_MAX_BATCH = 16;
+
 /** Holes a leave may leave in the shared cache before it is compacted (see KvBatch). */
 const KV_SLACK = 8;
 
@@ -106,7 +109,7 @@ export class Batcher {
 
   constructor(model: DecoderModel, opts: BatcherOptions = {}) {
     this.#model = model;
-    this.maxBatch = opts.maxBatch ?? 16;
+    this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     this.#onStep = opts.onStep;
     const outputs = model.session.outputNames;
     this.#specs = model.io.past.map((p) => {

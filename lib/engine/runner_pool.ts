@@ -18,6 +18,12 @@ import type { SequenceRunner } from './runner';
 /** Most replicas a model may ask for (each is a thread with a copy of the weights). */
 export const MAX_REPLICAS = 64;
 
+/** Cores each of `parts` gets when they are shared out (replicas' threads, or replicas of so many
+ *  threads): at least 1. */
+export function shareCores(cores: number, parts: number): number {
+  return Math.max(1, Math.floor(cores / parts));
+}
+
 export class RunnerPool implements SequenceRunner {
   readonly #runners: readonly SequenceRunner[];
   /** open requests and features calls per replica */

@@ -32,12 +32,12 @@ import { autoLayoutFor, LORA_LAYOUTS, LoraLayout } from '../decoder/lora_layout'
 import { openDecoderSession } from '../decoder/session_options';
 import { Engine, GenerateResult, ResolvedMix, StreamEvent } from '../engine/engine';
 import { checkGenerateOptions } from '../engine/options';
-import { Batcher, DecoderModel } from '../engine/batcher';
+import { Batcher, DecoderModel, DEFAULT_MAX_BATCH } from '../engine/batcher';
 import { GenerateOptions } from '../engine/options';
 import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
 import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
-import { MAX_REPLICAS, RunnerPool } from '../engine/runner_pool';
+import { MAX_REPLICAS, RunnerPool, shareCores } from '../engine/runner_pool';
 import type { GateInput } from '../decoder/gate_slots';
 import { newRowMixes, openSiteBanks, SlotLayout, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';
@@ -248,10 +248,10 @@ export class PersonaModel {
     if (!this.#engine) {
       if (this.#disposed) throw new DisposedError('PersonaModel');
       const o = this.#options;
-      const maxBatch = o.maxBatch ?? 16;
+      const maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
       const replicas = o.replicas ?? 1;
       // replicas without a thread count share the cores out rather than each take them all
-      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? Math.max(1, Math.floor(os.availableParallelism() / replicas)) : undefined);
+      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? shareCores(os.availableParallelism(), replicas) : undefined);
       const worker = () => new WorkerClient({
         file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads, inlineWeights: o.inlineWeights,
         layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,

@@ -4,6 +4,7 @@
 // be accepted and then hung every request.
 import { expectInteger, rangeError, typeError } from '../errors';
 import type { Persona } from '../router/persona';
+import { DEFAULT_MAX_BATCH } from '../engine/batcher';
 
 export type LogFormat = 'json' | 'text' | 'none';
 export const LOG_FORMATS: readonly LogFormat[] = ['json', 'text', 'none'];
@@ -55,7 +56,6 @@ export interface ResolvedOptions {
   cors: string[];
 }
 
-export const DEFAULT_MAX_BATCH = 16;
 export const DEFAULT_QUEUE_PER_SLOT = 4;
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 export const MAX_BATCH_LIMIT = 4096;

@@ -26,6 +26,7 @@
 // so a container limited to 2 CPUs on a 64-core node counts 2.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { shareCores } from '../engine/runner_pool';
 
 /** Models under this size on disk are served by single-threaded replicas, one per core. */
 export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
@@ -40,10 +41,10 @@ export const SMALL_MODEL_REPLICAS_MAX = 4;
  * of two, and `--replicas 2` on a large model two replicas of half the cores each.
  */
 export function servePlan(modelBytes: number, cores: number = usableCores(), given: { threads?: number; replicas?: number } = {}): { threads: number; replicas: number } {
-  const share = (n: number) => Math.max(1, Math.floor(cores / n));
+  // threads x replicas <= cores, whichever of the two is given
   if (given.threads !== undefined && given.replicas !== undefined) return { threads: given.threads, replicas: given.replicas };
-  if (given.threads !== undefined) return { threads: given.threads, replicas: share(given.threads) };
-  if (given.replicas !== undefined) return { threads: share(given.replicas), replicas: given.replicas };
+  if (given.threads !== undefined) return { threads: given.threads, replicas: shareCores(cores, given.threads) };
+  if (given.replicas !== undefined) return { threads: shareCores(cores, given.replicas), replicas: given.replicas };
   if (modelBytes >= SMALL_MODEL_BYTES) return { threads: cores, replicas: 1 };
   return { threads: 1, replicas: Math.min(cores, SMALL_MODEL_REPLICAS_MAX) };
 }
