@@ -15,7 +15,7 @@
 // Only the runtime copy is rewritten (lib/onnx/cache.ts), and only where the pattern is exactly
 // this one: anything else is left as exported.
 import type { GraphProto, NodeProto, TensorProto } from './proto';
-import { int64Tensor, node } from './proto';
+import { int64Tensor, node, valueInfoDims } from './proto';
 import { elementCount } from './tensor_data';
 
 /** Rewrites `model.graph` in place; returns how many caches (keys and values) now skip the repeat. */
@@ -85,16 +85,15 @@ function repeatOf(present: string, consumers: Map<string, NodeProto[]>, constant
   if (!expand || expand.opType !== 'Expand' || expand.input[0] !== unsqueeze.output[0]) return null;
   const reshape = only(consumers, expand.output[0]);
   if (!reshape || reshape.opType !== 'Reshape' || reshape.input[0] !== expand.output[0]) return null;
+  const chainHead = only(consumers, reshape.output[0]);
+  if (!chainHead) return null;
+  const chainInput = chainHead.input.indexOf(reshape.output[0]);
   let value = reshape.output[0];
   let transposes = 0;
-  let chainHead: NodeProto | undefined;
-  let chainInput = 0;
   for (let hops = 0; hops < 4; hops++) {
     const next = only(consumers, value);
     if (!next) return null;
     const at = next.input.indexOf(value);
-    chainHead ??= next;
-    if (chainHead === next) chainInput = at;
     if (next.opType === 'MatMul') {
       if (at !== 1) return null;
       // keys are transposed once on the way (K^T), values not at all
@@ -119,8 +118,8 @@ function repeatOf(present: string, consumers: Map<string, NodeProto[]>, constant
 function constantHeads(graph: GraphProto, present: string): number | null {
   const past = graph.input.find((i) => i.name === present.replace(/^present\./, 'past_key_values.'))
     ?? graph.input.find((i) => i.name === present.replace(/^present\./, 'past.'));
-  const dim = past?.type?.value.case === 'tensorType' ? past.type.value.value.shape?.dim[1] : undefined;
-  return dim?.value.case === 'dimValue' ? Number(dim.value.value) : null;
+  const heads = past ? valueInfoDims(past)?.[1] : undefined;
+  return typeof heads === 'number' ? heads : null;
 }
 
 function consumerMap(graph: GraphProto): Map<string, NodeProto[]> {
@@ -139,7 +138,7 @@ function constantMap(graph: GraphProto): Map<string, TensorProto> {
   return m;
 }
 
-/** The single consumer of `value` (null when none or several, or when it is also a graph output). */
+/** The single consumer of `value` (null when none or several). */
 function only(consumers: Map<string, NodeProto[]>, value: string): NodeProto | null {
   const c = consumers.get(value) ?? [];
   return c.length === 1 ? c[0] : null;
