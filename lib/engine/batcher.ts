@@ -5,17 +5,19 @@
 // One iteration of the loop:
 //   1. drop cancelled rows; admit queued requests up to maxBatch (each folded into its slot)
 //   2. with a KV cache: prefill the joiners (their prompts right-padded, empty past), sample
-//      their first token, and add their cache to the batch; then one decode step for every row
-//      (input_ids [B, 1], past [B, heads, T, headDim], holes masked, position_ids = row length)
+//      their first token, and write their columns into the batch's cache; then one decode step for
+//      every row (input_ids [B, 1], past [B, heads, width, headDim], each row's unused columns
+//      masked, position_ids = row length), its new column written in place (KvCache)
 //      without a cache: run every row's whole sequence (right-padded) and take its last logits
 //   3. sample, report tokens, retire rows that hit EOS or their token budget
-// Models without position_ids compute positions from the column index, so there a hole would
-// shift positions: each row then keeps its own cache and decodes alone (batch of 1).
+// Models without position_ids compute positions from the column index, so there an unused column
+// would shift positions: each row then keeps its own cache, exactly as wide as the row, and
+// decodes alone (batch of 1).
 import * as ort from 'onnxruntime-node';
 import { decoderFeeds, DecoderIO } from '../decoder/feeds';
 import { poolHidden } from '../decoder/hidden';
 import { lastLogits } from '../decoder/logits';
-import { KvBatch, PastSpec } from '../decoder/kv_batch';
+import { CacheSpec, cacheSpecs, KvCache, newColumns } from '../decoder/kv_cache';
 import { MixEntries, RowMixes } from '../decoder/mix_slots';
 import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
 import { Rng } from '../rng';
@@ -62,7 +64,7 @@ interface Row {
   rng: Rng;
   cancelled: boolean;
   /** per-row cache (models without position_ids) */
-  kv?: KvBatch;
+  kv?: KvCache;
 }
 
 export interface BatcherOptions {
@@ -86,21 +88,21 @@ export interface BatchStats {
 /** Rows a batch decodes together unless told otherwise (the library's, the worker's and serve's default). */
 export const DEFAULT_MAX_BATCH = 16;
 
-/** Holes a leave may leave in the shared cache before it is compacted (see KvBatch). */
-const KV_SLACK = 8;
+/** Columns the shared cache grows by past its longest row (KvCache: the width fed stays within twice this of the longest live row). */
+export const KV_SLACK = 8;
 
 export class Batcher {
   readonly maxBatch: number;
   readonly #model: DecoderModel;
   readonly #onStep: ((stats: BatchStats) => void) | undefined;
-  readonly #specs: PastSpec[];
-  /** what a cached run fetches: logits and every present.* */
+  readonly #specs: CacheSpec[];
+  /** what a cached run fetches: logits and every past input's new columns */
   readonly #fetches: string[];
   readonly #shared: boolean;
   readonly #slots: RowMixes;
   #rows: Row[] = [];
   #queue: Row[] = [];
-  #kv: KvBatch;
+  #kv: KvCache;
   #nextId = 1;
   #running: Promise<void> | undefined;
   /** features() runs in flight beside the loop */
@@ -112,15 +114,16 @@ export class Batcher {
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
     this.#onStep = opts.onStep;
     const outputs = model.session.outputNames;
-    this.#specs = model.io.past.map((p) => {
+    const past = model.io.past.map((p) => {
       const present = p.name.replace(/^past_key_values\./, 'present.').replace(/^past\./, 'present.');
       if (!outputs.includes(present)) throw new Error(`The model has the cache input ${p.name} but no output ${present}`);
       return { ...p, present };
     });
-    this.#fetches = ['logits', ...this.#specs.map((s) => s.present)];
+    this.#specs = cacheSpecs(past, outputs);
+    this.#fetches = ['logits', ...this.#specs.map((s) => s.fetch)];
     this.#shared = model.io.inputNames.includes('position_ids');
     this.#slots = newRowMixes(model.layout);
-    this.#kv = KvBatch.empty(this.#specs);
+    this.#kv = this.#emptyCache();
   }
 
   /** The session is open from the start. */
@@ -130,7 +133,7 @@ export class Batcher {
 
   stats(): BatchStats {
     const longest = this.#rows.reduce((m, r) => Math.max(m, r.tokens.length), 0);
-    return { running: this.#rows.length, waiting: this.#queue.length, kvWidth: this.#kv.T, longest };
+    return { running: this.#rows.length, waiting: this.#queue.length, kvWidth: this.#kv.width, longest };
   }
 
   /**
@@ -217,7 +220,7 @@ export class Batcher {
       if (!ran) await new Promise((resolve) => setImmediate(resolve));
       this.#onStep?.(this.stats());
     }
-    this.#kv = KvBatch.empty(this.#specs);
+    this.#kv = this.#emptyCache();
     this.#onStep?.(this.stats());
   }
 
@@ -241,17 +244,23 @@ export class Batcher {
     const feeds = { ...decoderFeeds(this.#model.io, prompts, this.#model.padId), ...this.#slots.feeds(start, joiners.length) };
     const out = await this.#model.session.run(feeds, this.#fetches);
     const lens = prompts.map((p) => p.length);
-    const fresh = KvBatch.fromPresent(this.#specs, out, lens);
-    if (this.#shared) this.#kv = KvBatch.concat(this.#kv, fresh);
-    else joiners.forEach((r, j) => (r.kv = fresh.row(j)));
+    const fresh = newColumns(this.#specs, out, 0);
+    if (this.#shared) this.#kv.join(fresh, lens);
+    else {
+      joiners.forEach((r, j) => {
+        r.kv = new KvCache(this.#specs, 0);
+        r.kv.join(fresh, [lens[j]], j);
+      });
+    }
     this.#emit(joiners, lastLogits(out.logits, lens));
   }
 
   async #decode(): Promise<void> {
     if (this.#shared) {
       const rows = [...this.#rows];
+      const width = this.#kv.width;
       const out = await this.#step(this.#kv, rows, 0);
-      this.#kv.advance(out);
+      this.#kv.append(newColumns(this.#specs, out, width));
       this.#emit(rows, lastLogits(out.logits, rows.map(() => 1)));
       return;
     }
@@ -259,13 +268,14 @@ export class Batcher {
       // a row that finished earlier in this loop moved the last row into its slot: look it up now
       const slot = this.#rows.indexOf(row);
       if (slot < 0 || row.cancelled) continue;
+      const width = row.kv!.width;
       const out = await this.#step(row.kv!, [row], slot);
-      row.kv!.advance(out);
+      row.kv!.append(newColumns(this.#specs, out, width));
       this.#emit([row], lastLogits(out.logits, [1]));
     }
   }
 
-  #step(kv: KvBatch, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
+  #step(kv: KvCache, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
     const ids = BigInt64Array.from(rows.map((r) => BigInt(r.tokens[r.tokens.length - 1])));
     const feeds = { input_ids: new ort.Tensor('int64', ids, [rows.length, 1]), ...kv.stepFeeds(this.#model.io.inputNames), ...this.#slots.feeds(start, rows.length) };
     return this.#model.session.run(feeds, this.#fetches);
@@ -305,7 +315,7 @@ export class Batcher {
     for (const r of this.#rows.filter((x) => x.cancelled)) this.#remove(r);
   }
 
-  /** The last row moves into the leaver's slot, in the mix buffers and the cache alike. */
+  /** The last row moves into the leaver's slot, in the mix buffers and the cache alike (the cache narrows once its longest row is gone). */
   #remove(row: Row): void {
     const i = this.#rows.indexOf(row);
     if (i < 0) return;
@@ -314,10 +324,7 @@ export class Batcher {
     this.#rows.pop();
     if (i !== last) this.#slots.move(last, i);
     else this.#slots.release(last);
-    if (this.#shared && this.cached && i < this.#kv.B) {
-      this.#kv.removeRow(i);
-      if (this.#kv.T > this.#kv.longest + KV_SLACK) this.#kv = this.#kv.compacted();
-    }
+    if (this.#shared && this.cached && i < this.#kv.B) this.#kv.removeRow(i);
   }
 
   #failAll(message: string): void {
@@ -327,6 +334,10 @@ export class Batcher {
     }
     this.#rows.forEach((_, slot) => this.#slots.release(slot));
     this.#rows = [];
-    this.#kv = KvBatch.empty(this.#specs);
+    this.#kv = this.#emptyCache();
+  }
+
+  #emptyCache(): KvCache {
+    return new KvCache(this.#specs, KV_SLACK);
   }
 }

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { BankSource, injectLora, Injection, peftModulesOf } from './inject';
 import { shareKvHeads } from './grouped_attention';
 import { keepLastLogits } from './last_logits';
+import { exposeNewKv } from './new_kv';
 import { cloneModel, metadataEntry, ModelProto, readModel } from './proto';
 import { findLinearTargets, LinearTarget, summarizeTargets } from './targets';
 import { Progress, writeModel } from './write';
@@ -41,7 +42,7 @@ export interface InjectedModel {
 }
 
 const INJECT_VERSION = 2;
-const RUNTIME_VERSION = 3;
+const RUNTIME_VERSION = 4;
 const SITES_KEY = 'personafuse.injection';
 
 function siteKey(layer: number | null, module: string): string {
@@ -145,8 +146,8 @@ export interface InjectOptions {
 
 /**
  * What the sessions run: the injected model with logits at one position per row (last_logits.ts)
- * and grouped-query attention reading the cache without a copy per query head (grouped_attention.ts),
- * beside it and sharing its weights file; the injected model itself when its LM head has another
+ * grouped-query attention reading the cache without a copy per query head (grouped_attention.ts)
+ * and the cache columns each run adds as outputs of their own (new_kv.ts), beside it and sharing its weights file; the injected model itself when its LM head has another
  * form. lastIndex: whether it takes the persona_last_index input (and gives persona_hidden).
  */
 export function runtimeModel(built: InjectedModel): { file: string; lastIndex: boolean } {
@@ -156,6 +157,8 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
   if (!keepLastLogits(model)) return { file: built.file, lastIndex: false };
   // grouped-query attention reads the cache as it is rather than a copy per query head
   shareKvHeads(model.graph!);
+  // each run's new cache columns as outputs of their own, so a step need not copy the whole cache out
+  exposeNewKv(model.graph!);
   writeModel(model, file, { sourceDir: path.dirname(built.file) });
   return { file, lastIndex: true };
 }
