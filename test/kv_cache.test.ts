@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel } from '../lib';
 import { Batcher, BatchStats, KV_SLACK } from '../lib/engine/batcher';
-import { CacheSpec, KvArray, KvCache, NewColumns } from '../lib/decoder/kv_cache';
+import { CacheSpec, KvArray, KvCache, NewColumns, newColumns } from '../lib/decoder/kv_cache';
 import { adapterFolders, FIXTURE, reference } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
 
@@ -65,6 +65,8 @@ describe('KvCache: joins, steps and leaves', () => {
           const run = [[...Array(S)].map(() => token++), ...prompts];
           kv.join(SPECS.map((s) => runOutput(s, run, S, 0)), lens, 1);
           rows.push(...prompts);
+          // a free column past the longest row: the next step writes without widening
+          if (kv.width <= kv.longest) throw new Error(`a join left width ${kv.width} for a longest row of ${kv.longest} (${seedNote()})`);
         } else if (r < 0.3) {
           const b = rng.int(0, rows.length);
           kv.removeRow(b);
@@ -127,6 +129,19 @@ describe('KvCache: joins, steps and leaves', () => {
     expect(kv.width - kv.longest).toBeLessThanOrEqual(slack);
   });
 
+  test('the row capacity doubles for joiners but never past maxRows', () => {
+    const kv = new KvCache(SPECS, 4, 5);
+    const join = (n: number) => kv.join(SPECS.map((s) => runOutput(s, Array.from({ length: n }, (_, r) => [r + 1]), 1, 0)), Array(n).fill(1));
+    join(3);
+    const rowsOf = () => kv.data[0].length / (SPECS[0].heads * kv.width * SPECS[0].headDim);
+    expect(rowsOf()).toBe(3);
+    join(1);
+    expect(rowsOf()).toBe(5);
+    join(1);
+    expect(rowsOf()).toBe(5);
+    expectRows(kv, [[1], [2], [3], [1], [1]]);
+  });
+
   test('slack 0 keeps the width at the longest row exactly (models that count positions from the column)', () => {
     const kv = new KvCache(SPECS, 0);
     kv.join(SPECS.map((s) => runOutput(s, [[9, 9], [1, 2, 3]], 3, 0)), [3], 1);
@@ -141,7 +156,29 @@ describe('KvCache: joins, steps and leaves', () => {
   });
 });
 
-describe('KV width under steady traffic', () => {
+describe('newColumns: where a run put the columns it added', () => {
+  const out = (name: string, dims: number[], data: ArrayBufferView) => ({ [name]: { dims, data } }) as unknown as Parameters<typeof newColumns>[1];
+
+  test('persona_new.* from column 0, present.* from the past\'s width; float16 stays bits whatever view onnxruntime gives', () => {
+    const [key, value] = SPECS;
+    // a 2-byte view that is not a Uint16Array (a Float16Array where the runtime has one): its bits must come through
+    const bits = new Int16Array([-1, 2, -3, 4, 5, 6, 7, 8, 9, 10, 11, 12].concat(Array(2 * 3 * 4 * 2 - 12).fill(0)));
+    const [k] = newColumns([key], out('persona_new.0.key', [2, 2, 1, 3], new Float32Array(12)), 7, 1);
+    expect({ columns: k.columns, from: k.from }).toEqual({ columns: 1, from: 0 });
+    const [v] = newColumns([value], out('present.0.value', [2, 3, 4, 2], bits), 3, 1);
+    expect({ columns: v.columns, from: v.from }).toEqual({ columns: 4, from: 3 });
+    expect(v.data).toBeInstanceOf(Uint16Array);
+    expect(Array.from(v.data.subarray(0, 4))).toEqual([65535, 2, 65533, 4]);
+  });
+
+  test('an output of the wrong width is refused by name (it would be read out of bounds)', () => {
+    expect(() => newColumns([SPECS[1]], out('present.0.value', [1, 3, 2, 2], new Uint16Array(12)), 3, 1)).toThrow(/present\.0\.value has dims \[1, 3, 2, 2\]; expected 4 columns/);
+    expect(() => newColumns([SPECS[0]], out('persona_new.0.key', [1, 2, 5, 3], new Float32Array(30)), 3, 1)).toThrow(/persona_new\.0\.key .* expected 1 columns/);
+  });
+});
+
+describe('KV width under steady traffic'
+, () => {
   const cacheDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-kv-'));
   afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
 
@@ -163,7 +200,10 @@ describe('KV width under steady traffic', () => {
         b.submit(r, { token: (t) => out.push(t), done: (_reason, err) => (err ? reject(new Error(err)) : resolve(out)) });
       });
       const steps: BatchStats[] = [];
-      const batcher = new Batcher(parts, { maxBatch: 4, onStep: (s) => steps.push(s) });
+      // the batch fetches the new columns alone, never the whole cache
+      const fetched = new Set<string>();
+      const spied = { ...parts, session: withOutputNames(session, session.outputNames, (fetches) => fetches.forEach((f) => fetched.add(f))) };
+      const batcher = new Batcher(spied, { maxBatch: 4, onStep: (s) => steps.push(s) });
       // closed loop: four clients, each sends its next request when the last one ends
       const got: number[][] = new Array(reqs.length);
       let next = 0;
@@ -174,13 +214,15 @@ describe('KV width under steady traffic', () => {
         }
       }));
       const busy = steps.filter((s) => s.running > 0);
-      const worst = Math.max(...busy.map((s) => s.kvWidth - s.longest));
+      // stats' longest counts the token just sampled, which the cache gets at the next step
+      const worst = Math.max(...busy.map((s) => s.kvWidth - (s.longest - 1)));
       if (worst > 2 * KV_SLACK) throw new Error(`the cache was ${worst} columns wider than the longest row (${seedNote()})`);
       // the run was long: without compaction the width would have grown past this many columns
       expect(busy.length).toBeGreaterThan(300);
+      expect([...fetched].sort()).toEqual(['logits', ...session.outputNames.filter((n) => n.startsWith('persona_new.'))].sort());
+      expect(fetched.size).toBeGreaterThan(1);
       // alone, the new columns are read out of present.* (a model without persona_new outputs)
-      expect(session.outputNames).toContain('persona_new.0.key');
-      const withoutNewKv = { ...parts, session: withoutNewKvOutputs(session) };
+      const withoutNewKv = { ...parts, session: withOutputNames(session, session.outputNames.filter((n) => !n.startsWith('persona_new.'))) };
       for (const [i, r] of reqs.entries()) {
         const alone = new Batcher(withoutNewKv, { maxBatch: 1 });
         expect({ i, tokens: got[i] }).toEqual({ i, tokens: await run(alone, r) });
@@ -193,10 +235,19 @@ describe('KV width under steady traffic', () => {
   });
 });
 
-/** The session as a model without persona_new.* outputs would present it (lib/onnx/new_kv.ts). */
-function withoutNewKvOutputs(session: ort.InferenceSession): ort.InferenceSession {
-  const outputNames = session.outputNames.filter((n) => !n.startsWith('persona_new.'));
+/** The session with the given outputs listed (a model without persona_new.* when they are left out), each run's fetches reported. */
+function withOutputNames(session: ort.InferenceSession, outputNames: readonly string[], onRun?: (fetches: string[]) => void): ort.InferenceSession {
   return new Proxy(session, {
-    get: (target, key) => (key === 'outputNames' ? outputNames : (Reflect.get(target, key) as unknown) instanceof Function ? (Reflect.get(target, key) as (...a: unknown[]) => unknown).bind(target) : Reflect.get(target, key)),
+    get: (target, key) => {
+      if (key === 'outputNames') return outputNames;
+      if (key === 'run') {
+        return (feeds: ort.InferenceSession.FeedsType, fetches: string[]) => {
+          onRun?.(fetches);
+          return target.run(feeds, fetches);
+        };
+      }
+      const value = Reflect.get(target, key) as unknown;
+      return value instanceof Function ? value.bind(target) : value;
+    },
   });
 }

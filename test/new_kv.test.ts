@@ -68,7 +68,7 @@ describe('exposeNewKv: the columns a run adds, as outputs of their own', () => {
     }
   });
 
-  test('a cache not made by a Concat onto the past gets no new output', () => {
+  test('a cache not appended by a Concat on axis 2 onto its own layer\'s past gets no new output, and a second pass adds nothing', () => {
     const model = readModel(path.join(FIXTURE, 'onnx-legacy', 'model.onnx'));
     const graph = model.graph!;
     // present.0.key now comes through an Add, so its first Concat input is no longer the past
@@ -80,6 +80,16 @@ describe('exposeNewKv: the columns a run adds, as outputs of their own', () => {
     expect(exposeNewKv(graph)).toBe(3);
     expect(graph.output.map((o) => o.name)).not.toContain('persona_new.0.key');
     expect(graph.output.map((o) => o.name)).toContain('persona_new.0.value');
+    // a second pass adds nothing
+    expect(exposeNewKv(graph)).toBe(0);
+    // a Concat on another axis, or onto another layer's past, is not the cache's append
+    const fresh = readModel(path.join(FIXTURE, 'onnx-legacy', 'model.onnx')).graph!;
+    const value0 = fresh.node.find((n) => n.output[0] === 'present.0.value')!;
+    value0.attribute.find((a) => a.name === 'axis')!.i = BigInt(1);
+    const key1 = fresh.node.find((n) => n.output[0] === 'present.1.key')!;
+    key1.input[0] = 'past_key_values.0.key';
+    expect(exposeNewKv(fresh)).toBe(2);
+    expect(fresh.output.map((o) => o.name).filter((n) => n.startsWith('persona_new.')).sort()).toEqual(['persona_new.0.key', 'persona_new.1.value']);
     // a model without a cache is left as it is
     const nocache = readModel(path.join(FIXTURE, 'onnx-legacy-nocache', 'model.onnx'));
     expect(exposeNewKv(nocache.graph!)).toBe(0);

@@ -11,13 +11,15 @@
 //   a step   row b's new column            → column lens[b]                  B · heads · headDim values
 //   a join   a joiner's prompt columns     → a new row's [0, len)            the joiner's columns only
 //   a leave  the last row's [0, lens)      → the leaver's row                one row
-// The whole cache is copied only when the width changes: it grows `slack` columns past the longest
-// row when that row reaches the edge, and shrinks back once the longest live row is 2 · slack
-// shorter. The width fed thus stays within 2 · slack of the longest live row however long the batch
-// runs (rows that leave give their columns back), and a whole copy comes at most once per `slack`
-// steps.
-// slack 0 keeps the width at the longest row exactly: models that count positions from the column
-// index (no position_ids) decode each row alone with such a cache (Batcher).
+// The whole cache is copied only when its buffers change size: the width grows `slack` columns past
+// the longest row when that row reaches the edge and shrinks back once the longest live row is
+// 2 · slack shorter, and the row capacity doubles (up to maxRows) when joiners do not fit. The
+// width fed thus stays within 2 · slack of the longest live row however long the batch runs (rows
+// that leave give their columns back), and decoding copies the whole cache at most once per
+// `slack` steps.
+// slack 0 keeps the width at the longest row exactly, so every step copies the (one-row) cache:
+// models that count positions from the column index (no position_ids) decode each row alone with
+// such a cache (Batcher), as they did before.
 import * as ort from 'onnxruntime-node';
 import { LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { newKvOutput } from '../onnx/new_kv';
@@ -52,11 +54,23 @@ export function cacheSpecs(past: readonly PastSpec[], outputNames: readonly stri
   return past.map((p) => ({ ...p, fetch: outputNames.includes(newKvOutput(p.present)) ? newKvOutput(p.present) : p.present }));
 }
 
-/** Where a run put the columns it added; pastWidth: the width of the past it was fed. */
-export function newColumns(specs: readonly CacheSpec[], out: ort.InferenceSession.OnnxValueMapType, pastWidth: number): NewColumns[] {
+/**
+ * Where a run put the `added` columns it appended to a past `pastWidth` wide. Float16 values stay
+ * bits (a Float16Array, which onnxruntime gives where the runtime has one, is read as its
+ * Uint16Array: copying it into one by value would convert every element).
+ */
+export function newColumns(specs: readonly CacheSpec[], out: ort.InferenceSession.OnnxValueMapType, pastWidth: number, added: number): NewColumns[] {
   return specs.map((s) => {
     const t = out[s.fetch];
-    return { data: t.data as KvArray, columns: Number(t.dims[2]), from: s.fetch === s.present ? pastWidth : 0 };
+    const sliced = s.fetch === s.present;
+    const columns = Number(t.dims[2]);
+    const want = sliced ? pastWidth + added : added;
+    if (t.dims.length !== 4 || columns !== want) {
+      throw new Error(`The model's ${s.fetch} has dims [${t.dims.join(', ')}]; expected ${want} columns in dimension 2 (a past of ${pastWidth} and ${added} new)`);
+    }
+    const d = t.data as ArrayBufferView;
+    const data = s.type === 'float16' && !(d instanceof Uint16Array) ? new Uint16Array(d.buffer, d.byteOffset, d.byteLength / 2) : (d as KvArray);
+    return { data, columns, from: sliced ? pastWidth : 0 };
   });
 }
 
@@ -67,7 +81,8 @@ export class KvCache {
   #rowCapacity = 0;
   #data: KvArray[];
 
-  constructor(readonly specs: readonly CacheSpec[], readonly slack: number) {
+  /** slack: see above; maxRows: the most rows the batch holds (the row capacity never doubles past it) */
+  constructor(readonly specs: readonly CacheSpec[], readonly slack: number, readonly maxRows = Infinity) {
     this.#data = specs.map((s) => alloc(s.type, 0));
   }
 
@@ -88,10 +103,13 @@ export class KvCache {
 
   /** Rows `first` … `first + lens.length - 1` of a run (a prefill on an empty past) join as the last rows, row j holding lens[j] tokens. */
   join(cols: readonly NewColumns[], lens: readonly number[], first = 0): void {
-    const need = Math.max(this.longest, ...lens);
+    const longest = Math.max(this.longest, ...lens);
+    // with slack, at least one free column past the longest row, so the next step need not widen
+    const widen = longest + (this.slack > 0 ? 1 : 0) > this.#width;
     const rows = this.B + lens.length;
-    if (rows > this.#rowCapacity || need > this.#width) {
-      this.#resize(rows > this.#rowCapacity ? Math.max(rows, 2 * this.#rowCapacity) : this.#rowCapacity, need > this.#width ? need + this.slack : this.#width);
+    if (rows > this.#rowCapacity || widen) {
+      const capacity = rows > this.#rowCapacity ? Math.max(rows, Math.min(2 * this.#rowCapacity, this.maxRows)) : this.#rowCapacity;
+      this.#resize(capacity, widen ? longest + this.slack : this.#width);
     }
     lens.forEach((n, j) => {
       const at = this.B++;
@@ -109,8 +127,9 @@ export class KvCache {
 
   /** After a step: every row's one new column goes to column lens[b]. */
   append(cols: readonly NewColumns[]): void {
-    const need = this.longest + 1;
-    if (need > this.#width) this.#resize(this.#rowCapacity, need + this.slack);
+    // the longest row after this step, `slack` free columns past it
+    const longest = this.longest + 1;
+    if (longest > this.#width) this.#resize(this.#rowCapacity, longest + this.slack);
     const W = this.#width;
     this.specs.forEach((s, i) => {
       const { data, columns, from } = cols[i];

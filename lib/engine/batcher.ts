@@ -244,7 +244,7 @@ export class Batcher {
     const feeds = { ...decoderFeeds(this.#model.io, prompts, this.#model.padId), ...this.#slots.feeds(start, joiners.length) };
     const out = await this.#model.session.run(feeds, this.#fetches);
     const lens = prompts.map((p) => p.length);
-    const fresh = newColumns(this.#specs, out, 0);
+    const fresh = newColumns(this.#specs, out, 0, Math.max(...lens));
     if (this.#shared) this.#kv.join(fresh, lens);
     else {
       joiners.forEach((r, j) => {
@@ -260,7 +260,7 @@ export class Batcher {
       const rows = [...this.#rows];
       const width = this.#kv.width;
       const out = await this.#step(this.#kv, rows, 0);
-      this.#kv.append(newColumns(this.#specs, out, width));
+      this.#kv.append(newColumns(this.#specs, out, width, 1));
       this.#emit(rows, lastLogits(out.logits, rows.map(() => 1)));
       return;
     }
@@ -270,7 +270,7 @@ export class Batcher {
       if (slot < 0 || row.cancelled) continue;
       const width = row.kv!.width;
       const out = await this.#step(row.kv!, [row], slot);
-      row.kv!.append(newColumns(this.#specs, out, width));
+      row.kv!.append(newColumns(this.#specs, out, width, 1));
       this.#emit([row], lastLogits(out.logits, [1]));
     }
   }
@@ -338,6 +338,6 @@ export class Batcher {
   }
 
   #emptyCache(): KvCache {
-    return new KvCache(this.#specs, KV_SLACK);
+    return new KvCache(this.#specs, KV_SLACK, this.maxBatch);
   }
 }

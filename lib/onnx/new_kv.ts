@@ -7,9 +7,10 @@
 //   persona_new.N.key = Identity(k_new)                                     [B, heads, S, D]
 // and the engine keeps the cache in buffers of its own (lib/decoder/kv_cache.ts), writing each
 // step's column in place. present.N.* stay outputs, for callers that read them.
-// Only a Concat whose first input is the past (directly, or through an Identity or a one-input
-// Concat, as torch's exporter writes it) is recognised; a cache made any other way gets no
-// persona_new output and the engine reads the new columns out of present.N.* instead.
+// Only a Concat on axis 2 of a rank-4 cache whose first input is the same layer's past of the same
+// kind (directly, or through an Identity or a one-input Concat, as torch's exporter writes it) is
+// recognised; a cache made any other way gets no persona_new output and the engine reads the new
+// columns out of present.N.* instead.
 import type { GraphProto, NodeProto } from './proto';
 import { node, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
 
@@ -24,22 +25,24 @@ export function newKvOutput(present: string): string {
 export function exposeNewKv(graph: GraphProto): number {
   const producer = new Map<string, NodeProto>();
   graph.node.forEach((n) => n.output.forEach((o) => producer.set(o, n)));
-  const pasts = new Set(graph.input.map((i) => i.name));
+  const inputs = new Map(graph.input.map((i) => [i.name, i]));
+  const outputs = new Set(graph.output.map((o) => o.name));
   let added = 0;
   for (const out of [...graph.output]) {
     const m = PRESENT.exec(out.name);
-    if (!m) continue;
+    const name = newKvOutput(out.name);
+    if (!m || outputs.has(name)) continue;
     const concat = producer.get(out.name);
     if (!concat || concat.opType !== 'Concat' || concat.input.length !== 2) continue;
     const axis = concat.attribute.find((a) => a.name === 'axis');
     if (!axis || ![2, -2].includes(Number(axis.i))) continue;
-    const past = throughCopies(concat.input[0], producer);
-    if (!pasts.has(past) || !/^past(_key_values)?\.\d+\.(key|value)$/.test(past)) continue;
+    const past = inputs.get(throughCopies(concat.input[0], producer));
+    if (!past || ![`past_key_values.${m[1]}.${m[2]}`, `past.${m[1]}.${m[2]}`].includes(past.name)) continue;
     const dims = valueInfoDims(out);
-    const name = newKvOutput(out.name);
+    if (dims?.length !== 4 || valueInfoDims(past)?.length !== 4) continue;
     graph.node.push(node('Identity', [concat.input[1]], [name], `persona/new_kv/${out.name}`));
     graph.output.push(tensorValueInfo(name, valueInfoElemType(out), [
-      dims?.[0] ?? 'batch_size', dims?.[1] ?? `${out.name}.heads`, 'sequence_length', dims?.[3] ?? `${out.name}.head_dim`,
+      dims[0] ?? 'batch_size', dims[1] ?? `${out.name}.heads`, 'sequence_length', dims[3] ?? `${out.name}.head_dim`,
     ]));
     added++;
   }
