@@ -11,7 +11,9 @@
 //
 // and through `serve` at 32 clients (two replicas of 16 rows), 1,678-1,721 tok/s against 1,951-2,079
 // tuned, with 20-80 MB more resident memory (a heap keeps up to trimThreshold of free memory
-// instead of giving it back). The CLI's commands that run a model apply it unless --system-malloc is
+// instead of giving it back). Those figures predate the engine's own KV cache (lib/decoder/kv_cache.ts):
+// a decode step now returns only its new columns, and the tuning matters for the outputs that are
+// still large (a prompt's whole new cache, a large vocabulary's logits). The CLI's commands that run a model apply it unless --system-malloc is
 // given or the environment already sets malloc's tuning; a program serving from the library calls it
 // once, before loading.
 import { binding } from './binding';
