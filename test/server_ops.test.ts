@@ -3,6 +3,7 @@
 // unready, new requests refused, streams in flight finished, or cut at the deadline.
 // The embedded demo model in its default configuration (worker thread); loopback only.
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
@@ -216,6 +217,52 @@ describe('drain()', () => {
     }
     expect(await drained).toEqual({ aborted: 0 });
     await expect(fetch(`${srv.url}/health`)).rejects.toThrow();
+  });
+
+  test('a request whose body is still arriving when the drain starts is waited for and answered 503, not dropped unanswered', async () => {
+    const srv = await serve();
+    const text = JSON.stringify({ messages, max_tokens: 2 });
+    const answer = new Promise<{ status: number; body: string; connection?: string }>((resolve, reject) => {
+      const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection }));
+      });
+      req.on('error', reject);
+      // half the body now, the rest once the drain has begun
+      req.write(text.slice(0, 10));
+      req.on('socket', (socket) => socket.once('connect', () => setTimeout(() => {
+        drained = srv.drain(30_000);
+        setTimeout(() => req.end(text.slice(10)), 50);
+      }, 50)));
+    });
+    let drained: Promise<unknown> | undefined;
+    // a connection closed unanswered leaves the client waiting: fail in seconds, not at jest's timeout
+    const silence = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 10 s: the connection was dropped unanswered')), 10_000).unref());
+    const got = await Promise.race([answer, silence]);
+    expect([got.status, got.connection]).toEqual([503, 'close']);
+    expect(JSON.parse(got.body).error).toMatchObject({ code: 'server_shutting_down' });
+    expect(await drained).toEqual({ aborted: 0 });
+  });
+
+  test('at the deadline a request whose body never finishes is answered 503', async () => {
+    const srv = await serve();
+    const answer = new Promise<number>((resolve, reject) => {
+      const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': 1000 } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write('{"messages":');
+    });
+    // the request has reached the server once it counts in flight (a server that counts only admitted requests never does)
+    const since = Date.now();
+    while (srv.inFlight === 0) {
+      if (Date.now() - since > 5000) throw new Error('a request reading its body never counted in flight');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(await srv.drain(50)).toEqual({ aborted: 1 });
+    expect(await answer).toBe(503);
   });
 
   test('at the deadline the requests still running are cut: a stream gets an error event and no [DONE]', async () => {

@@ -40,6 +40,8 @@ export interface RequestState {
   /** performance.now() at arrival */
   started: number;
   log: Partial<RequestLog>;
+  /** stops counting the request in a drain from its arrival (drain.ts); called when its generation's own tracker takes over, or when it ends */
+  release?: () => void;
 }
 
 type Cause = 'client' | 'timeout' | 'shutdown';
@@ -64,6 +66,8 @@ export async function handleChat(ctx: ChatContext, req: http.IncomingMessage, re
     ac.abort();
   };
   const untrack = ctx.drainer.track(() => abort('shutdown'));
+  // tracked from here on as a generation (a drain's deadline aborts it as one)
+  st.release?.();
   const timer = opts.requestTimeoutMs !== undefined ? setTimeout(() => abort('timeout'), opts.requestTimeoutMs) : undefined;
   res.on('close', () => {
     // closed before we ended it: the client went away, free its slot

@@ -3,7 +3,8 @@
 // streams included, finish until the deadline, then aborts the rest (a stream gets an error
 // event, a plain request a 503). The server keeps listening meanwhile: Kubernetes keeps probing
 // /ready during termination, and a refused connection there reads as a crash, not a drain.
-// A request counts as in flight from admission until its response is closed, so a finished
+// A request counts as in flight from its first byte until its response is closed (server.ts), so
+// a body still arriving when the drain starts is waited for (and answered 503), and a finished
 // generation whose last bytes are still being written is waited for too.
 
 /** How long aborted requests get to write their error before the connections are closed anyway. */

@@ -101,7 +101,15 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
     const st: RequestState = { id: chat ? completionId() : `req-${randomUUID().replace(/-/g, '').slice(0, 24)}`, started: performance.now(), log: {} };
     res.setHeader('x-request-id', st.id);
     corsHeaders.apply(req, res);
+    // in flight from its first byte: a drain that starts while a body is still arriving waits for
+    // it (it is then answered 503) rather than closing a connection it never answered; at the
+    // deadline one still unanswered gets its 503 now. An admitted chat request hands over to its
+    // generation's tracker (chat.ts).
+    st.release = drainer.track(() => {
+      if (!res.headersSent) sendError(res, draining(), true);
+    });
     res.on('close', () => {
+      st.release?.();
       // a client gone before any answer: logged as nginx does, 499
       const status = res.headersSent ? res.statusCode : 499;
       metrics.request(routeOf(url.pathname), status);
