@@ -196,6 +196,34 @@ describe('request log', () => {
   });
 });
 
+describe('request log: a stream the client leaves', () => {
+  test('is logged with its 200, error client_closed and the tokens it was sent', async () => {
+    const lines: string[] = [];
+    const srv = await serve({ logFormat: 'json', log: (l) => lines.push(l) });
+    const body = await longRequest();
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+        let chunks = 0;
+        res.on('data', () => {
+          if (++chunks === 3) {
+            req.destroy();
+            resolve();
+          }
+        });
+      });
+      req.on('error', () => undefined);
+      req.end(JSON.stringify(body));
+      setTimeout(() => reject(new Error('no three chunks in 10 s')), 10_000).unref();
+    });
+    const since = Date.now();
+    while (!lines.some((l) => l.includes('/v1/chat/completions')) && Date.now() - since < 5000) await new Promise((r) => setTimeout(r, 5));
+    const chat = JSON.parse(lines.find((l) => l.includes('/v1/chat/completions'))!);
+    expect(chat).toMatchObject({ status: 200, error: 'client_closed' });
+    expect(chat.completion_tokens).toBeGreaterThanOrEqual(2);
+    expect(chat.completion_tokens).toBeLessThan(100);
+  });
+});
+
 describe('drain()', () => {
   test('unready and refusing new requests while the streams in flight run to [DONE]; then closed', async () => {
     const srv = await serve();

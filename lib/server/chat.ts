@@ -112,6 +112,8 @@ class Run {
   }
 
   token(ev: TokenEvent): void {
+    // so far: what a client that leaves mid-answer is logged with (end() sets the final count)
+    this.st.log.completionTokens = (this.st.log.completionTokens ?? 0) + 1;
     const now = performance.now();
     if (this.#firstAt === undefined) {
       this.#firstAt = now;

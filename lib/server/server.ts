@@ -110,8 +110,10 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
     });
     res.on('close', () => {
       st.release?.();
-      // a client gone before any answer: logged as nginx does, 499
+      // a client gone before any answer: logged as nginx does, 499; one gone mid-answer keeps the
+      // status it was sent, and the log says it left (with the tokens it had been given)
       const status = res.headersSent ? res.statusCode : 499;
+      if (res.headersSent && !res.writableEnded) st.log.error ??= 'client_closed';
       metrics.request(routeOf(url.pathname), status);
       log({ ...st.log, id: st.id, method: req.method ?? '', path: url.pathname, status, durationMs: performance.now() - st.started });
     });
