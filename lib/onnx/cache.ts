@@ -160,14 +160,7 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
   // each run's new cache columns as outputs of their own, so a step need not copy the whole cache out
   exposeNewKv(model.graph!);
   writeModel(model, file, { sourceDir: path.dirname(built.file) });
-  removeOlderRuntimes(built.file);
   return { file, lastIndex: true };
-}
-
-/** Runtime copies an earlier version of this package wrote beside the injected model (they are
- *  rebuilt under a new name whenever the rewrite changes, and would otherwise pile up in the cache). */
-function removeOlderRuntimes(injected: string): void {
-  for (let v = 1; v < RUNTIME_VERSION; v++) fs.rmSync(injected.replace(/\.onnx$/, `.last${v}.onnx`), { force: true });
 }
 
 /** The injected model for these adapters: reused from the cache when present, else built. */
