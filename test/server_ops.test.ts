@@ -224,6 +224,18 @@ describe('request log: a stream the client leaves', () => {
   });
 });
 
+describe('request log: a stream the server cuts', () => {
+  test('close() mid-stream is logged as server_closed, not as the client leaving', async () => {
+    const lines: string[] = [];
+    const srv = await serve({ logFormat: 'json', log: (l) => lines.push(l) });
+    await openStream(srv.url, await longRequest());
+    await srv.close();
+    const since = Date.now();
+    while (!lines.some((l) => l.includes('/v1/chat/completions')) && Date.now() - since < 5000) await new Promise((r) => setTimeout(r, 5));
+    expect(JSON.parse(lines.find((l) => l.includes('/v1/chat/completions'))!)).toMatchObject({ status: 200, error: 'server_closed' });
+  });
+});
+
 describe('drain()', () => {
   test('unready and refusing new requests while the streams in flight run to [DONE]; then closed', async () => {
     const srv = await serve();
@@ -259,10 +271,13 @@ describe('drain()', () => {
       req.on('error', reject);
       // half the body now, the rest once the drain has begun
       req.write(text.slice(0, 10));
-      req.on('socket', (socket) => socket.once('connect', () => setTimeout(() => {
+      // the drain starts once the server counts the request (its headers parsed), the rest of the body 50 ms later
+      const begin = () => {
+        if (srv.inFlight === 0) return void setTimeout(begin, 5);
         drained = srv.drain(30_000);
         setTimeout(() => req.end(text.slice(10)), 50);
-      }, 50)));
+      };
+      begin();
     });
     let drained: Promise<unknown> | undefined;
     // a connection closed unanswered leaves the client waiting: fail in seconds, not at jest's timeout

@@ -112,8 +112,6 @@ class Run {
   }
 
   token(ev: TokenEvent): void {
-    // so far: what a client that leaves mid-answer is logged with (end() sets the final count)
-    this.st.log.completionTokens = (this.st.log.completionTokens ?? 0) + 1;
     const now = performance.now();
     if (this.#firstAt === undefined) {
       this.#firstAt = now;
@@ -197,6 +195,8 @@ async function streamAnswer(
       if (res.destroyed) break;
       if (!v.done) {
         run.token(v as TokenEvent);
+        // tokens sent so far: what an answer cut midway is logged with (end() sets the final count)
+        run.st.log.completionTokens = (run.st.log.completionTokens ?? 0) + 1;
         // the first chunk names the role and the persona mix; later ones carry text only
         if (!sentFirst) send(chunk(h, { role: 'assistant', content: v.text }, null, run.take(), { persona: { mix: v.mix }, ...usageNull }));
         else if (v.text) send(chunk(h, { content: v.text }, null, run.take(), usageNull));

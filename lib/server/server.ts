@@ -36,7 +36,8 @@ export interface RunningServer {
   metrics: ServerMetrics;
   /** true from the first drain() on */
   readonly draining: boolean;
-  /** chat requests admitted and not yet answered */
+  /** requests whose response has not closed yet, from their parsed headers on (probes and
+   *  requests still sending their body included): what a drain waits for */
   readonly inFlight: number;
   /** Stops now: open connections are closed, generations in flight aborted. */
   close(): Promise<void>;
@@ -50,6 +51,8 @@ interface Built {
   server: http.Server;
   metrics: ServerMetrics;
   drainer: Drainer;
+  /** set when the server closes every connection itself (close()): what the log says of a response cut then */
+  closing: { connections: boolean };
 }
 
 /** What Engine.loadStats() returns where the engine has it (an optional method, looked up at run time). */
@@ -73,6 +76,7 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
   const opts = resolveServerOptions(options, options.maxBatch === undefined ? engineOf(model)?.loadStats?.().maxBatch : undefined, names);
   const served = servedModel(model, opts.names);
   const drainer = new Drainer();
+  const closing = { connections: false };
   const load = (): LoadStats => {
     const s = engineOf(model)?.loadStats?.();
     if (s) return { running: s.running, waiting: s.waiting, maxBatch: s.maxBatch || opts.maxBatch, kvWidth: s.kvWidth };
@@ -106,14 +110,16 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
     // deadline one still unanswered gets its 503 now. An admitted chat request hands over to its
     // generation's tracker (chat.ts).
     st.release = drainer.track(() => {
-      if (!res.headersSent) sendError(res, draining(), true);
+      if (res.headersSent) return;
+      st.log.error ??= 'server_shutting_down';
+      sendError(res, draining(), true);
     });
     res.on('close', () => {
       st.release?.();
-      // a client gone before any answer: logged as nginx does, 499; one gone mid-answer keeps the
-      // status it was sent, and the log says it left (with the tokens it had been given)
+      // a client gone before any answer: logged as nginx does, 499; an answer cut midway keeps the
+      // status it was sent, and the log says who cut it (with the tokens sent until then)
       const status = res.headersSent ? res.statusCode : 499;
-      if (res.headersSent && !res.writableEnded) st.log.error ??= 'client_closed';
+      if (res.headersSent && !res.writableEnded) st.log.error ??= closing.connections ? 'server_closed' : 'client_closed';
       metrics.request(routeOf(url.pathname), status);
       log({ ...st.log, id: st.id, method: req.method ?? '', path: url.pathname, status, durationMs: performance.now() - st.started });
     });
@@ -124,7 +130,7 @@ function build(model: PersonaModel, options: ServerOptions & ListenOptions, name
       else res.end();
     });
   });
-  return { server, metrics, drainer };
+  return { server, metrics, drainer, closing };
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse, url: URL, st: RequestState): Promise<void> {
     const path = url.pathname;
@@ -184,7 +190,7 @@ function routeOf(path: string): string {
 }
 
 export async function startServer(model: PersonaModel, opts: ServerOptions & ListenOptions = {}, names?: OptionNames): Promise<RunningServer> {
-  const { server, metrics, drainer } = build(model, opts, names);
+  const { server, metrics, drainer, closing } = build(model, opts, names);
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -193,6 +199,7 @@ export async function startServer(model: PersonaModel, opts: ServerOptions & Lis
   const port = (server.address() as AddressInfo).port;
   const shown = host.includes(':') ? `[${host}]` : host;
   const close = () => new Promise<void>((resolve) => {
+    closing.connections = true;
     server.closeAllConnections();
     // a server already closed (a drain then a close) answers with an error: closed is closed
     server.close(() => resolve());
