@@ -4,6 +4,7 @@
 // The embedded demo model in its default configuration (worker thread); loopback only.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
@@ -286,6 +287,27 @@ describe('drain()', () => {
     expect([got.status, got.connection]).toEqual([503, 'close']);
     expect(JSON.parse(got.body).error).toMatchObject({ code: 'server_shutting_down' });
     expect(await drained).toEqual({ aborted: 0 });
+  });
+
+  test('a request on a connection accepted just as the drain ends is read and answered 503, not reset', async () => {
+    const srv = await serve();
+    const socket = net.connect(srv.port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    const ended = new Promise<string>((resolve) => {
+      socket.once('close', () => resolve(answer));
+      socket.once('error', () => undefined);
+    });
+    // nothing is in flight: the drain ends at once, while the request is on its way
+    const drained = srv.drain(30_000);
+    const body = JSON.stringify({ messages, max_tokens: 2 });
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    expect(await drained).toEqual({ aborted: 0 });
+    const got = await ended;
+    expect(got).toMatch(/^HTTP\/1\.1 503 /);
+    expect(got.toLowerCase()).toContain('connection: close');
+    expect(got).toContain('server_shutting_down');
   });
 
   test('at the deadline a request whose body never finishes is answered 503', async () => {

@@ -3,9 +3,11 @@
 // streams included, finish until the deadline, then aborts the rest (a stream gets an error
 // event, a plain request a 503). The server keeps listening meanwhile: Kubernetes keeps probing
 // /ready during termination, and a refused connection there reads as a crash, not a drain.
-// A request counts as in flight from its first byte until its response is closed (server.ts), so
-// a body still arriving when the drain starts is waited for (and answered 503), and a finished
-// generation whose last bytes are still being written is waited for too.
+// A request counts as in flight from its parsed headers until its response is closed (server.ts),
+// so a body still arriving when the drain starts is waited for (and answered 503), and a finished
+// generation whose last bytes are still being written is waited for too. When the drain is over the
+// server stops listening and still reads for a moment (startServer's drain), so a request on a
+// connection accepted in that last instant is answered too.
 
 /** How long aborted requests get to write their error before the connections are closed anyway. */
 const ABORT_GRACE_MS = 1000;
@@ -54,6 +56,10 @@ export class Drainer {
   }
 
   /** true when nothing is in flight within ms */
+  idleWithin(ms: number): Promise<boolean> {
+    return this.#idleWithin(ms);
+  }
+
   #idleWithin(ms: number): Promise<boolean> {
     if (this.#inFlight.size === 0) return Promise.resolve(true);
     return new Promise((resolve) => {

@@ -189,6 +189,9 @@ function routeOf(path: string): string {
   return 'other';
 }
 
+/** How long a drain's end waits for requests on connections accepted just before it stopped listening. */
+const LAST_READ_MS = 100;
+
 export async function startServer(model: PersonaModel, opts: ServerOptions & ListenOptions = {}, names?: OptionNames): Promise<RunningServer> {
   const { server, metrics, drainer, closing } = build(model, opts, names);
   const host = opts.host ?? '127.0.0.1';
@@ -214,6 +217,12 @@ export async function startServer(model: PersonaModel, opts: ServerOptions & Lis
     },
     async drain(timeoutMs: number) {
       const result = await drainer.drain(timeoutMs);
+      // the last instant: stop accepting, then let a request on a connection already accepted be
+      // read and answered (503, tracked from its headers) before every connection is closed; closed
+      // at once, its bytes unread, it would see a reset and no answer
+      server.close();
+      await new Promise((resolve) => setTimeout(resolve, LAST_READ_MS));
+      await drainer.idleWithin(LAST_READ_MS);
       await close();
       return result;
     },
