@@ -75,7 +75,6 @@ export function newColumns(specs: readonly CacheSpec[], out: ort.InferenceSessio
 }
 
 export class KvCache {
-  B = 0;
   lens: number[] = [];
   #width = 0;
   #rowCapacity = 0;
@@ -84,6 +83,11 @@ export class KvCache {
   /** slack: see above; maxRows: the most rows the batch holds (the row capacity never doubles past it) */
   constructor(readonly specs: readonly CacheSpec[], readonly slack: number, readonly maxRows = Infinity) {
     this.#data = specs.map((s) => alloc(s.type, 0));
+  }
+
+  /** Rows in the cache. */
+  get B(): number {
+    return this.lens.length;
   }
 
   /** Columns fed to the model. */
@@ -112,7 +116,7 @@ export class KvCache {
       this.#resize(capacity, widen ? longest + this.slack : this.#width);
     }
     lens.forEach((n, j) => {
-      const at = this.B++;
+      const at = this.lens.length;
       this.lens.push(n);
       this.specs.forEach((s, i) => {
         const { data, columns, from } = cols[i];
@@ -160,7 +164,6 @@ export class KvCache {
       this.lens[b] = n;
     }
     this.lens.pop();
-    this.B = last;
     const longest = this.longest;
     if (this.#width > longest + 2 * this.slack) this.#resize(this.#rowCapacity, this.B ? longest + this.slack : 0);
   }

@@ -258,9 +258,7 @@ export class Batcher {
   async #decode(): Promise<void> {
     if (this.#shared) {
       const rows = [...this.#rows];
-      const width = this.#kv.width;
       const out = await this.#step(this.#kv, rows, 0);
-      this.#kv.append(newColumns(this.#specs, out, width, 1));
       this.#emit(rows, lastLogits(out.logits, rows.map(() => 1)));
       return;
     }
@@ -268,17 +266,19 @@ export class Batcher {
       // a row that finished earlier in this loop moved the last row into its slot: look it up now
       const slot = this.#rows.indexOf(row);
       if (slot < 0 || row.cancelled) continue;
-      const width = row.kv!.width;
       const out = await this.#step(row.kv!, [row], slot);
-      row.kv!.append(newColumns(this.#specs, out, width, 1));
       this.#emit([row], lastLogits(out.logits, [1]));
     }
   }
 
-  #step(kv: KvCache, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
+  /** One decode step of `rows` over `kv` (their slots from `start`); their new columns go into kv. */
+  async #step(kv: KvCache, rows: Row[], start: number): Promise<ort.InferenceSession.OnnxValueMapType> {
     const ids = BigInt64Array.from(rows.map((r) => BigInt(r.tokens[r.tokens.length - 1])));
+    const width = kv.width;
     const feeds = { input_ids: new ort.Tensor('int64', ids, [rows.length, 1]), ...kv.stepFeeds(this.#model.io.inputNames), ...this.#slots.feeds(start, rows.length) };
-    return this.#model.session.run(feeds, this.#fetches);
+    const out = await this.#model.session.run(feeds, this.#fetches);
+    kv.append(newColumns(this.#specs, out, width, 1));
+    return out;
   }
 
   async #recompute(): Promise<void> {
