@@ -19,6 +19,7 @@ import { poolHidden } from '../decoder/hidden';
 import { lastLogits } from '../decoder/logits';
 import { CacheSpec, cacheSpecs, KvCache, newColumns } from '../decoder/kv_cache';
 import { MixEntries, RowMixes } from '../decoder/mix_slots';
+import { presentOf } from '../onnx/cache_names';
 import { newRowMixes, SlotLayout } from '../decoder/slot_layout';
 import { Rng } from '../rng';
 import { sample, SampledLogprobs, SamplingParams } from './sampler';
@@ -115,7 +116,7 @@ export class Batcher {
     this.#onStep = opts.onStep;
     const outputs = model.session.outputNames;
     const past = model.io.past.map((p) => {
-      const present = p.name.replace(/^past_key_values\./, 'present.').replace(/^past\./, 'present.');
+      const present = presentOf(p.name);
       if (!outputs.includes(present)) throw new Error(`The model has the cache input ${p.name} but no output ${present}`);
       return { ...p, present };
     });

@@ -17,10 +17,11 @@
 import type { GraphProto, NodeProto, TensorProto } from './proto';
 import { int64Tensor, node, valueInfoDims } from './proto';
 import { elementCount } from './tensor_data';
+import { pastInputOf, PRESENT_OUTPUT } from './cache_names';
 
 /** Rewrites `model.graph` in place; returns how many caches (keys and values) now skip the repeat. */
 export function shareKvHeads(graph: GraphProto): number {
-  const presents = graph.output.map((o) => o.name).filter((n) => /^present\.\d+\.(key|value)$/.test(n));
+  const presents = graph.output.map((o) => o.name).filter((n) => PRESENT_OUTPUT.test(n));
   const consumers = consumerMap(graph);
   const constants = constantMap(graph);
   let rewritten = 0;
@@ -116,8 +117,7 @@ function repeatOf(present: string, consumers: Map<string, NodeProto[]>, constant
 
 /** The cache's head count from the graph's declared past input of the same layer (dims[1]). */
 function constantHeads(graph: GraphProto, present: string): number | null {
-  const past = graph.input.find((i) => i.name === present.replace(/^present\./, 'past_key_values.'))
-    ?? graph.input.find((i) => i.name === present.replace(/^present\./, 'past.'));
+  const past = pastInputOf(graph, present);
   const heads = past ? valueInfoDims(past)?.[1] : undefined;
   return typeof heads === 'number' ? heads : null;
 }

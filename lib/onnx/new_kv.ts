@@ -12,9 +12,8 @@
 // recognised; a cache made any other way gets no persona_new output and the engine reads the new
 // columns out of present.N.* instead.
 import type { GraphProto, NodeProto } from './proto';
-import { node, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
-
-const PRESENT = /^present\.(\d+)\.(key|value)$/;
+import { node, producerMap, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
+import { pastInputOf, PRESENT_OUTPUT } from './cache_names';
 
 /** persona_new.N.key for present.N.key. */
 export function newKvOutput(present: string): string {
@@ -23,21 +22,18 @@ export function newKvOutput(present: string): string {
 
 /** Adds persona_new.N.* outputs to `graph` in place; returns how many it added. */
 export function exposeNewKv(graph: GraphProto): number {
-  const producer = new Map<string, NodeProto>();
-  graph.node.forEach((n) => n.output.forEach((o) => producer.set(o, n)));
-  const inputs = new Map(graph.input.map((i) => [i.name, i]));
+  const producer = producerMap(graph);
   const outputs = new Set(graph.output.map((o) => o.name));
   let added = 0;
   for (const out of [...graph.output]) {
-    const m = PRESENT.exec(out.name);
     const name = newKvOutput(out.name);
-    if (!m || outputs.has(name)) continue;
+    if (!PRESENT_OUTPUT.test(out.name) || outputs.has(name)) continue;
     const concat = producer.get(out.name);
     if (!concat || concat.opType !== 'Concat' || concat.input.length !== 2) continue;
     const axis = concat.attribute.find((a) => a.name === 'axis');
     if (!axis || ![2, -2].includes(Number(axis.i))) continue;
-    const past = inputs.get(throughCopies(concat.input[0], producer));
-    if (!past || ![`past_key_values.${m[1]}.${m[2]}`, `past.${m[1]}.${m[2]}`].includes(past.name)) continue;
+    const past = pastInputOf(graph, out.name);
+    if (!past || throughCopies(concat.input[0], producer) !== past.name) continue;
     const dims = valueInfoDims(out);
     if (dims?.length !== 4 || valueInfoDims(past)?.length !== 4) continue;
     graph.node.push(node('Identity', [concat.input[1]], [name], `persona/new_kv/${out.name}`));

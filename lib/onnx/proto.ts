@@ -89,6 +89,13 @@ export function valueInfoDims(vi: ValueInfoProto): (Dim | null)[] | null {
   );
 }
 
+/** Each value's producing node, by name. */
+export function producerMap(graph: GraphProto): Map<string, NodeProto> {
+  const m = new Map<string, NodeProto>();
+  for (const n of graph.node) for (const o of n.output) m.set(o, n);
+  return m;
+}
+
 export function valueInfoElemType(vi: ValueInfoProto): number {
   return vi.type?.value.case === 'tensorType' ? vi.type.value.value.elemType : 0;
 }

@@ -7,7 +7,7 @@
 //   older exports                        Gemm with transB = 1, weight [dout, din]
 // A target is identified by (layer index, module leaf name): 'model.layers.3.self_attn.q_proj' and
 // '/model/layers.3/attn/q_proj' are both (3, 'q_proj'), which is how PEFT keys are matched too.
-import { intAttr, ModelProto, NodeProto, ONNX_FLOAT, TensorProto } from './proto';
+import { intAttr, ModelProto, NodeProto, ONNX_FLOAT, producerMap, TensorProto } from './proto';
 
 export type WeightLayout = 'in_out' | 'out_in';
 
@@ -85,8 +85,7 @@ export function findLinearTargets(model: ModelProto): LinearTarget[] {
   if (!graph) throw new Error('The ONNX model has no graph');
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
   // weights reached through Transpose(initializer) or Cast(initializer) count as that initializer
-  const producers = new Map<string, NodeProto>();
-  for (const n of graph.node) for (const o of n.output) producers.set(o, n);
+  const producers = producerMap(graph);
 
   const targets: LinearTarget[] = [];
   graph.node.forEach((n, index) => {
