@@ -145,10 +145,11 @@ export interface InjectOptions {
 }
 
 /**
- * What the sessions run: the injected model with logits at one position per row (last_logits.ts)
- * grouped-query attention reading the cache without a copy per query head (grouped_attention.ts)
- * and the cache columns each run adds as outputs of their own (new_kv.ts), beside it and sharing its weights file; the injected model itself when its LM head has another
- * form. lastIndex: whether it takes the persona_last_index input (and gives persona_hidden).
+ * What the sessions run, beside the injected model and sharing its weights file: the injected model
+ * with logits at one position per row (last_logits.ts), grouped-query attention reading the cache
+ * without a copy per query head (grouped_attention.ts), and the cache columns each run adds as
+ * outputs of their own (new_kv.ts). The injected model itself when its LM head has another form.
+ * lastIndex: whether it takes the persona_last_index input (and gives persona_hidden).
  */
 export function runtimeModel(built: InjectedModel): { file: string; lastIndex: boolean } {
   const file = built.file.replace(/\.onnx$/, `.last${RUNTIME_VERSION}.onnx`);

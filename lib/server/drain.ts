@@ -48,19 +48,15 @@ export class Drainer {
   }
 
   async #run(timeoutMs: number): Promise<DrainResult> {
-    if (await this.#idleWithin(timeoutMs)) return { aborted: 0 };
+    if (await this.idleWithin(timeoutMs)) return { aborted: 0 };
     const late = [...this.#inFlight];
     for (const abort of late) abort();
-    await this.#idleWithin(ABORT_GRACE_MS);
+    await this.idleWithin(ABORT_GRACE_MS);
     return { aborted: late.length };
   }
 
   /** true when nothing is in flight within ms */
   idleWithin(ms: number): Promise<boolean> {
-    return this.#idleWithin(ms);
-  }
-
-  #idleWithin(ms: number): Promise<boolean> {
     if (this.#inFlight.size === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
