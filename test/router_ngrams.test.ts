@@ -161,6 +161,8 @@ describe('router.json version 3', () => {
     const v2 = parseRouterConfig({ ...base, version: 2, features: { pooling: ['mean', 'last'], hiddenSize: 2 }, situations: undefined, head: { sizes: [4, 5, 3], activation: 'tanh' } });
     expect(v2).toMatchObject({ version: 2, head: { sizes: [4, 5, 3] } });
     expect(v2.kind === 'hidden-state' && v2.situations).toBeUndefined();
+    // version 4 has version 3's fields (its head's weights may be float16: head.safetensors says)
+    expect(parseRouterConfig({ ...base, version: 4 })).toMatchObject({ version: 4, features: { ngrams: { buckets: 8 } } });
   });
 
   test.each([
@@ -172,7 +174,7 @@ describe('router.json version 3', () => {
     ['head', { head: { sizes: [4, 2], activation: 'tanh' } }],
     ['head', { head: { sizes: [20, 3], activation: 'tanh' } }],
     ['head', { head: { sizes: [20, 5, 2], activation: 'tanh' } }],
-    ['version', { version: 4 }],
+    ['version', { version: 5 }],
     ['version', { version: 2.5 }],
     ['version', { version: 2 }],
     ['situations', { situations: { ...base.situations, sharpen: Infinity } }],

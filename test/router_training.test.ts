@@ -14,6 +14,8 @@ import { BIG_FIVE_POLES, readSituationTable, readSplit, targetDistribution } fro
 import { evaluateRouter, trainRouter } from '../lib/model/router_training';
 import { poolHidden } from '../lib/decoder/hidden';
 import * as ort from 'onnxruntime-node';
+import { readSafetensors, tensorBits16, tensorF32 } from '../lib/adapters';
+import { toBits } from '../lib/kernels/dtype';
 import { adapterFolders, FIXTURE } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
 
@@ -193,6 +195,43 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     }
   });
 
+  test('headDtype float16 writes version 4: the layer weights are the float32 head\'s rounded to float16, the rest is unchanged; it loads, and its report is of the router as written', async () => {
+    const base = { model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp };
+    const model = await PersonaModel.load(base);
+    const out = path.join(tmp, 'router-a16');
+    let report;
+    try {
+      // router-a's settings (the test above): training is deterministic, so only the storage differs
+      report = await trainRouter(model, { data, out, seed: 3, epochs: 40, headDtype: 'float16' });
+    } finally {
+      await model.dispose();
+    }
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8')).version).toBe(4);
+    const f32 = readSafetensors(path.join(tmp, 'router-a', 'head.safetensors')).tensors;
+    const f16 = readSafetensors(path.join(out, 'head.safetensors')).tensors;
+    expect([...f16.keys()].sort()).toEqual([...f32.keys()].sort());
+    for (const [name, t] of f16) {
+      if (name.endsWith('.weight')) {
+        expect(t.dtype).toBe('F16');
+        expect(Buffer.from(tensorBits16(t).buffer, tensorBits16(t).byteOffset, t.data.byteLength).equals(Buffer.from(toBits(tensorF32(f32.get(name)!), 'f16').buffer))).toBe(true);
+      } else {
+        expect(t.dtype).toBe('F32');
+        expect(Buffer.from(t.data).equals(Buffer.from(f32.get(name)!.data))).toBe(true);
+      }
+    }
+    // the weights' bytes halve; the rest (the n-gram idf, biases, standardization) stays float32
+    const bytes = (ts: Map<string, { data: Uint8Array }>, weights: boolean) => [...ts].filter(([n]) => n.endsWith('.weight') === weights).reduce((a, [, t]) => a + t.data.byteLength, 0);
+    expect([bytes(f16, true), bytes(f16, false)]).toEqual([bytes(f32, true) / 2, bytes(f32, false)]);
+    const routed = await PersonaModel.load({ ...base, router: out });
+    try {
+      expect(Object.keys((await routed.route('cat dog bird')).mix)).toEqual(['agreeableness_high', 'extraversion_low']);
+      const ev = await evaluateRouter(routed, { data, split: 'test' });
+      expect([ev.top2, ev.top1InPair]).toEqual([report.top2, report.top1InPair]);
+    } finally {
+      await routed.dispose();
+    }
+  });
+
   test('hidden states only (ngramBuckets 0, targets experts) with a tanh layer is written as version 2, and routes as softmax(W1 tanh(W0 z + b0) + b1) in float64', async () => {
     const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp });
     const out = path.join(tmp, 'router-c');
@@ -235,6 +274,7 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
       await expect(trainRouter(model, { data, out, sharpen: 0 })).rejects.toThrow(/for sharpen/);
       await expect(trainRouter(model, { data, out, ngramBuckets: 1.5 })).rejects.toThrow(/for ngramBuckets/);
       await expect(trainRouter(model, { data, out, targets: 'pairs' as never })).rejects.toThrow(/for targets/);
+      await expect(trainRouter(model, { data, out, headDtype: 'bf16' as never })).rejects.toThrow(/Expected 'float32' or 'float16' for headDtype \(--head-dtype\) but received bf16/);
       await expect(trainRouter(model, { data, out, hidden: [4] })).rejects.toThrow(/linear head: hidden layers need ngramBuckets 0 \(--ngram-buckets 0\)/);
       await expect(trainRouter(model, { data, out, batchSize: 0 })).rejects.toThrow(/for batchSize \(--batch-size\) but received 0/);
       await expect(trainRouter(model, { data, out, lr: NaN })).rejects.toThrow(/positive number for lr \(--lr\)/);

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  MAX_HEADER_BYTES, parseSafetensors, readSafetensors, SafetensorsDtype, SafetensorsTensor, tensorBits16, tensorF32,
+  MAX_HEADER_BYTES, parseSafetensors, readSafetensors, SafetensorsDtype, SafetensorsTensor, tensorAsF32, tensorBits16, tensorF32,
 } from '../lib/adapters/safetensors';
 import { encodeSafetensors, TensorToWrite } from '../lib/adapters/safetensors_write';
 import { bf16BitsToF32, f16BitsToF32 } from '../lib/kernels/dtype';
@@ -160,6 +160,19 @@ describe('typed accessors', () => {
     })));
     expectError(() => tensorBits16(file.tensors.get('w')!, 'w'), 'F16 or BF16', 'F32');
     expectError(() => tensorF32(file.tensors.get('i')!, 'i'), 'F32', 'I64');
+    expectError(() => tensorAsF32(file.tensors.get('i')!, 'i'), 'F32, F16 or BF16', 'I64');
+  });
+
+  test('tensorAsF32 views F32 in place and widens F16 / BF16 exactly into a copy', () => {
+    const file = readSafetensors(writeFile(encodeSafetensors({
+      w: { dtype: 'F32', shape: [3], data: bytesOf(f32) },
+      h: { dtype: 'F16', shape: [3], data: bytesOf(f16) },
+      b: { dtype: 'BF16', shape: [2], data: bytesOf(bf16) },
+    })));
+    const w = file.tensors.get('w')!;
+    expect(tensorAsF32(w).buffer).toBe(w.data.buffer);
+    expect(Array.from(tensorAsF32(file.tensors.get('h')!))).toEqual(Array.from(f16, f16BitsToF32));
+    expect(Array.from(tensorAsF32(file.tensors.get('b')!))).toEqual([1, -3]);
   });
 
   test('every dtype of the format is read, zero-size tensors included', () => {

@@ -1,6 +1,6 @@
 // PEFT LoRA adapters: a defensive safetensors reader, the adapter loader, and stacking into kernel banks.
 export {
-  readSafetensors, parseSafetensors, tensorF32, tensorBits16, SAFETENSORS_DTYPE_SIZES, MAX_HEADER_BYTES,
+  readSafetensors, parseSafetensors, tensorF32, tensorAsF32, tensorBits16, SAFETENSORS_DTYPE_SIZES, MAX_HEADER_BYTES,
 } from './safetensors';
 export type { SafetensorsDtype, SafetensorsTensor, SafetensorsFile, SafetensorsOptions } from './safetensors';
 export {

@@ -13,9 +13,9 @@
 // Config fields that change the maths and are not implemented are refused, never ignored.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BankDtype, fromBits } from '../kernels/dtype';
+import type { BankDtype } from '../kernels/dtype';
 import { describe, rangeError, typeError } from '../errors';
-import { readSafetensors, SafetensorsTensor, tensorBits16, tensorF32 } from './safetensors';
+import { readSafetensors, SafetensorsTensor, tensorAsF32, tensorBits16, tensorF32 } from './safetensors';
 import { describeTargets, ModuleRef, selectsModule } from './target_modules';
 import { readJsonFile } from './json_file';
 
@@ -283,8 +283,8 @@ function collectModules(tensors: Map<string, SafetensorsTensor>, config: PeftLor
       bankDtype(a, aKey, file);
       bankDtype(b, bKey, file);
       dtype = 'f32';
-      av = toF32(a, aKey);
-      bv = toF32(b, bKey);
+      av = tensorAsF32(a, aKey);
+      bv = tensorAsF32(b, bKey);
     }
     const segments = modulePath.split('.');
     const layer = layerOf(segments, config.layersPattern);
@@ -332,11 +332,6 @@ function bankDtype(t: SafetensorsTensor, key: string, file: string): BankDtype {
 
 function values(t: SafetensorsTensor, key: string): Float32Array | Uint16Array {
   return t.dtype === 'F32' ? tensorF32(t, key) : tensorBits16(t, key);
-}
-
-function toF32(t: SafetensorsTensor, key: string): Float32Array {
-  if (t.dtype === 'F32') return tensorF32(t, key);
-  return fromBits(tensorBits16(t, key), t.dtype === 'BF16' ? 'bf16' : 'f16');
 }
 
 function layerOf(segments: string[], layersPattern: string[] | string | null): number | null {

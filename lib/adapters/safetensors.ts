@@ -20,6 +20,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { describe, rangeError, typeError } from '../errors';
+import { fromBits } from '../kernels/dtype';
 
 /** Bytes per element of every dtype the format defines. */
 export const SAFETENSORS_DTYPE_SIZES = {
@@ -107,6 +108,13 @@ export function tensorF32(t: SafetensorsTensor, name = 'tensor'): Float32Array {
 export function tensorBits16(t: SafetensorsTensor, name = 'tensor'): Uint16Array {
   if (t.dtype !== 'F16' && t.dtype !== 'BF16') throw typeError(name, 'a tensor of dtype F16 or BF16', `${t.dtype} tensor`);
   return view(t, 2, Uint16Array);
+}
+
+/** An F32, F16 or BF16 tensor's values as float32: a view of F32 data, 16-bit values widened (exactly) into a copy. */
+export function tensorAsF32(t: SafetensorsTensor, name = 'tensor'): Float32Array {
+  if (t.dtype === 'F32') return tensorF32(t, name);
+  if (t.dtype !== 'F16' && t.dtype !== 'BF16') throw typeError(name, 'a tensor of dtype F32, F16 or BF16', `${t.dtype} tensor`);
+  return fromBits(tensorBits16(t, name), t.dtype === 'BF16' ? 'bf16' : 'f16');
 }
 
 // ---------------------------------------------------------------------------------------------------------

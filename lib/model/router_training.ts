@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { HEAD_FILE, HiddenStateRouter } from '../router/hidden_router';
-import { writeHead } from '../router/head';
+import { HeadWeightsDtype, writeHead } from '../router/head';
 import { fitIdf, NGRAM_DEFAULTS, NgramConfig, ngramFeatures } from '../router/ngrams';
-import { HIDDEN_ROUTER_VERSION, ROUTER_FORMAT, HiddenRouterConfig, SituationOutputs } from '../router/router_config';
+import { ROUTER_FORMAT, HiddenRouterConfig, SituationOutputs } from '../router/router_config';
 import { expertsOfSituations, situationTable } from '../router/situation_outputs';
 import { formatReport, ranked, RouterReport, scoreRoutes } from '../router/report';
 import { BIG_FIVE_POLES, LabelledMessage, readSituationTable, readSplit, SituationTable, targetDistribution } from '../router/situations';
@@ -40,6 +40,9 @@ export interface TrainRouterOptions extends TrainOptions {
   targets?: 'situations' | 'experts';
   /** the power situation probabilities are raised to before they are mapped to experts (default 4) */
   sharpen?: number;
+  /** how head.safetensors stores the layers' weights (default 'float32'; 'float16' halves the file
+   *  and writes router format version 4) */
+  headDtype?: HeadWeightsDtype;
   onProgress?: Progress;
   onEpoch?: (s: EpochStats) => void;
 }
@@ -85,6 +88,8 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
     if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0)) throw rangeError(arg, 'a positive number', String(v));
   }
   if (o.targets !== undefined && o.targets !== 'situations' && o.targets !== 'experts') throw rangeError('targets (--targets)', "'situations' or 'experts'", String(o.targets));
+  if (o.headDtype !== undefined && o.headDtype !== 'float32' && o.headDtype !== 'float16') throw rangeError('headDtype (--head-dtype)', "'float32' or 'float16'", String(o.headDtype));
+  const headDtype = o.headDtype ?? 'float32';
   if (buckets === 0 && o.hiddenWeight !== undefined) throw new Error('hiddenWeight (--hidden-weight) weighs the hidden states against n-grams: it needs ngramBuckets > 0');
   if (o.targets === 'experts' && o.sharpen !== undefined) throw new Error("sharpen (--sharpen) applies to situation targets: it has no effect with targets 'experts'");
   const ngrams: NgramConfig | undefined = buckets > 0 ? { ...NGRAM_DEFAULTS, buckets } : undefined;
@@ -115,8 +120,9 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   });
   head.idf = idf;
   const config: HiddenRouterConfig = {
-    // a head of the version 2 shape is written as version 2, so older releases still load it
-    kind: 'hidden-state', version: ngrams || situations ? HIDDEN_ROUTER_VERSION : 2, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
+    // the oldest version that describes the folder, so older releases still load what they can:
+    // 2 for a version-2 shape, 3 with n-grams or situations, 4 only for float16 weights
+    kind: 'hidden-state', version: headDtype === 'float16' ? 4 : ngrams || situations ? 3 : 2, experts, topK: 2, renormalize: true, input: 'last_user', maxLength,
     features: { pooling: ['mean', 'last'], hiddenSize: H, ...(ngrams ? { ngrams } : {}) },
     head: { sizes: [2 * H + (ngrams ? 2 * buckets : 0), ...(o.hidden ?? []), situations ? situations.names.length : experts.length], activation: 'tanh' },
     ...(situations ? { situations } : {}),
@@ -127,10 +133,10 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   };
   fs.mkdirSync(o.out, { recursive: true });
   fs.writeFileSync(path.join(o.out, 'router.json'), `${JSON.stringify({ format: ROUTER_FORMAT, ...config }, null, 2)}\n`);
-  writeHead(head, path.join(o.out, HEAD_FILE));
-  // the test split, read once, for the report of the router as written
+  writeHead(head, path.join(o.out, HEAD_FILE), headDtype);
+  // the test split, read once, for the report of the router as written (read back: float16 weights round)
   const testX = await featuresOf(model, test, maxLength, batch, 'features (test)', o.onProgress);
-  const router = new HiddenStateRouter(o.out, config, head);
+  const router = HiddenStateRouter.load(o.out, config);
   const routes = test.map((m, i) => ranked(router.routeFeatures(testX[i], m.text).distribution));
   const routeMs = await timeRouting(test, async (text) => router.routeFeatures((await model.features([text], maxLength))[0], text));
   const report: RouterReport = { ...scoreRoutes('test', table, test, routes), curve, routeMs };

@@ -5,10 +5,14 @@
 //                                         s: n-gram features [S] (ngrams.ts), sparse; S = 0 without them
 //   z_l = tanh(W_l z_{l-1} + b_l)         for the hidden layers (none for a linear head)
 //   logits = W_L z_{L-1} + b_L            [E or C]
-// Weights in head.safetensors (float32): feature_mean [D], feature_std [D], layers.<l>.weight
-// [out, in], layers.<l>.bias [out], and ngram_idf [S] when the router reads n-grams.
+// Weights in head.safetensors: feature_mean [D], feature_std [D], layers.<l>.weight [out, in],
+// layers.<l>.bias [out], and ngram_idf [S] when the router reads n-grams. All float32, except
+// that the layers' weights may be float16 (router format version 4): they are most of the file
+// (25 situations x 33,280 inputs = 3.3 MB in float32 at 16,384 buckets), and rounding them to
+// float16 moves a logit by about 1e-3 of its size. Reading widens any F16 / BF16 tensor exactly.
 import * as fs from 'node:fs';
-import { encodeSafetensors, readSafetensors, tensorF32, TensorToWrite } from '../adapters';
+import { encodeSafetensors, readSafetensors, tensorAsF32, TensorToWrite } from '../adapters';
+import { toBits } from '../kernels/dtype';
 import type { SparseVector } from './ngrams';
 
 export interface HeadLayer {
@@ -71,11 +75,15 @@ export function headLogits(head: Head, features: Float32Array, sparse?: SparseVe
   return acts[acts.length - 1];
 }
 
-export function writeHead(head: Head, file: string): void {
+/** How head.safetensors stores the layers' weights (everything else is float32). */
+export type HeadWeightsDtype = 'float32' | 'float16';
+
+export function writeHead(head: Head, file: string, weights: HeadWeightsDtype = 'float32'): void {
   const f32 = (data: Float32Array, shape: number[]): TensorToWrite => ({ dtype: 'F32', shape, data });
+  const weight = (data: Float32Array, shape: number[]): TensorToWrite => (weights === 'float16' ? { dtype: 'F16', shape, data: toBits(data, 'f16') } : f32(data, shape));
   const tensors: Record<string, TensorToWrite> = { feature_mean: f32(head.mean, [head.mean.length]), feature_std: f32(head.std, [head.std.length]) };
   head.layers.forEach((layer, l) => {
-    tensors[`layers.${l}.weight`] = f32(layer.w, [layer.out, layer.in]);
+    tensors[`layers.${l}.weight`] = weight(layer.w, [layer.out, layer.in]);
     tensors[`layers.${l}.bias`] = f32(layer.b, [layer.out]);
   });
   if (head.idf) tensors.ngram_idf = f32(head.idf, [head.idf.length]);
@@ -95,7 +103,8 @@ export function readHead(file: string, sizes: readonly number[], denseSize = siz
       const from = name === 'ngram_idf' ? 'features.ngrams.buckets (two blocks)' : name.startsWith('feature_') ? 'features.hiddenSize (2 x)' : 'head.sizes';
       throw new Error(`${file}: ${name} has shape ${JSON.stringify(t.shape)}, router.json's ${from} says ${JSON.stringify(shape)}`);
     }
-    return tensorF32(t, name).slice();
+    // float32 is viewed in place, hence the copy; a 16-bit tensor is widened into a copy already
+    return t.dtype === 'F32' ? tensorAsF32(t, name).slice() : tensorAsF32(t, name);
   };
   return {
     mean: get('feature_mean', [denseSize]),

@@ -18,12 +18,16 @@
 //        reads 2H + 2B features and is linear; head.safetensors holds their idf
 //     "situations": { "names": [C names], "experts": [[first, second], ...], "weights": [0.6, 0.4], "sharpen": 4 }
 //        the head answers C situations, mapped to experts through this table (situation_outputs.ts)
+// hidden-state, version 4: as version 3, but head.safetensors's layer weights may be F16 (they are
+//     most of the file; lib/router/head.ts). Written only for such a head, so that a release that
+//     reads up to version 3 refuses it by its version rather than by a tensor's dtype.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { NgramConfig } from './ngrams';
 
 export const ROUTER_FORMAT = 'personafuse-router';
-export const HIDDEN_ROUTER_VERSION = 3;
+/** the newest hidden-state router version this release reads */
+export const HIDDEN_ROUTER_VERSION = 4;
 
 interface CommonConfig {
   experts: string[];

@@ -25,6 +25,7 @@ interface TrainFlags extends ModelFlags {
   hiddenWeight?: number;
   targets?: 'situations' | 'experts';
   sharpen?: number;
+  headDtype?: 'float32' | 'float16';
 }
 
 export function routerCommand(): Command {
@@ -35,6 +36,7 @@ export function routerCommand(): Command {
     .option('--hidden-weight <x>', 'weight of the hidden states beside the n-grams (default 0.1)', numberFlag('--hidden-weight'))
     .addOption(new Option('--targets <what>', 'what the head predicts: the table\'s situations (mapped to their experts) or the experts directly').choices(['situations', 'experts']).default('situations'))
     .option('--sharpen <x>', 'power on situation probabilities before they map to experts (default 4)', numberFlag('--sharpen'))
+    .addOption(new Option('--head-dtype <dtype>', 'how head.safetensors stores the weights (float16: half the size, router format version 4)').choices(['float32', 'float16']).default('float32'))
     .option('--hidden <n>', 'width of a hidden layer (0: a linear head; needs --ngram-buckets 0)', numberFlag('--hidden'), 0)
     .option('--epochs <n>', 'most epochs', numberFlag('--epochs'))
     .option('--batch-size <n>', 'examples per step (default 256 with n-grams, else 64)', numberFlag('--batch-size'))
@@ -49,7 +51,7 @@ export function routerCommand(): Command {
         const report = await withProgressBar(flags, (onProgress) => trainRouter(model, {
           data: flags.data, out: flags.out, hidden: flags.hidden ? [flags.hidden] : [], epochs: flags.epochs, lr: flags.lr, batchSize: flags.batchSize,
           weightDecay: flags.weightDecay, patience: flags.patience, seed: flags.seed, maxLength: flags.maxLength, onProgress,
-          ngramBuckets: flags.ngramBuckets, hiddenWeight: flags.hiddenWeight, targets: flags.targets, sharpen: flags.sharpen,
+          ngramBuckets: flags.ngramBuckets, hiddenWeight: flags.hiddenWeight, targets: flags.targets, sharpen: flags.sharpen, headDtype: flags.headDtype,
         }));
         output(flags, { out: flags.out, ...report }, `${formatReport(report)}\nwrote ${flags.out}`);
       } finally {
