@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readSituationTable, readSplit } from '../lib/router/situations';
+import { seedNote, testRng } from './helpers/rng';
 
 const DATA = path.join(__dirname, '..', 'data', 'situations');
 const table = readSituationTable(DATA);
@@ -72,5 +73,48 @@ describe('data/situations', () => {
     const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'scripts', 'data', 'relabel-agreement.js')], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`same situation ${same} (`);
+  });
+});
+
+describe('near-duplicates (scripts/data/build-situations.js)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { NearDuplicates, jaccard, NEAR } = require('../scripts/data/build-situations.js');
+  test('the prefix-filtered index finds, for every message, the first near-duplicate the plain scan over all kept messages finds (randomized)', () => {
+    const rng = testRng();
+    const vocab = Array.from({ length: 60 }, (_, i) => `w${i}`);
+    // sentences of 1-16 words from a small vocabulary, a third of them edits of an earlier one (a word
+    // swapped, dropped or added), so near-duplicates at and around the threshold are common
+    const texts: string[] = [];
+    for (let i = 0; i < 1500; i++) {
+      if (texts.length > 0 && rng.float() < 0.35) {
+        const words = texts[rng.int(0, texts.length)].split(' ');
+        const op = rng.int(0, 3);
+        if (op === 0) words[rng.int(0, words.length)] = vocab[rng.int(0, vocab.length)];
+        else if (op === 1 && words.length > 1) words.splice(rng.int(0, words.length), 1);
+        else words.push(vocab[rng.int(0, vocab.length)]);
+        texts.push(words.join(' '));
+      } else {
+        texts.push(Array.from({ length: rng.int(1, 17) }, () => vocab[rng.int(0, vocab.length)]).join(' '));
+      }
+    }
+    const df = new Map<string, number>();
+    for (const t of texts) for (const w of new Set(t.split(' '))) df.set(w, (df.get(w) ?? 0) + 1);
+    const index = new NearDuplicates(df);
+    const kept: { norm: string; words: Set<string> }[] = [];
+    let dropped = 0;
+    for (const norm of texts) {
+      const words = new Set(norm.split(' '));
+      const scan = kept.find((k) => k.norm === norm || (words.size >= 3 && jaccard(words, k.words) >= NEAR));
+      const found = index.find(norm, words);
+      if (found !== scan) throw new Error(`'${norm}': the index found ${found?.norm}, the scan ${scan?.norm} (${seedNote()})`);
+      if (scan) dropped++;
+      else {
+        const item = { norm, words };
+        kept.push(item);
+        index.add(item);
+      }
+    }
+    // the case the index exists for was exercised
+    expect(dropped).toBeGreaterThan(100);
   });
 });
