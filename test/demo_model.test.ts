@@ -3,6 +3,7 @@
 // continuations match the PyTorch references in eval.json, the default router (router/, trained in
 // Node) routes eval.json's examples as recorded and clears the everyday aims, and the tf-idf encoder
 // router (router-tfidf/) gives onnxruntime's top-2 for held-out situations.
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -111,8 +112,8 @@ describe('models/persona-demo', () => {
 });
 
 describe('models/persona-demo default router (router/)', () => {
-  test('a version 3 hidden-state router: eval.json\'s examples route to the mixes recorded when the demo was built', async () => {
-    expect(routerConfig).toMatchObject({ kind: 'hidden-state', version: 3, features: { ngrams: {} }, situations: {} });
+  test('a version 4 hidden-state router (float16 head weights): eval.json\'s examples route to the mixes recorded when the demo was built', async () => {
+    expect(routerConfig).toMatchObject({ kind: 'hidden-state', version: 4, features: { ngrams: { buckets: 16384 } }, situations: {} });
     const routed = await PersonaModel.load({
       model: DEMO, adapters: Object.fromEntries(experts.map((e) => [e, path.join(DEMO, 'adapters', e)])), router: path.join(DEMO, 'router'), cacheDir,
     });
@@ -137,7 +138,7 @@ describe('models/persona-demo default router (router/)', () => {
 
 describe('models/persona-demo tf-idf router (router-tfidf/, the encoder kind)', () => {
   const checks = ev.router_tfidf.checks as {
-    heldout_top2_set_accuracy_onnx: number;
+    heldout_cases_top2_set_accuracy_onnx: number;
     heldout_cases: { situation: string; user: string; expected: string[]; predicted: string[]; top2_gap: number }[];
   };
   let router: PersonaRouter;
@@ -163,10 +164,30 @@ describe('models/persona-demo tf-idf router (router-tfidf/, the encoder kind)', 
       a[1] += 1;
     }
     const acc = ok / checks.heldout_cases.length;
-    expect(Math.abs(acc - checks.heldout_top2_set_accuracy_onnx)).toBeLessThanOrEqual(2 / checks.heldout_cases.length);
+    expect(Math.abs(acc - checks.heldout_cases_top2_set_accuracy_onnx)).toBeLessThanOrEqual(2 / checks.heldout_cases.length);
     expect(acc).toBeGreaterThan(0.7);
     // every situation routes to its pair far above chance (one of 45 pairs); on the test split of
     // real messages some reach only ~40% (models/persona-demo/README.md lists them)
     for (const [situation, [hit, n]] of Object.entries(perSituation)) expect({ situation, share: hit / n > 0.3 }).toEqual({ situation, share: true });
+  });
+});
+
+describe("the README's main job", () => {
+  test('its command runs on the embedded demo model and prints the routed traits the README shows, a reply and the stop line', () => {
+    const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## The main job'));
+    const [, command, shown] = /```sh\n(npx personafuse [^\n]+)\n```\n```\n([\s\S]*?)```/.exec(section) ?? [];
+    expect(command).toMatch(/^npx personafuse generate /);
+    // the command's arguments as a shell reads them (double-quoted strings, no escapes in them)
+    const args = [...command.slice('npx personafuse '.length).matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2]);
+    const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js'), ...args], { encoding: 'utf8', timeout: 120000 });
+    expect(r.status).toBe(0);
+    // the persona and the stop line go to stderr, the reply to stdout
+    const notes = r.stderr.split('\n').filter((l) => l && !l.startsWith('npm warn'));
+    const want = shown.trim().split('\n');
+    expect(want[0]).toMatch(/^\[persona: \w+ 0\.\d\d, \w+ 0\.\d\d\]$/);
+    expect(notes[0]).toBe(want[0]); // the router's pick, rounded to two decimals
+    expect(notes[1]).toMatch(/^\[(stop|length); \d+ prompt \+ \d+ generated tokens; seed 1\]$/);
+    expect(r.stdout.trim().length).toBeGreaterThan(20);
   });
 });

@@ -294,7 +294,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/persona-demo"))
     ap.add_argument("--stage", choices=["all", "corpus", "tokenizer", "base", "adapters", "router"], default="all")
     ap.add_argument("--answers-per-pair", type=int, default=2, help="answers per (train message, pole)")
-    ap.add_argument("--base-steps", type=int, default=2000)
+    ap.add_argument("--base-steps", type=int, default=3000)
     ap.add_argument("--base-lr", type=float, default=3e-3)
     ap.add_argument("--adapter-steps", type=int, default=None,
                     help="adapters: steps for every expert (default 120, and ADAPTER_STEPS's overrides)")
