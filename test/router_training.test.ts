@@ -14,7 +14,7 @@ import { BIG_FIVE_POLES, readSituationTable, readSplit, targetDistribution } fro
 import { evaluateRouter, trainRouter } from '../lib/model/router_training';
 import { poolHidden } from '../lib/decoder/hidden';
 import * as ort from 'onnxruntime-node';
-import { readSafetensors, tensorBits16, tensorF32 } from '../lib/adapters';
+import { encodeSafetensors, readSafetensors, tensorBits16, tensorF32 } from '../lib/adapters';
 import { toBits } from '../lib/kernels/dtype';
 import { adapterFolders, FIXTURE } from './helpers/model';
 import { seedNote, testRng } from './helpers/rng';
@@ -195,13 +195,13 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     }
   });
 
-  test('headDtype float16 writes version 4: the layer weights are the float32 head\'s rounded to float16, the rest is unchanged; it loads, and its report is of the router as written', async () => {
+  test('headDtype float16 writes version 4: the layer weights are the float32 head\'s rounded to float16, the rest is unchanged; it loads, routes, and evaluates as its report says', async () => {
     const base = { model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: tmp };
     const model = await PersonaModel.load(base);
     const out = path.join(tmp, 'router-a16');
     let report;
     try {
-      // router-a's settings (the test above): training is deterministic, so only the storage differs
+      // router-a's settings (written by the test above, which runs first): training is deterministic, so only the storage differs
       report = await trainRouter(model, { data, out, seed: 3, epochs: 40, headDtype: 'float16' });
     } finally {
       await model.dispose();
@@ -230,6 +230,24 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     } finally {
       await routed.dispose();
     }
+  });
+
+  test('float16 heads: a weight past float16\'s range is refused by name, never stored as Inf; only version 4 reads F16, and only in the layers\' weights', () => {
+    const head = emptyHead([4, 3]);
+    head.layers[0].w[5] = 1e5;
+    const file = path.join(tmp, 'head-range.safetensors');
+    expect(() => writeHead(head, file, 'float16')).toThrow(/Expected weights within float16's range \(\|w\| <= 65504; use float32\) for headDtype \(--head-dtype\) but received \|w\| = 100000 in layers.0.weight/);
+    expect(fs.existsSync(file)).toBe(false);
+    head.layers[0].w[5] = 0.5;
+    writeHead(head, file, 'float16');
+    expect(readHead(file, [4, 3], 4, 0, true).layers[0].w[5]).toBe(0.5);
+    expect(() => readHead(file, [4, 3])).toThrow(/Expected a tensor of dtype F32 \(router format version 4 for F16 weights\) for .*head-range.safetensors: layers.0.weight/);
+    const bias16 = path.join(tmp, 'head-bias16.safetensors');
+    fs.writeFileSync(bias16, encodeSafetensors({
+      feature_mean: { dtype: 'F32', shape: [4], data: new Float32Array(4) }, feature_std: { dtype: 'F32', shape: [4], data: new Float32Array(4).fill(1) },
+      'layers.0.weight': { dtype: 'F16', shape: [3, 4], data: new Uint16Array(12) }, 'layers.0.bias': { dtype: 'F16', shape: [3], data: new Uint16Array(3) },
+    }));
+    expect(() => readHead(bias16, [4, 3], 4, 0, true)).toThrow(/only the layers' weights may be F16 or BF16\) for .*layers.0.bias/);
   });
 
   test('hidden states only (ngramBuckets 0, targets experts) with a tanh layer is written as version 2, and routes as softmax(W1 tanh(W0 z + b0) + b1) in float64', async () => {

@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { HEAD_FILE, HiddenStateRouter } from '../router/hidden_router';
 import { HeadWeightsDtype, writeHead } from '../router/head';
 import { fitIdf, NGRAM_DEFAULTS, NgramConfig, ngramFeatures } from '../router/ngrams';
-import { ROUTER_FORMAT, HiddenRouterConfig, SituationOutputs } from '../router/router_config';
+import { readRouterConfig, ROUTER_FORMAT, HiddenRouterConfig, SituationOutputs } from '../router/router_config';
 import { expertsOfSituations, situationTable } from '../router/situation_outputs';
 import { formatReport, ranked, RouterReport, scoreRoutes } from '../router/report';
 import { BIG_FIVE_POLES, LabelledMessage, readSituationTable, readSplit, SituationTable, targetDistribution } from '../router/situations';
@@ -134,9 +134,11 @@ export async function trainRouter(model: PersonaModel, o: TrainRouterOptions): P
   fs.mkdirSync(o.out, { recursive: true });
   fs.writeFileSync(path.join(o.out, 'router.json'), `${JSON.stringify({ format: ROUTER_FORMAT, ...config }, null, 2)}\n`);
   writeHead(head, path.join(o.out, HEAD_FILE), headDtype);
-  // the test split, read once, for the report of the router as written (read back: float16 weights round)
+  // the test split, read once, for the report of the router as written: router.json and the head read back (float16 weights round)
   const testX = await featuresOf(model, test, maxLength, batch, 'features (test)', o.onProgress);
-  const router = HiddenStateRouter.load(o.out, config);
+  const written = readRouterConfig(o.out);
+  if (written.kind !== 'hidden-state') throw new Error(`${o.out}/router.json was written as a hidden-state router but reads as '${written.kind}'`);
+  const router = HiddenStateRouter.load(o.out, written);
   const routes = test.map((m, i) => ranked(router.routeFeatures(testX[i], m.text).distribution));
   const routeMs = await timeRouting(test, async (text) => router.routeFeatures((await model.features([text], maxLength))[0], text));
   const report: RouterReport = { ...scoreRoutes('test', table, test, routes), curve, routeMs };

@@ -11,7 +11,8 @@
 // (25 situations x 33,280 inputs = 3.3 MB in float32 at 16,384 buckets), and rounding them to
 // float16 moves a logit by about 1e-3 of its size. Reading widens any F16 / BF16 tensor exactly.
 import * as fs from 'node:fs';
-import { encodeSafetensors, readSafetensors, tensorAsF32, TensorToWrite } from '../adapters';
+import { encodeSafetensors, readSafetensors, tensorAsF32, tensorF32, TensorToWrite } from '../adapters';
+import { rangeError, typeError } from '../errors';
 import { toBits } from '../kernels/dtype';
 import type { SparseVector } from './ngrams';
 
@@ -78,12 +79,21 @@ export function headLogits(head: Head, features: Float32Array, sparse?: SparseVe
 /** How head.safetensors stores the layers' weights (everything else is float32). */
 export type HeadWeightsDtype = 'float32' | 'float16';
 
+/** The largest finite float16. */
+const F16_MAX = 65504;
+
 export function writeHead(head: Head, file: string, weights: HeadWeightsDtype = 'float32'): void {
   const f32 = (data: Float32Array, shape: number[]): TensorToWrite => ({ dtype: 'F32', shape, data });
-  const weight = (data: Float32Array, shape: number[]): TensorToWrite => (weights === 'float16' ? { dtype: 'F16', shape, data: toBits(data, 'f16') } : f32(data, shape));
   const tensors: Record<string, TensorToWrite> = { feature_mean: f32(head.mean, [head.mean.length]), feature_std: f32(head.std, [head.std.length]) };
   head.layers.forEach((layer, l) => {
-    tensors[`layers.${l}.weight`] = weight(layer.w, [layer.out, layer.in]);
+    const name = `layers.${l}.weight`;
+    if (weights === 'float16') {
+      // a weight past float16's range would be stored as Inf and route as NaN: refused, never written
+      let worst = 0;
+      for (const v of layer.w) if (!(Math.abs(v) <= worst)) worst = Math.abs(v);
+      if (!(worst <= F16_MAX)) throw rangeError('headDtype (--head-dtype)', `weights within float16's range (|w| <= ${F16_MAX}; use float32)`, `|w| = ${worst} in ${name}`);
+      tensors[name] = { dtype: 'F16', shape: [layer.out, layer.in], data: toBits(layer.w, 'f16') };
+    } else tensors[name] = f32(layer.w, [layer.out, layer.in]);
     tensors[`layers.${l}.bias`] = f32(layer.b, [layer.out]);
   });
   if (head.idf) tensors.ngram_idf = f32(head.idf, [head.idf.length]);
@@ -92,9 +102,11 @@ export function writeHead(head: Head, file: string, weights: HeadWeightsDtype = 
 
 /**
  * The head in `file`, checked against what router.json declares: the layer sizes, the dense
- * features' count and, for a router that reads n-grams, the idf's length.
+ * features' count, for a router that reads n-grams the idf's length, and the dtypes: float32
+ * throughout, except that `weights16` (router format version 4) lets the layers' weights be F16
+ * or BF16.
  */
-export function readHead(file: string, sizes: readonly number[], denseSize = sizes[0], idfSize = 0): Head {
+export function readHead(file: string, sizes: readonly number[], denseSize = sizes[0], idfSize = 0, weights16 = false): Head {
   const st = readSafetensors(file);
   const get = (name: string, shape: number[]): Float32Array => {
     const t = st.tensors.get(name);
@@ -103,8 +115,11 @@ export function readHead(file: string, sizes: readonly number[], denseSize = siz
       const from = name === 'ngram_idf' ? 'features.ngrams.buckets (two blocks)' : name.startsWith('feature_') ? 'features.hiddenSize (2 x)' : 'head.sizes';
       throw new Error(`${file}: ${name} has shape ${JSON.stringify(t.shape)}, router.json's ${from} says ${JSON.stringify(shape)}`);
     }
-    // float32 is viewed in place, hence the copy; a 16-bit tensor is widened into a copy already
-    return t.dtype === 'F32' ? tensorAsF32(t, name).slice() : tensorAsF32(t, name);
+    if (t.dtype === 'F32') return tensorF32(t, `${file}: ${name}`).slice(); // a view of the file: copied
+    if (!(weights16 && /^layers\.\d+\.weight$/.test(name))) {
+      throw typeError(`${file}: ${name}`, weights16 ? 'a tensor of dtype F32 (only the layers\' weights may be F16 or BF16)' : 'a tensor of dtype F32 (router format version 4 for F16 weights)', `${t.dtype} tensor`);
+    }
+    return tensorAsF32(t, `${file}: ${name}`); // widened into a copy
   };
   return {
     mean: get('feature_mean', [denseSize]),

@@ -1,5 +1,5 @@
 // A router that reads the situation the way the model does: the base model's pooled hidden states
-// of the last user turn (lib/decoder/hidden.ts), and for a version 3 router the turn's hashed
+// of the last user turn (lib/decoder/hidden.ts), and for a version 3 or 4 router the turn's hashed
 // n-grams (ngrams.ts), through a small head (head.ts) to expert logits (or to situation logits
 // mapped to experts, situation_outputs.ts), then top-k (route_result.ts). It holds no model of
 // its own: whoever routes (the model facade) computes the hidden states with the model it serves
@@ -34,7 +34,7 @@ export class HiddenStateRouter {
     const file = path.join(dir, HEAD_FILE);
     if (!fs.existsSync(file)) throw new Error(`The router folder ${dir} has no ${HEAD_FILE}`);
     const ngrams = config.features.ngrams;
-    return new HiddenStateRouter(dir, config, readHead(file, config.head.sizes, 2 * config.features.hiddenSize, ngrams ? 2 * ngrams.buckets : 0));
+    return new HiddenStateRouter(dir, config, readHead(file, config.head.sizes, 2 * config.features.hiddenSize, ngrams ? 2 * ngrams.buckets : 0, config.version >= 4));
   }
 
   situation(messages: readonly RouteMessage[]): string {

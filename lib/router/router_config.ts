@@ -96,7 +96,7 @@ export function parseRouterConfig(raw: Record<string, unknown>, file = 'router.j
   if (typeof H !== 'number' || !Number.isInteger(H) || H < 1 || JSON.stringify(features?.pooling) !== '["mean","last"]') {
     throw bad('features', '{ "pooling": ["mean", "last"], "hiddenSize": <the base model\'s hidden size> }');
   }
-  if (version < 3 && (features?.ngrams !== undefined || raw.situations !== undefined)) throw bad('version', '3 for a router with features.ngrams or situations');
+  if (version < 3 && (features?.ngrams !== undefined || raw.situations !== undefined)) throw bad('version', '3 or later for a router with features.ngrams or situations');
   const ngrams = features?.ngrams === undefined ? undefined : parseNgrams(features.ngrams, () => bad('features', '"ngrams": { "word": [min, max], "char": [min, max], "buckets": <positive integer> }'));
   const situations = raw.situations === undefined ? undefined : parseSituations(raw.situations, experts as string[], () => bad('situations',
     '{ "names": [...], "experts": [[names from experts], ...] (one list per name, all as long as weights), "weights": [positive numbers], "sharpen": <positive number> }'));

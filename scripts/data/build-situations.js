@@ -63,7 +63,7 @@ class NearDuplicates {
 
   prefix(words) {
     const sorted = [...words].sort((a, b) => (this.df.get(a) ?? 0) - (this.df.get(b) ?? 0) || (a < b ? -1 : a > b ? 1 : 0));
-    // the 1e-9 keeps float rounding (0.8 * 15 = 12.000000000000002) from shortening the prefix
+    // the 1e-9 keeps float rounding from shortening the prefix should NEAR change (0.7 * 10 = 7.000000000000001)
     return sorted.slice(0, sorted.length - Math.ceil(NEAR * sorted.length - 1e-9) + 1);
   }
 

@@ -36,7 +36,7 @@ export function routerCommand(): Command {
     .option('--hidden-weight <x>', 'weight of the hidden states beside the n-grams (default 0.1)', numberFlag('--hidden-weight'))
     .addOption(new Option('--targets <what>', 'what the head predicts: the table\'s situations (mapped to their experts) or the experts directly').choices(['situations', 'experts']).default('situations'))
     .option('--sharpen <x>', 'power on situation probabilities before they map to experts (default 4)', numberFlag('--sharpen'))
-    .addOption(new Option('--head-dtype <dtype>', 'how head.safetensors stores the weights (float16: half the size, router format version 4)').choices(['float32', 'float16']).default('float32'))
+    .addOption(new Option('--head-dtype <dtype>', 'how head.safetensors stores the layers\' weights (float16: about half the file, router format version 4)').choices(['float32', 'float16']).default('float32'))
     .option('--hidden <n>', 'width of a hidden layer (0: a linear head; needs --ngram-buckets 0)', numberFlag('--hidden'), 0)
     .option('--epochs <n>', 'most epochs', numberFlag('--epochs'))
     .option('--batch-size <n>', 'examples per step (default 256 with n-grams, else 64)', numberFlag('--batch-size'))
