@@ -201,13 +201,14 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     const out = path.join(tmp, 'router-a16');
     let report;
     try {
-      // router-a's settings (written by the test above, which runs first): training is deterministic, so only the storage differs
+      // the same training twice (it is deterministic for a seed), stored both ways
+      await trainRouter(model, { data, out: path.join(tmp, 'router-a32'), seed: 3, epochs: 40 });
       report = await trainRouter(model, { data, out, seed: 3, epochs: 40, headDtype: 'float16' });
     } finally {
       await model.dispose();
     }
     expect(JSON.parse(fs.readFileSync(path.join(out, 'router.json'), 'utf8')).version).toBe(4);
-    const f32 = readSafetensors(path.join(tmp, 'router-a', 'head.safetensors')).tensors;
+    const f32 = readSafetensors(path.join(tmp, 'router-a32', 'head.safetensors')).tensors;
     const f16 = readSafetensors(path.join(out, 'head.safetensors')).tensors;
     expect([...f16.keys()].sort()).toEqual([...f32.keys()].sort());
     for (const [name, t] of f16) {
@@ -238,7 +239,11 @@ describe('a hidden-state router for the tiny-llama fixture', () => {
     const file = path.join(tmp, 'head-range.safetensors');
     expect(() => writeHead(head, file, 'float16')).toThrow(/Expected weights within float16's range \(\|w\| <= 65504; use float32\) for headDtype \(--head-dtype\) but received \|w\| = 100000 in layers.0.weight/);
     expect(fs.existsSync(file)).toBe(false);
+    // a NaN anywhere, even before finite weights, is refused too
     head.layers[0].w[5] = 0.5;
+    head.layers[0].w[0] = NaN;
+    expect(() => writeHead(head, file, 'float16')).toThrow(/but received \|w\| = NaN in layers.0.weight/);
+    head.layers[0].w[0] = 0;
     writeHead(head, file, 'float16');
     expect(readHead(file, [4, 3], 4, 0, true).layers[0].w[5]).toBe(0.5);
     expect(() => readHead(file, [4, 3])).toThrow(/Expected a tensor of dtype F32 \(router format version 4 for F16 weights\) for .*head-range.safetensors: layers.0.weight/);

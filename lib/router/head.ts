@@ -88,10 +88,9 @@ export function writeHead(head: Head, file: string, weights: HeadWeightsDtype = 
   head.layers.forEach((layer, l) => {
     const name = `layers.${l}.weight`;
     if (weights === 'float16') {
-      // a weight past float16's range would be stored as Inf and route as NaN: refused, never written
-      let worst = 0;
-      for (const v of layer.w) if (!(Math.abs(v) <= worst)) worst = Math.abs(v);
-      if (!(worst <= F16_MAX)) throw rangeError('headDtype (--head-dtype)', `weights within float16's range (|w| <= ${F16_MAX}; use float32)`, `|w| = ${worst} in ${name}`);
+      // a weight past float16's range (or NaN) would be stored as Inf or NaN and route as NaN: refused, never written
+      const bad = layer.w.find((v) => !(Math.abs(v) <= F16_MAX));
+      if (bad !== undefined) throw rangeError('headDtype (--head-dtype)', `weights within float16's range (|w| <= ${F16_MAX}; use float32)`, `|w| = ${Math.abs(bad)} in ${name}`);
       tensors[name] = { dtype: 'F16', shape: [layer.out, layer.in], data: toBits(layer.w, 'f16') };
     } else tensors[name] = f32(layer.w, [layer.out, layer.in]);
     tensors[`layers.${l}.bias`] = f32(layer.b, [layer.out]);
