@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CACHE_UNUSED_DAYS, pruneCache, touchCacheEntry } from './cache_prune';
 import { BankSource, injectLora, Injection, peftModulesOf } from './inject';
 import { shareKvHeads } from './grouped_attention';
 import { keepLastLogits } from './last_logits';
@@ -142,6 +143,9 @@ export interface InjectOptions {
   bank?: { source: BankSource; identity: string };
   /** the model already read from modelFile (it is rewritten in place) */
   model?: ModelProto;
+  /** when this call builds an entry, the folder's entries unused for this many days are removed
+   *  (cache_prune.ts; default 30, Infinity keeps everything) */
+  pruneUnusedDays?: number;
 }
 
 /**
@@ -177,6 +181,7 @@ export function injectedModel(modelFile: string, adapters: AdapterShape[], opts:
     const entry = cached.metadataProps.find((m) => m.key === SITES_KEY);
     if (entry) {
       const injection = JSON.parse(entry.value) as Injection;
+      touchCacheEntry(file); // its last use, which pruning reads
       return { file, model: cached, injection, reused: true };
     }
   }
@@ -185,5 +190,6 @@ export function injectedModel(modelFile: string, adapters: AdapterShape[], opts:
   opts.onProgress?.('injecting', plan.size, plan.size);
   model.metadataProps.push(metadataEntry(SITES_KEY, JSON.stringify(injection)));
   writeModel(model, file, { sourceDir: path.dirname(modelFile), onProgress: opts.onProgress });
+  pruneCache(dir, file, opts.pruneUnusedDays ?? CACHE_UNUSED_DAYS);
   return { file, model, injection, reused: false };
 }
