@@ -7,10 +7,10 @@
 // call after an onnxruntime run went from ~46 µs to 19.6 ms with the default. Spinning inside a
 // run stays on.
 //
-// intraOpNumThreads defaults to every core: onnxruntime's own default came out as one thread on
+// intraOpNumThreads defaults to every core this process may use (lib/cores.ts): onnxruntime's own default came out as one thread on
 // our 2-vCPU VM, where a decode step of bench/models/llama-1b-slice then takes 40 ms, not 24 ms.
-import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
+import { usableCores } from '../cores';
 import { inlineModelBytes } from '../onnx/inline_weights';
 
 export interface DecoderSessionConfig { executionProviders?: string[]; intraOpNumThreads?: number; inlineWeights?: boolean }
@@ -19,7 +19,7 @@ export function decoderSessionOptions(o: DecoderSessionConfig): ort.InferenceSes
   return {
     executionProviders: o.executionProviders ?? ['cpu'],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: o.intraOpNumThreads ?? os.availableParallelism(),
+    intraOpNumThreads: o.intraOpNumThreads ?? usableCores(),
     extra: { session: { force_spinning_stop: '1' } },
   };
 }

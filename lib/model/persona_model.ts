@@ -14,9 +14,9 @@
 // lib/onnx/last_logits.ts). The main thread's session opens on first use (forward, or generation
 // with { worker: false }): generation in the worker thread has a session of its own, and a model
 // that only generates should not hold its weights twice.
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { usableCores } from '../cores';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
@@ -54,7 +54,7 @@ export interface PersonaModelOptions {
   cacheDir?: string;
   /** onnxruntime execution providers (default ['cpu']) */
   executionProviders?: string[];
-  /** threads onnxruntime uses inside one operator (default: every core, os.availableParallelism()) */
+  /** threads onnxruntime uses inside one operator (default: every core this process may use, a cgroup's CPU quota included: lib/cores.ts) */
   intraOpNumThreads?: number;
   /** give onnxruntime the weights inline rather than its reading the external data file (models
    *  under 2 GB; a transient copy of the weights while the session opens). On our 2-core VM a 1 GB
@@ -251,7 +251,7 @@ export class PersonaModel {
       const maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
       const replicas = o.replicas ?? 1;
       // replicas without a thread count share the cores out rather than each take them all
-      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? shareCores(os.availableParallelism(), replicas) : undefined);
+      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? shareCores(usableCores(), replicas) : undefined);
       const worker = () => new WorkerClient({
         file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads, inlineWeights: o.inlineWeights,
         layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,

@@ -21,12 +21,11 @@
 // server should take unasked). The size threshold is a judgement between the 31 MB and 981 MB models
 // measured, on 2 cores only.
 //
-// Cores are what this process may use: os.availableParallelism() (Node 20's libuv reads the CPU
-// affinity but not a cgroup's CPU quota), capped by the cgroup v2 quota in /sys/fs/cgroup/cpu.max,
-// so a container limited to 2 CPUs on a 64-core node counts 2.
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+// Cores are what this process may use, a cgroup's CPU quota included (lib/cores.ts).
+import { usableCores } from '../cores';
 import { shareCores } from '../engine/runner_pool';
+
+export { usableCores };
 
 /** Models under this size on disk are served by single-threaded replicas, one per core. */
 export const SMALL_MODEL_BYTES = 64 * 2 ** 20;
@@ -48,18 +47,3 @@ export function servePlan(modelBytes: number, cores: number = usableCores(), giv
   if (modelBytes >= SMALL_MODEL_BYTES) return { threads: cores, replicas: 1 };
   return { threads: 1, replicas: Math.min(cores, SMALL_MODEL_REPLICAS_MAX) };
 }
-
-/** os.availableParallelism(), capped by a cgroup v2 CPU quota ("<quota> <period>", or "max <period>"). */
-export function usableCores(cpuMax = '/sys/fs/cgroup/cpu.max'): number {
-  const cores = os.availableParallelism();
-  let text: string;
-  try {
-    text = fs.readFileSync(cpuMax, 'utf8');
-  } catch {
-    return cores; // no cgroup v2 here
-  }
-  const [quota, period] = text.trim().split(/\s+/).map(Number);
-  if (!(quota > 0) || !(period > 0)) return cores; // 'max': no quota
-  return Math.max(1, Math.min(cores, Math.ceil(quota / period)));
-}
-
