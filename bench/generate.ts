@@ -28,6 +28,7 @@ import * as path from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import { PersonaModel, mergeModel } from '../lib';
+import { usableCores } from '../lib/cores';
 import { median, resultsFile, slug, table } from './harness';
 import { resolveModelFile } from '../lib/model/persona_model';
 import { POLES, rowMix, writeRandomAdapters } from './random_adapters';
@@ -212,7 +213,7 @@ async function main(): Promise<void> {
     const file = o.out ?? resultsFile(`generate-${path.basename(MODEL_DIR)}-${new Date().toISOString().slice(0, 10)}-${slug(cpu)}.json`);
     fs.writeFileSync(file, `${JSON.stringify({
       bench: 'generate', date: new Date().toISOString(), cpu, cores: os.cpus().length, loadavg: os.loadavg(),
-      weights: o.externalWeights ? 'external data files' : 'inline', onnxruntime_threads: os.availableParallelism(), model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
+      weights: o.externalWeights ? 'external data files' : 'inline', onnxruntime_threads: usableCores(), model: o.vocab ? `${path.relative(packageRoot(), path.resolve(o.model))} with vocab ${o.vocab}` : path.relative(packageRoot(), MODEL_DIR), experts, prompt_tokens: PROMPT, max_new_tokens: maxNewTokens, rounds: Number(o.rounds),
       auto_lora_layout: autoLayout, bank_share_of_weights: bankShare, tokens_per_s: tps, median_tokens_per_s: t, targets, event_loop_delay_ms: { p99, max: maxDelay, runs: delays },
     }, null, 2)}\n`);
     console.log(`results: ${path.relative(process.cwd(), file)}`);

@@ -29,6 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { Command } from 'commander';
 import * as ort from 'onnxruntime-node';
 import { PersonaModel, mergeModel } from '../lib';
+import { usableCores } from '../lib/cores';
 import { decoderFeeds } from '../lib/decoder/feeds';
 import { widenVocab } from './widen_vocab';
 import { ensureSyntheticWeights } from './synthetic_weights';
@@ -118,7 +119,7 @@ async function main(): Promise<void> {
     if (o.vocab) cfg.vocab_size = Number(o.vocab);
     const modelFile = o.vocab ? widenVocab(original, cfg.vocab_size, path.join(work, `model-vocab${cfg.vocab_size}.onnx`)) : original;
     const adapters = writeRandomAdapters(path.join(work, 'adapters'), EXPERTS, path.join(MODEL_DIR, 'config.json'), { rank: RANK });
-    const threads = o.threads ? Number(o.threads) : os.cpus().length;
+    const threads = o.threads ? Number(o.threads) : usableCores();
     const model = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads, loraLayout: 'per-row' });
     const banked = await PersonaModel.load({ model: modelFile, adapters, cacheDir: work, intraOpNumThreads: threads, loraLayout: 'bank' });
     const mergedFile = path.join(work, 'merged.onnx');

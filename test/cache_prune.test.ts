@@ -2,9 +2,10 @@
 // number of days goes when another entry is built; entries in use, and files that are not ours, stay.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PersonaModel } from '../lib';
 import { loadPeftAdapter } from '../lib/adapters';
 import { injectedModel } from '../lib/onnx/cache';
-import { cacheEntryStem, pruneCache } from '../lib/onnx/cache_prune';
+import { cacheEntryStem, cacheMarker, pruneCache } from '../lib/onnx/cache_prune';
 import { adapterFolders, FIXTURE, tempDir, VARIANTS } from './helpers/model';
 
 const DAY_S = 24 * 3600;
@@ -53,7 +54,7 @@ describe('pruneCache', () => {
     plant(dir, 29, 'm.persona-cccccccccccc.onnx'); // inside the limit
     plant(dir, 90, 'm.persona-dddddddddddd.onnx'); // the entry being built: kept whatever its age
     plant(dir, 400, 'model.onnx', 'model.onnx.data', 'tokenizer.json'); // not ours
-    const removed = pruneCache(dir, path.join(dir, 'm.persona-dddddddddddd.onnx'), 30);
+    const removed = pruneCache(dir, [path.join(dir, 'm.persona-dddddddddddd.onnx')], 30);
     expect(removed).toEqual([...old].sort());
     expect(fs.readdirSync(dir).sort()).toEqual([
       'm.persona-bbbbbbbbbbbb.last4.onnx', 'm.persona-bbbbbbbbbbbb.onnx', 'm.persona-bbbbbbbbbbbb.onnx.used',
@@ -64,9 +65,25 @@ describe('pruneCache', () => {
   test('an infinite, zero or NaN limit keeps everything, and a missing folder is no error', () => {
     const dir = freshDir();
     plant(dir, 4000, 'm.persona-aaaaaaaaaaaa.onnx');
-    for (const days of [Infinity, 0, NaN, -1]) expect(pruneCache(dir, path.join(dir, 'x.onnx'), days)).toEqual([]);
+    for (const days of [Infinity, 0, NaN, -1]) expect(pruneCache(dir, [path.join(dir, 'x.onnx')], days)).toEqual([]);
     expect(fs.readdirSync(dir)).toEqual(['m.persona-aaaaaaaaaaaa.onnx']);
-    expect(pruneCache(path.join(dir, 'missing'), 'x.onnx', 1)).toEqual([]);
+    expect(pruneCache(path.join(dir, 'missing'), ['x.onnx'], 1)).toEqual([]);
+  });
+
+  test('every file named to keep keeps its entry (the entry built, and the model it was built from)', () => {
+    const dir = freshDir();
+    plant(dir, 90, 'm.persona-aaaaaaaaaaaa.onnx', 'm.persona-aaaaaaaaaaaa.onnx.data', 'm.persona-bbbbbbbbbbbb.last4.onnx');
+    expect(pruneCache(dir, [path.join(dir, 'm.persona-aaaaaaaaaaaa.onnx'), path.join(dir, 'm.persona-bbbbbbbbbbbb.onnx')], 30)).toEqual([]);
+  });
+
+  test('an interrupted write\'s temporary files go once a day old and their process gone; a live process\'s stay', () => {
+    const dir = freshDir();
+    const dead = 2 ** 22 + 12345; // above Linux's pid_max default: no such process
+    const mine = process.pid;
+    plant(dir, 2, `m.persona-aaaaaaaaaaaa.onnx.tmp-${dead}`, `m.persona-aaaaaaaaaaaa.onnx.data.tmp-${dead}`, `m.persona-bbbbbbbbbbbb.onnx.tmp-${mine}`);
+    plant(dir, 0.5, `m.persona-cccccccccccc.onnx.data.tmp-${dead}`);
+    expect(pruneCache(dir, [], 30)).toEqual([`m.persona-aaaaaaaaaaaa.onnx.data.tmp-${dead}`, `m.persona-aaaaaaaaaaaa.onnx.tmp-${dead}`]);
+    expect(fs.readdirSync(dir).sort()).toEqual([`m.persona-bbbbbbbbbbbb.onnx.tmp-${mine}`, `m.persona-cccccccccccc.onnx.data.tmp-${dead}`]);
   });
 });
 
@@ -82,9 +99,12 @@ describe('injectedModel and the cache\'s age limit', () => {
     expect(fs.existsSync(path.join(dir, 'model.persona-0123456789ab.onnx'))).toBe(false);
     expect(fs.existsSync(path.join(dir, 'model.persona-0123456789ab.onnx.data'))).toBe(false);
 
-    // age the new entry past the limit, then reuse it: the marker is new, the model file untouched
+    // age every file of the new entry past the limit, then reuse it: the marker is new, the model file untouched
     const t = Date.now() / 1000 - 60 * DAY_S;
-    fs.utimesSync(built.file, t, t);
+    const stem = path.basename(built.file, '.onnx');
+    const own = fs.readdirSync(dir).filter((f) => f.startsWith(stem));
+    expect(own).toContain(path.basename(built.file));
+    for (const f of own) fs.utimesSync(path.join(dir, f), t, t);
     const mtime = fs.statSync(built.file).mtimeMs;
     const again = injectedModel(source, adapters, { cacheDir: dir });
     expect(again).toMatchObject({ file: built.file, reused: true });
@@ -98,10 +118,46 @@ describe('injectedModel and the cache\'s age limit', () => {
     expect(fs.existsSync(built.file)).toBe(true);
   });
 
+  test('an entry missing its weights file (half-pruned, half-copied) is built again, not reused', () => {
+    const dir = freshDir();
+    const built = injectedModel(source, adapters, { cacheDir: dir });
+    const data = `${built.file}.data`;
+    expect(fs.existsSync(data)).toBe(true);
+    fs.rmSync(data);
+    const again = injectedModel(source, adapters, { cacheDir: dir });
+    expect(again).toMatchObject({ file: built.file, reused: false });
+    expect(fs.existsSync(data)).toBe(true);
+    fs.writeFileSync(built.file, 'not a model');
+    expect(injectedModel(source, adapters, { cacheDir: dir }).reused).toBe(false);
+    expect(injectedModel(source, adapters, { cacheDir: dir }).reused).toBe(true);
+  });
+
   test('pruneUnusedDays: Infinity keeps a stale entry', () => {
     const dir = freshDir();
     plant(dir, 4000, 'model.persona-0123456789ab.onnx');
     injectedModel(source, adapters, { cacheDir: dir, pruneUnusedDays: Infinity });
     expect(fs.existsSync(path.join(dir, 'model.persona-0123456789ab.onnx'))).toBe(true);
+  });
+});
+
+describe('PersonaModel and the cache\'s age limit', () => {
+  test('opening a session marks the entry used, so an entry loaded long ago is not pruned from under a session opened later', async () => {
+    const dir = freshDir();
+    const model = await PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), adapters: adapterFolders(), cacheDir: dir });
+    try {
+      const t = Date.now() / 1000 - 60 * DAY_S;
+      fs.utimesSync(cacheMarker(model.injectedFile), t, t);
+      await model.openSession();
+      expect(Date.now() - fs.statSync(cacheMarker(model.injectedFile)).mtimeMs).toBeLessThan(60_000);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test('pruneUnusedDays must be a number of days >= 0, refused by name', async () => {
+    for (const bad of [-1, NaN, '30']) {
+      await expect(PersonaModel.load({ model: path.join(FIXTURE, 'onnx-legacy'), pruneUnusedDays: bad as number }))
+        .rejects.toThrow(/pruneUnusedDays/);
+    }
   });
 });

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { modelBytesOnDisk } from '../lib/decoder/model_files';
+import { CgroupFiles, cgroupCpuLimit } from '../lib/cores';
 import { servePlan, SMALL_MODEL_BYTES, SMALL_MODEL_REPLICAS_MAX, usableCores } from '../lib/server/threads';
 
 describe('servePlan', () => {
@@ -51,6 +52,42 @@ describe('usableCores', () => {
     withCpuMax('50000 100000\n', (f) => expect(usableCores(f)).toBe(1));
     withCpuMax('max 100000\n', (f) => expect(usableCores(f)).toBe(all));
     withCpuMax(undefined, (f) => expect(usableCores(f)).toBe(all));
+  });
+
+  /** A fake cgroup tree: files relative to its root, and /proc/self/cgroup's text. */
+  const withTree = (tree: Record<string, string>, self: string, fn: (files: CgroupFiles) => void) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-cgroup-'));
+    try {
+      for (const [rel, text] of Object.entries(tree)) {
+        fs.mkdirSync(path.dirname(path.join(dir, 'fs', rel)), { recursive: true });
+        fs.writeFileSync(path.join(dir, 'fs', rel), text);
+      }
+      fs.writeFileSync(path.join(dir, 'self'), self);
+      fn({ root: path.join(dir, 'fs'), self: path.join(dir, 'self') });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  test('cgroup v2: the tightest cpu.max from the process\'s cgroup up to the root (a parent\'s limit binds)', () => {
+    withTree({ 'cpu.max': 'max 100000\n', 'kubepods/cpu.max': '250000 100000\n', 'kubepods/pod1/cpu.max': 'max 100000\n', 'kubepods/pod1/c1/cpu.max': 'max 100000\n' },
+      '0::/kubepods/pod1/c1\n', (files) => {
+        expect(cgroupCpuLimit(files)).toBe(2.5);
+        expect(usableCores(undefined, files)).toBe(Math.min(os.availableParallelism(), 3));
+      });
+    withTree({ 'cpu.max': '100000 100000\n' }, '0::/\n', (files) => expect(usableCores(undefined, files)).toBe(1));
+    withTree({ 'a/cpu.max': 'max 100000\n' }, '0::/a\n', (files) => expect(cgroupCpuLimit(files)).toBeUndefined());
+  });
+
+  test('cgroup v1: cpu.cfs_quota_us / cpu.cfs_period_us under the cpu controller\'s mount; -1 is no limit', () => {
+    const v1 = '12:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n';
+    withTree({ 'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '150000\n', 'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n',
+      'cpu,cpuacct/cpu.cfs_quota_us': '-1\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n' }, v1, (files) => {
+      expect(cgroupCpuLimit(files)).toBe(1.5);
+      expect(usableCores(undefined, files)).toBe(Math.min(os.availableParallelism(), 2));
+    });
+    withTree({ 'cpu/cpu.cfs_quota_us': '-1\n', 'cpu/cpu.cfs_period_us': '100000\n' }, '2:cpuacct:/\n1:cpu:/\n', (files) => expect(cgroupCpuLimit(files)).toBeUndefined());
+    withTree({}, '', (files) => expect(usableCores(undefined, files)).toBe(os.availableParallelism()));
   });
 });
 

@@ -74,6 +74,25 @@ describe('data/situations', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain(`same situation ${same} (`);
   });
+
+  test('relabel/labels-round4.jsonl: 300 distinct fourth-round test messages, and the agreement the README states', () => {
+    const names = new Set(table.situations.map((s) => s.name));
+    const test = new Map(readSplit(DATA, 'test', table).map((m) => [m.text, m.situation]));
+    const earlier = new Set(fs.readFileSync(path.join(DATA, 'relabel', 'labels.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).text));
+    const labels = fs.readFileSync(path.join(DATA, 'relabel', 'labels-round4.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(labels).toHaveLength(300);
+    expect(new Set(labels.map((l) => l.text)).size).toBe(300);
+    for (const l of labels) {
+      expect(test.has(l.text) && !earlier.has(l.text)).toBe(true);
+      expect(names.has(l.situation) && (l.second === null || names.has(l.second)) && typeof l.sure === 'boolean').toBe(true);
+    }
+    const same = labels.filter((l) => l.situation === test.get(l.text)).length;
+    expect(fs.readFileSync(path.join(DATA, 'relabel', 'README.md'), 'utf8')).toContain(`the same\nsituation for ${same} of 300`);
+    const script = path.join(__dirname, '..', 'scripts', 'data', 'relabel-agreement.js');
+    const r = spawnSync(process.execPath, [script, '--labels', path.join('relabel', 'labels-round4.jsonl')], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`same situation ${same} (`);
+  });
 });
 
 describe('near-duplicates (scripts/data/build-situations.js)', () => {

@@ -4,10 +4,10 @@
 // inline below 64 KiB of work): din = dout >= 1000, and for loraMoe T on both sides of the
 // decode/token-tile switch (T >= 16 · threads), which moves with the thread count.
 import { spawn } from 'node:child_process';
-import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { kernels } from '../lib';
+import { usableCores } from '../lib/cores';
 import { describeEachSimd, randomBank, randomIds, randomWeights } from './helpers/bank';
 import { expectBitsEqual, expectIntsEqual, poison } from './helpers/check';
 import { testRng } from './helpers/rng';
@@ -123,11 +123,11 @@ describe('thread-count invariance', () => {
     await setThreadsSettled(0);
   });
 
-  it('setThreads(0) restores the default: PERSONAFUSE_NUM_THREADS or the number of cores', async () => {
+  it('setThreads(0) restores the default: PERSONAFUSE_NUM_THREADS or the cores this process may use', async () => {
     kernels.setThreads(1);
     await setThreadsSettled(0);
     const env = Number(process.env.PERSONAFUSE_NUM_THREADS);
-    expect(kernels.info().threads).toBe(env > 0 ? Math.floor(env) : os.cpus().length);
+    expect(kernels.info().threads).toBe(env > 0 ? Math.floor(env) : usableCores());
   });
 
   it('concurrent async calls (the pool busy, jobs run inline) give the same bits as sequential sync calls', async () => {

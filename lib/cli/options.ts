@@ -18,6 +18,7 @@ export interface ModelFlags {
   router?: string;
   persona?: string;
   cacheDir?: string;
+  pruneUnusedDays?: number;
   loraLayout?: LoraLayout | 'auto';
   systemMalloc?: boolean;
 }
@@ -68,7 +69,8 @@ export function addPersonaFlags(cmd: Command): Command {
   return cmd
     .option('--router <dir>', 'a router folder (router.json, model.onnx, tokenizer.json); default <model folder>/router')
     .option('--persona <persona>', "auto | a Big Five profile JSON {\"openness\":0.8} | {\"mix\":{\"expert\":weight}}")
-    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)');
+    .option('--cache-dir <dir>', 'where the injected model is cached (default: beside the model; ~/.cache/personafuse for models shipped in the package)')
+    .option('--prune-unused-days <days>', 'when a new injected model is built, remove the cache folder\'s injected models no process has used for this many days (default 30; 0 keeps everything)', daysFlag('--prune-unused-days'));
 }
 
 /** --lora-layout: how the experts enter the graph (PersonaModelOptions.loraLayout). `inject` writes one
@@ -151,6 +153,16 @@ export function numberFlag(name: string): (v: string) => number {
   };
 }
 
+/** A number of days, 0 or more, refused by name otherwise. */
+export function daysFlag(name: string): (v: string) => number {
+  const parse = numberFlag(name);
+  return (v: string) => {
+    const n = parse(v);
+    if (n < 0) throw new Error(`${name} expects 0 or more days but received '${v}'`);
+    return n;
+  };
+}
+
 /** "openness_high 0.62, agreeableness_high 0.38" (or "base model") for terminals. */
 export function describeMix(mix: Record<string, number>): string {
   const parts = Object.entries(mix).sort((a, b) => b[1] - a[1]).map(([k, w]) => `${k} ${w.toFixed(2)}`);
@@ -184,6 +196,6 @@ type LoadExtra = { worker?: boolean; maxBatch?: number; intraOpNumThreads?: numb
 export async function loadModelAndTuning(flags: ModelFlags, extra: LoadExtra = {}, setup: ModelSetup = modelSetup(flags)): Promise<{ model: PersonaModel; malloc: MallocState }> {
   const malloc = applyMallocTuning(flags);
   const model = await withProgressBar(flags, (onProgress) =>
-    PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, loraLayout: flags.loraLayout, onProgress, ...extra }));
+    PersonaModel.load({ model: setup.model, adapters: setup.adapters, router: setup.router, cacheDir: setup.cacheDir, pruneUnusedDays: flags.pruneUnusedDays, loraLayout: flags.loraLayout, onProgress, ...extra }));
   return { model, malloc };
 }

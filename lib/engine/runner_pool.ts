@@ -12,6 +12,7 @@
 // Dispatch: the replica with the fewest open requests (submitted and not done, features calls
 // included) among those that have not failed; ties go to the lowest index, so light traffic stays on
 // one warm replica.
+import { usableCores } from '../cores';
 import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
 import type { SequenceRunner } from './runner';
 
@@ -22,6 +23,12 @@ export const MAX_REPLICAS = 64;
  *  threads): at least 1. */
 export function shareCores(cores: number, parts: number): number {
   return Math.max(1, Math.floor(cores / parts));
+}
+
+/** onnxruntime threads for each of `replicas` engine workers when none were asked for: the usable
+ *  cores shared out; undefined for one replica (its session takes the session default, every core). */
+export function replicaThreads(replicas: number): number | undefined {
+  return replicas > 1 ? shareCores(usableCores(), replicas) : undefined;
 }
 
 export class RunnerPool implements SequenceRunner {

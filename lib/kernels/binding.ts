@@ -1,6 +1,8 @@
 // The native addon: its typed interface and a loader that explains itself when it fails.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { usableCores } from '../cores';
 
 /** Numeric codes shared with kernels/include/personafuse.h. */
 export const DTYPE_CODES = { f32: 0, f16: 1, bf16: 2 } as const;
@@ -127,5 +129,22 @@ export function binding(): NativeBinding {
       ].join('\n'),
     );
   }
+  const threads = initialKernelThreads();
+  if (threads !== undefined) cached.setThreads(threads);
   return cached;
+}
+
+/** The kernels' thread count to set when the addon loads, if the C ABI's own default is not it: that
+ *  default is every core the hardware has, and under a CPU quota we may use fewer (lib/cores.ts).
+ *  PERSONAFUSE_NUM_THREADS, which the native pool reads itself, wins. */
+export function initialKernelThreads(): number | undefined {
+  if (kernelThreadsFromEnv() !== undefined) return undefined;
+  const cores = usableCores();
+  return cores < os.availableParallelism() ? cores : undefined;
+}
+
+/** PERSONAFUSE_NUM_THREADS when it sets a positive count (the native pool reads it too). */
+export function kernelThreadsFromEnv(): number | undefined {
+  const n = Number.parseInt(process.env.PERSONAFUSE_NUM_THREADS ?? '', 10);
+  return n > 0 ? n : undefined;
 }

@@ -1,5 +1,6 @@
 // Run-time facts and knobs of the kernels.
-import { binding, CudaInfo } from './binding';
+import { usableCores } from '../cores';
+import { binding, CudaInfo, kernelThreadsFromEnv } from './binding';
 
 export type { CudaInfo };
 
@@ -19,9 +20,10 @@ export function info(): KernelInfo {
   return binding().info();
 }
 
-/** Threads for large work; n <= 0 restores the default (PERSONAFUSE_NUM_THREADS or all cores). */
+/** Threads for large work; n <= 0 restores the default (PERSONAFUSE_NUM_THREADS, else the cores this
+ *  process may use, a CPU quota included: lib/cores.ts). */
 export function setThreads(n: number): void {
-  binding().setThreads(n);
+  binding().setThreads(n > 0 || kernelThreadsFromEnv() !== undefined ? n : usableCores());
 }
 
 /**

@@ -16,10 +16,10 @@
 // that only generates should not hold its weights twice.
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { usableCores } from '../cores';
 import { DisposedError, expectInteger, rangeError, typeError } from '../errors';
 import { loadPeftAdapter, PeftAdapter } from '../adapters';
 import { injectedModel, runtimeModel } from '../onnx/cache';
+import { touchCacheEntry } from '../onnx/cache_prune';
 import { HIDDEN_OUTPUT, LAST_INDEX_INPUT } from '../onnx/last_logits';
 import { Progress } from '../onnx/write';
 import { readModel, valueInfoDims, valueInfoElemType, ONNX_FLOAT16 } from '../onnx/proto';
@@ -37,13 +37,16 @@ import { GenerateOptions } from '../engine/options';
 import { sideFileDirs, findFile, readPadId, resolveModelFile } from '../decoder/model_files';
 import { TextCodec } from '../decoder/text_codec';
 import { WorkerClient } from '../engine/worker_client';
-import { MAX_REPLICAS, RunnerPool, shareCores } from '../engine/runner_pool';
+import { MAX_REPLICAS, replicaThreads, RunnerPool } from '../engine/runner_pool';
 import type { GateInput } from '../decoder/gate_slots';
 import { newRowMixes, openSiteBanks, SlotLayout, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
 import type { ChatMessage } from '../decoder/text_codec';
 import { AnyRouter, loadRouter, RouteMessage, RouteResult } from '../router/router';
 
 export type { LoraLayout } from '../decoder/lora_layout';
+
+/** How often a live model marks its cache entry used: twice a day, far inside the 30-day limit. */
+const IN_USE_MARK_MS = 12 * 3600 * 1000;
 
 export interface PersonaModelOptions {
   /** an .onnx file, or a folder holding model.onnx or onnx/model.onnx */
@@ -52,6 +55,9 @@ export interface PersonaModelOptions {
   adapters?: Record<string, string>;
   /** where the injected model is cached (default: beside the model) */
   cacheDir?: string;
+  /** when a load builds a new injected model, the cache folder's entries no process has used for this
+   *  many days are removed (lib/onnx/cache_prune.ts; default 30; 0 or Infinity keeps everything) */
+  pruneUnusedDays?: number;
   /** onnxruntime execution providers (default ['cpu']) */
   executionProviders?: string[];
   /** threads onnxruntime uses inside one operator (default: every core this process may use, a cgroup's CPU quota included: lib/cores.ts) */
@@ -140,6 +146,9 @@ export class PersonaModel {
   readonly #hidden: string | undefined;
   readonly #options: PersonaModelOptions;
   #engine: Engine | undefined;
+  /** marks the cache entry used while this model lives, so no other process prunes it from under a
+   *  session opened later (lib/onnx/cache_prune.ts); unref'd, cleared by dispose */
+  readonly #inUse: NodeJS.Timeout;
 
   private constructor(init: {
     experts: string[]; modelFile: string; injectedFile: string; runtimeFile: string; layout: SlotLayoutSource; sites?: SiteBank[]; session?: ort.InferenceSession;
@@ -158,6 +167,7 @@ export class PersonaModel {
     this.codec = init.codec;
     this.router = init.router;
     this.#hidden = init.hidden;
+    this.#inUse = setInterval(() => touchCacheEntry(this.injectedFile), IN_USE_MARK_MS).unref();
     this.#options = init.options;
   }
 
@@ -169,6 +179,9 @@ export class PersonaModel {
     const experts = Object.keys(named);
     const adapters: PeftAdapter[] = experts.map((name) => loadPeftAdapter(named[name], name));
     if (options.maxBatch !== undefined) expectInteger(options.maxBatch, 'maxBatch', 1, 4096);
+    if (options.pruneUnusedDays !== undefined && !(typeof options.pruneUnusedDays === 'number' && options.pruneUnusedDays >= 0)) {
+      throw rangeError('pruneUnusedDays', 'a number of days >= 0 (0 or Infinity keeps everything)', String(options.pruneUnusedDays));
+    }
     if (options.replicas !== undefined) {
       expectInteger(options.replicas, 'replicas', 1, MAX_REPLICAS);
       if (options.replicas > 1 && options.worker === false) throw rangeError('replicas', '1 with { worker: false } (replicas are worker threads)', String(options.replicas));
@@ -179,7 +192,7 @@ export class PersonaModel {
     const source = readModel(modelFile);
     const layout = requested === 'auto' ? autoLayoutFor(adapters, source).layout : requested;
     const bank = layout === 'bank' && adapters.length > 0 ? bankSource(adapters) : undefined;
-    const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source });
+    const built = injectedModel(modelFile, adapters, { cacheDir: options.cacheDir, onProgress: options.onProgress, bank, model: source, pruneUnusedDays: options.pruneUnusedDays });
     const layoutSource: SlotLayoutSource = built.injection.gates
       ? { kind: 'bank', gates: built.injection.gates, sites: built.injection.sites }
       : { kind: 'per-row', sites: built.injection.sites, adapters: experts.map((name) => ({ name, dir: path.resolve(named[name]) })) };
@@ -226,6 +239,7 @@ export class PersonaModel {
   openSession(): Promise<ort.InferenceSession> {
     if (this.#disposed) return Promise.reject(new DisposedError('PersonaModel'));
     if (this.#session) return Promise.resolve(this.#session);
+    if (!this.#opening) touchCacheEntry(this.injectedFile);
     this.#opening ??= openDecoderSession(this.#runtimeFile, this.#options).then(async (s) => {
       if (this.#disposed) {
         await s.release();
@@ -251,11 +265,11 @@ export class PersonaModel {
       const maxBatch = o.maxBatch ?? DEFAULT_MAX_BATCH;
       const replicas = o.replicas ?? 1;
       // replicas without a thread count share the cores out rather than each take them all
-      const intraOpNumThreads = o.intraOpNumThreads ?? (replicas > 1 ? shareCores(usableCores(), replicas) : undefined);
-      const worker = () => new WorkerClient({
+      const intraOpNumThreads = o.intraOpNumThreads ?? replicaThreads(replicas);
+      const worker = () => (touchCacheEntry(this.injectedFile), new WorkerClient({
         file: this.#runtimeFile, executionProviders: o.executionProviders ?? ['cpu'], intraOpNumThreads, inlineWeights: o.inlineWeights,
         layout: this.#layoutSource, hidden: this.#hidden, io: this.#io, padId: this.padId, maxBatch,
-      });
+      }));
       // { worker: false } opened the session at load: generation runs it on this thread
       const runner = o.worker === false
         ? new Batcher({ session: this.#session!, layout: this.slotLayout, hidden: this.#hidden, io: this.#io, padId: this.padId } satisfies DecoderModel, { maxBatch })
@@ -369,6 +383,7 @@ export class PersonaModel {
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
+    clearInterval(this.#inUse);
     const session = this.#session ?? (await this.#opening?.catch(() => undefined));
     this.#session = undefined;
     const engine = this.#engine;

@@ -168,6 +168,24 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
   return { file, lastIndex: true };
 }
 
+/** A cache entry's injected model and its injection, or null when it is absent or incomplete (a
+ *  file unreadable, or an external weights file it names missing: half-pruned, or half-copied),
+ *  which the caller then builds again. */
+function readCachedEntry(file: string): { model: ModelProto; injection: Injection } | null {
+  if (!fs.existsSync(file)) return null;
+  let model: ModelProto;
+  try {
+    model = readModel(file);
+  } catch {
+    return null;
+  }
+  const entry = model.metadataProps.find((m) => m.key === SITES_KEY);
+  if (!entry) return null;
+  const locations = new Set((model.graph?.initializer ?? []).flatMap((t) => t.externalData.filter((e) => e.key === 'location').map((e) => e.value)));
+  for (const loc of locations) if (!fs.existsSync(path.join(path.dirname(file), loc))) return null;
+  return { model, injection: JSON.parse(entry.value) as Injection };
+}
+
 /** The injected model for these adapters: reused from the cache when present, else built. */
 export function injectedModel(modelFile: string, adapters: AdapterShape[], opts: InjectOptions = {}): InjectedModel {
   const model = opts.model ?? readModel(modelFile);
@@ -176,20 +194,15 @@ export function injectedModel(modelFile: string, adapters: AdapterShape[], opts:
   const dir = opts.cacheDir ?? path.dirname(modelFile);
   const form = opts.bank ? 'persona-bank' : 'persona';
   const file = path.join(dir, `${path.basename(modelFile, '.onnx')}.${form}-${hashPlan(modelFile, plan, opts.bank?.identity)}.onnx`);
-  if (fs.existsSync(file)) {
-    const cached = readModel(file);
-    const entry = cached.metadataProps.find((m) => m.key === SITES_KEY);
-    if (entry) {
-      const injection = JSON.parse(entry.value) as Injection;
-      touchCacheEntry(file); // its last use, which pruning reads
-      return { file, model: cached, injection, reused: true };
-    }
-  }
+  // marked before it is read, so a process pruning meanwhile sees it in use
+  touchCacheEntry(file);
+  const cached = readCachedEntry(file);
+  if (cached) return { file, ...cached, reused: true };
   opts.onProgress?.('injecting', 0, plan.size);
   const injection = injectLora(model, targets, (t) => plan.get(t) ?? null, opts.bank?.source);
   opts.onProgress?.('injecting', plan.size, plan.size);
   model.metadataProps.push(metadataEntry(SITES_KEY, JSON.stringify(injection)));
   writeModel(model, file, { sourceDir: path.dirname(modelFile), onProgress: opts.onProgress });
-  pruneCache(dir, file, opts.pruneUnusedDays ?? CACHE_UNUSED_DAYS);
+  pruneCache(dir, [file, modelFile], opts.pruneUnusedDays ?? CACHE_UNUSED_DAYS);
   return { file, model, injection, reused: false };
 }

@@ -19,7 +19,7 @@ export function injectCommand(): Command {
       if (Object.keys(folders).length === 0) throw new Error('inject needs adapters: --adapters DIR or --adapter NAME=PATH');
       const adapters = Object.entries(folders).map(([name, dir]) => loadPeftAdapter(dir, name));
       const bank = flags.loraLayout === 'bank' ? bankSource(adapters) : undefined;
-      const built = withProgressBar(flags, (onProgress) => injectedModel(file, adapters, { cacheDir: flags.outDir, onProgress, bank }));
+      const built = withProgressBar(flags, (onProgress) => injectedModel(file, adapters, { cacheDir: flags.outDir, onProgress, bank, pruneUnusedDays: 0 /* an explicit build removes nothing */ }));
       const gates = built.injection.gates;
       const sites = built.injection.sites.map((s) => ({
         layer: s.layer, module: s.module, din: s.din, dout: s.dout, ...(gates ? { initializers: [s.aInput, s.bInput] } : { inputs: [s.aInput, s.bInput] }),
