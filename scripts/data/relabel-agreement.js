@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // How often a second, blind labelling agrees with the dataset (data/situations/relabel/README.md):
-//   node scripts/data/relabel-agreement.js [data/situations]
-// Reads relabel/labels.jsonl ({ text, situation, second, sure } by the second labeller), finds each
+//   node scripts/data/relabel-agreement.js [data/situations] [--labels relabel/labels-round4.jsonl]
+// Reads relabel/labels.jsonl, or the file --labels names (relative to the data folder),
+// ({ text, situation, second, sure } by the second labeller), finds each
 // text in the splits, and prints: the share with the same situation, the same expert pair, the
 // dataset's situation among the labeller's two choices, and the disagreements.
 const fs = require('node:fs');
 const path = require('node:path');
 
-const dir = process.argv[2] ?? path.join(__dirname, '..', '..', 'data', 'situations');
+const args = process.argv.slice(2);
+const at = args.indexOf('--labels');
+const labelsFile = at >= 0 ? args.splice(at, 2)[1] : path.join('relabel', 'labels.jsonl');
+const dir = args[0] ?? path.join(__dirname, '..', '..', 'data', 'situations');
 const table = JSON.parse(fs.readFileSync(path.join(dir, 'table.json'), 'utf8'));
 const pairOf = Object.fromEntries(table.situations.map((s) => [s.name, [...s.experts].sort().join(' + ')]));
 const gold = new Map();
@@ -17,13 +21,13 @@ for (const split of ['train', 'validation', 'test', 'everyday']) {
     gold.set(m.text, { situation: m.situation, split });
   }
 }
-const labels = fs.readFileSync(path.join(dir, 'relabel', 'labels.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const labels = fs.readFileSync(path.join(dir, labelsFile), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
 let same = 0, samePair = 0, inTwo = 0, unsure = 0;
 const splits = {};
 const disagreements = [];
 for (const l of labels) {
   const g = gold.get(l.text);
-  if (!g) throw new Error(`relabel/labels.jsonl: a text that is in no split: ${JSON.stringify(l.text)}`);
+  if (!g) throw new Error(`${labelsFile}: a text that is in no split: ${JSON.stringify(l.text)}`);
   splits[g.split] = (splits[g.split] ?? 0) + 1;
   if (l.situation === g.situation) same++;
   else disagreements.push(`${g.situation} -> ${l.situation}: ${l.text}`);
