@@ -52,7 +52,7 @@ MODEL = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_at
              num_key_value_heads=2, max_position_embeddings=512)
 LORA = dict(r=8, alpha=16)
 # shipped defaults: per-expert steps / lr beyond --adapter-steps / --adapter-lr (see scripts/demo/README.md)
-ADAPTER_STEPS: dict[str, int] = {"extraversion_low": 250}
+ADAPTER_STEPS: dict[str, int] = {"extraversion_low": 1000}
 ADAPTER_LR: dict[str, float] = {"extraversion_low": 1e-2}
 
 log = X.log
