@@ -140,7 +140,7 @@ export function binding(): NativeBinding {
 export function initialKernelThreads(): number | undefined {
   if (kernelThreadsFromEnv() !== undefined) return undefined;
   const cores = usableCores();
-  return cores < os.availableParallelism() ? cores : undefined;
+  return cores < os.availableParallelism() ? Math.min(cores, 1024) : undefined; // the native pool takes at most 1024
 }
 
 /** PERSONAFUSE_NUM_THREADS when it sets a positive count (the native pool reads it too). */

@@ -20,10 +20,11 @@ export function info(): KernelInfo {
   return binding().info();
 }
 
-/** Threads for large work; n <= 0 restores the default (PERSONAFUSE_NUM_THREADS, else the cores this
- *  process may use, a CPU quota included: lib/cores.ts). */
+/** Threads for large work; 0 restores the default (PERSONAFUSE_NUM_THREADS, else the cores this
+ *  process may use, a CPU quota included: lib/cores.ts). Anything but an integer 0-1024 is refused
+ *  by the native layer, by name. */
 export function setThreads(n: number): void {
-  binding().setThreads(n > 0 || kernelThreadsFromEnv() !== undefined ? n : usableCores());
+  binding().setThreads(n === 0 && kernelThreadsFromEnv() === undefined ? Math.min(usableCores(), 1024) : n);
 }
 
 /**
