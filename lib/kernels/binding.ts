@@ -134,13 +134,18 @@ export function binding(): NativeBinding {
   return cached;
 }
 
-/** The kernels' thread count to set when the addon loads, if the C ABI's own default is not it: that
- *  default is every core the hardware has, and under a CPU quota we may use fewer (lib/cores.ts).
- *  PERSONAFUSE_NUM_THREADS, which the native pool reads itself, wins. */
+/** The kernels' default thread count when it is ours to choose: the cores this process may use (at
+ *  most the native pool's 1024; lib/cores.ts). undefined when PERSONAFUSE_NUM_THREADS sets it, which
+ *  the native pool reads itself. */
+export function defaultKernelThreads(): number | undefined {
+  return kernelThreadsFromEnv() === undefined ? Math.min(usableCores(), 1024) : undefined;
+}
+
+/** The count to set when the addon loads: the C ABI's own default is every core the hardware has,
+ *  so only under a CPU quota (fewer usable cores) does ours differ from it. */
 export function initialKernelThreads(): number | undefined {
-  if (kernelThreadsFromEnv() !== undefined) return undefined;
-  const cores = usableCores();
-  return cores < os.availableParallelism() ? Math.min(cores, 1024) : undefined; // the native pool takes at most 1024
+  const n = defaultKernelThreads();
+  return n !== undefined && n < os.availableParallelism() ? n : undefined;
 }
 
 /** PERSONAFUSE_NUM_THREADS when it sets a positive count (the native pool reads it too). */

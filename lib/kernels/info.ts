@@ -1,6 +1,5 @@
 // Run-time facts and knobs of the kernels.
-import { usableCores } from '../cores';
-import { binding, CudaInfo, kernelThreadsFromEnv } from './binding';
+import { binding, CudaInfo, defaultKernelThreads } from './binding';
 
 export type { CudaInfo };
 
@@ -24,7 +23,7 @@ export function info(): KernelInfo {
  *  process may use, a CPU quota included: lib/cores.ts). Anything but an integer 0-1024 is refused
  *  by the native layer, by name. */
 export function setThreads(n: number): void {
-  binding().setThreads(n === 0 && kernelThreadsFromEnv() === undefined ? Math.min(usableCores(), 1024) : n);
+  binding().setThreads(n === 0 ? (defaultKernelThreads() ?? 0) : n);
 }
 
 /**

@@ -144,7 +144,7 @@ export interface InjectOptions {
   /** the model already read from modelFile (it is rewritten in place) */
   model?: ModelProto;
   /** when this call builds an entry, the folder's entries unused for this many days are removed
-   *  (cache_prune.ts; default 30, Infinity keeps everything) */
+   *  (cache_prune.ts; default 30; 0 or Infinity keeps everything) */
   pruneUnusedDays?: number;
 }
 
@@ -172,12 +172,11 @@ export function runtimeModel(built: InjectedModel): { file: string; lastIndex: b
  *  file unreadable, or an external weights file it names missing: half-pruned, or half-copied),
  *  which the caller then builds again. */
 function readCachedEntry(file: string): { model: ModelProto; injection: Injection } | null {
-  if (!fs.existsSync(file)) return null;
   let model: ModelProto;
   try {
     model = readModel(file);
   } catch {
-    return null;
+    return null; // absent, or not a model
   }
   const entry = model.metadataProps.find((m) => m.key === SITES_KEY);
   if (!entry) return null;

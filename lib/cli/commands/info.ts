@@ -27,13 +27,14 @@ export function infoCommand(): Command {
     const k = kernelInfo();
     const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
     const features = cpuFeatures();
-    const result: Record<string, unknown> = { kernels: k, cpu, cores: os.cpus().length, usableCores: usableCores(), cpuFeatures: features, node: process.version };
+    const usable = usableCores();
+    const result: Record<string, unknown> = { kernels: k, cpu, cores: os.cpus().length, usableCores: usable, cpuFeatures: features, node: process.version };
     const cuda = k.cuda?.available
       ? `cuda: ${k.cuda.devices?.map((d) => `${d.name} (sm ${d.computeCapability})`).join(', ')}`
       : `cuda: not used (${k.cuda?.reason ?? 'unknown'})`;
     const lines = [
       `kernels: backends ${k.backends.join(', ')}, simd ${k.simd}, ${k.threads} threads`, cuda,
-      `cpu: ${cpu} (${os.cpus().length} cores, ${usableCores()} usable here; ${features.join(' ') || 'no SIMD flags read'})`,
+      `cpu: ${cpu} (${os.cpus().length} cores, ${usable} usable here; ${features.join(' ') || 'no SIMD flags read'})`,
     ];
     if (flags.model || fs.existsSync(demoModelDir())) {
       const setup = modelSetup(flags);
