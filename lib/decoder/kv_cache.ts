@@ -17,6 +17,17 @@
 // width fed thus stays within 2 · slack of the longest live row however long the batch runs (rows
 // that leave give their columns back), and decoding copies the whole cache at most once per
 // `slack` steps.
+// A change of size copies into a second store kept for the purpose (one per past input) and the two
+// swap, so steady traffic allocates nothing. A new buffer per resize had each worker allocating
+// ~40 MB/s of ArrayBuffers under 8 clients (~30 resizes a second, 8 buffers each), and V8 answered
+// that external memory with a full garbage collection every third of a second per worker (bench
+// serve, demo, --trace-gc: 60 in 20 s; 28 with the stores). A store is only replaced when it is too
+// small (it then gets STORE_HEADROOM more than asked, so a longest row growing 8 columns at a time
+// does not allocate at each resize) or more than STORE_SHRINK times larger than needed (memory goes
+// back once a wide batch has narrowed).
+// Columns past a row's length hold whatever was there before (a removed row's, or an earlier
+// size's): they are masked, so attention gives them weight exactly 0, as it already did to the
+// columns a removed row left behind.
 // slack 0 keeps the width at the longest row exactly, so every step copies the (one-row) cache:
 // models that count positions from the column index (no position_ids) decode each row alone with
 // such a cache (Batcher), as they did before.
@@ -74,15 +85,26 @@ export function newColumns(specs: readonly CacheSpec[], out: ort.InferenceSessio
   });
 }
 
+/** A new store holds this much more than asked for. */
+export const STORE_HEADROOM = 1.25;
+/** A spare store more than this many times larger than needed is replaced by a smaller one. */
+export const STORE_SHRINK = 8;
+
 export class KvCache {
   lens: number[] = [];
   #width = 0;
   #rowCapacity = 0;
+  /** per past input: the view fed and written, [rowCapacity, heads, width, headDim], over #stores[i] */
   #data: KvArray[];
+  #stores: KvArray[];
+  /** per past input: the store the next resize copies into */
+  #spares: KvArray[];
 
   /** slack: see above; maxRows: the most rows the batch holds (the row capacity never doubles past it) */
   constructor(readonly specs: readonly CacheSpec[], readonly slack: number, readonly maxRows = Infinity) {
     this.#data = specs.map((s) => alloc(s.type, 0));
+    this.#stores = [...this.#data];
+    this.#spares = [...this.#data];
   }
 
   /** Rows in the cache. */
@@ -193,13 +215,18 @@ export class KvCache {
     return feeds;
   }
 
-  /** New buffers of rowCapacity rows and `width` columns, each row's [0, lens) copied over. */
+  /** Buffers of rowCapacity rows and `width` columns, in the spare stores, each row's [0, lens) copied over; the stores swap. */
   #resize(rowCapacity: number, width: number): void {
     const W = this.#width;
     this.#data = this.specs.map((s, i) => {
       const D = s.headDim;
       const old = this.#data[i];
-      const data = alloc(s.type, rowCapacity * s.heads * width * D);
+      const n = rowCapacity * s.heads * width * D;
+      let store = this.#spares[i];
+      if (store.length < n || (n > 0 && store.length > STORE_SHRINK * n)) store = alloc(s.type, Math.ceil(n * STORE_HEADROOM));
+      this.#spares[i] = this.#stores[i];
+      this.#stores[i] = store;
+      const data = store.subarray(0, n);
       for (let b = 0; b < this.B; b++) {
         for (let h = 0; h < s.heads; h++) {
           const src = (b * s.heads + h) * W * D;

@@ -5,7 +5,7 @@
 // fold into staging arrays on the main thread, no copy here. With the bank in the graph the mix
 // is the row's gates (no fold).
 //   in:  { type: 'submit', id, req } | { type: 'cancel', id } | { type: 'features', id, rows } | { type: 'close' }
-//   out: { type: 'token', id, token } | { type: 'done', id, reason, error? } | { type: 'fatal', message }
+//   out: { type: 'events', events } (each row's tokens and done, one message per step: lib/engine/outbox.ts) | { type: 'fatal', message }
 //        | { type: 'ready' } (the session is open) | { type: 'features', id, data | error } | { type: 'stats', stats } (after a step, at most every STATS_EVERY_MS, and when idle)
 // 'close' ends every request, waits for the step in flight, releases the session and closes the
 // port, so the thread ends by itself: terminating it while session.run computes would let the
@@ -16,6 +16,7 @@ import type { DecoderIO } from '../decoder/feeds';
 import { openDecoderSession } from '../decoder/session_options';
 import { Batcher, BatchStats, SequenceRequest } from './batcher';
 import { openSiteBanks, SlotLayoutSource, slotLayoutOf } from '../decoder/slot_layout';
+import { Outbox } from './outbox';
 
 type Message = { type: 'submit'; id: number; req: SequenceRequest } | { type: 'cancel'; id: number } | { type: 'features'; id: number; rows: number[][] } | { type: 'close' };
 
@@ -41,6 +42,7 @@ function main(): void {
   const pending: Message[] = [];
   let batcher: Batcher | undefined;
   let session: ort.InferenceSession | undefined;
+  const outbox = new Outbox((m) => port.postMessage(m));
 
   let failed = false;
   const handle = (m: Message): void => {
@@ -57,8 +59,8 @@ function main(): void {
       // the client's id is the request's id here too: cancel names it directly
       const id = m.id;
       batcher.submit({ ...m.req, id }, {
-        token: (token, logprobs) => port.postMessage({ type: 'token', id, token, logprobs }),
-        done: (reason, error) => port.postMessage({ type: 'done', id, reason, error }),
+        token: (token, logprobs) => outbox.push({ type: 'token', id, token, logprobs }),
+        done: (reason, error) => outbox.push({ type: 'done', id, reason, error }),
       });
     } else if (m.type === 'features') {
       const id = m.id;
@@ -71,6 +73,7 @@ function main(): void {
     } else {
       void batcher.close().then(() => session?.release()).finally(() => {
         for (const site of sites) site.bank?.dispose();
+        outbox.flush();
         port.close();
       });
     }

@@ -9,7 +9,7 @@
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { BatchStats, SequenceRequest, SequenceSink } from './batcher';
-import type { SampledLogprobs } from './sampler';
+import type { RowEvent } from './outbox';
 import type { SequenceRunner } from './runner';
 import type { WorkerInit } from './worker';
 
@@ -53,7 +53,7 @@ export class WorkerClient implements SequenceRunner {
       this.#markFailed = reject;
     });
     this.#ready.catch(() => undefined); // a failure is reported to whoever awaits ready()
-    this.#worker.on('message', (m: { type: string; id: number; token: number; reason: 'stop' | 'length' | 'abort'; error?: string; message?: string; stats?: BatchStats; data?: Float32Array[]; logprobs?: SampledLogprobs }) => {
+    this.#worker.on('message', (m: { type: string; id: number; error?: string; message?: string; stats?: BatchStats; data?: Float32Array[]; events?: RowEvent[] }) => {
       if (m.type === 'ready') return this.#markReady();
       if (m.type === 'fatal') return this.#failAll(`The generation worker could not load the model: ${m.message}`);
       if (m.type === 'stats') {
@@ -68,13 +68,7 @@ export class WorkerClient implements SequenceRunner {
         else call?.resolve(m.data!);
         return;
       }
-      const sink = this.#sinks.get(m.id);
-      if (!sink) return;
-      if (m.type === 'token') sink.token(m.token, m.logprobs);
-      else if (m.type === 'done') {
-        this.#forget(m.id);
-        sink.done(m.reason, m.error);
-      }
+      if (m.type === 'events') for (const e of m.events!) this.#deliver(e);
     });
     this.#worker.on('error', (err) => this.#failAll(`The generation worker failed: ${err.message}`));
     this.#worker.on('exit', () => this.#failAll('The generation worker exited'));
@@ -129,6 +123,17 @@ export class WorkerClient implements SequenceRunner {
     grace.unref();
     await this.#exited;
     clearTimeout(grace);
+  }
+
+  /** A row's token or end, as the worker reported it; a row already forgotten (cancelled) hears nothing. */
+  #deliver(e: RowEvent): void {
+    const sink = this.#sinks.get(e.id);
+    if (!sink) return;
+    if (e.type === 'token') sink.token(e.token, e.logprobs);
+    else {
+      this.#forget(e.id);
+      sink.done(e.reason, e.error);
+    }
   }
 
   #forget(id: number): void {
