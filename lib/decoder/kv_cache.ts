@@ -23,8 +23,12 @@
 // that external memory with a full garbage collection every third of a second per worker (bench
 // serve, demo, --trace-gc: 60 in 20 s; 28 with the stores). A store is only replaced when it is too
 // small (it then gets STORE_HEADROOM more than asked, so a longest row growing 8 columns at a time
-// does not allocate at each resize) or more than STORE_SHRINK times larger than needed (memory goes
-// back once a wide batch has narrowed).
+// does not allocate at each resize) or more than STORE_SHRINK times larger than needed. So a cache
+// holds at most 2 · STORE_HEADROOM times the largest size its batch needed since it last emptied
+// (the old code held one buffer, and two for a moment at each resize); memory goes back at the
+// next resize once the batch narrows more than STORE_SHRINK-fold, and all of it when the batch
+// empties (the batcher then starts a new cache). A smaller STORE_SHRINK would free sooner but
+// reallocate under ordinary traffic, whose width moves ~5-fold with the stores' headroom.
 // Columns past a row's length hold whatever was there before (a removed row's, or an earlier
 // size's): they are masked, so attention gives them weight exactly 0, as it already did to the
 // columns a removed row left behind.
@@ -120,6 +124,11 @@ export class KvCache {
   /** The buffers, [rowCapacity, heads, width, headDim] each (tests read them). */
   get data(): readonly KvArray[] {
     return this.#data;
+  }
+
+  /** Bytes the cache holds: both stores of every past input (at most 2 · STORE_HEADROOM times what its size needs, or STORE_SHRINK times until the next resize). */
+  get heldBytes(): number {
+    return [...this.#stores, ...this.#spares].reduce((sum, a, i, all) => (all.indexOf(a) === i ? sum + a.byteLength : sum), 0);
   }
 
   /** The longest row's length (the narrowest width that holds every row). */

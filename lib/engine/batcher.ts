@@ -92,6 +92,16 @@ export const DEFAULT_MAX_BATCH = 16;
 /** Columns the shared cache grows by past its longest row (KvCache: the width fed stays within twice this of the longest live row). */
 export const KV_SLACK = 8;
 
+/**
+ * Whether rows share one cache (fed as it lies, wider than most rows) or each row decodes alone with
+ * a cache exactly its own length. Sharing needs position_ids (a row's next position is its length,
+ * not the column index) and attention_mask (the columns past a row's length hold other rows' or
+ * earlier sizes' keys and values, and only the mask gives them weight 0).
+ */
+export function sharesCache(inputNames: readonly string[]): boolean {
+  return inputNames.includes('position_ids') && inputNames.includes('attention_mask');
+}
+
 export class Batcher {
   readonly maxBatch: number;
   readonly #model: DecoderModel;
@@ -122,7 +132,7 @@ export class Batcher {
     });
     this.#specs = cacheSpecs(past, outputs);
     this.#fetches = ['logits', ...this.#specs.map((s) => s.fetch)];
-    this.#shared = model.io.inputNames.includes('position_ids');
+    this.#shared = sharesCache(model.io.inputNames);
     this.#slots = newRowMixes(model.layout);
     this.#kv = this.#emptyCache();
   }

@@ -4,7 +4,8 @@
 // clients, --cpu-prof). Messages are queued as the batcher reports them and leave together in one
 // microtask: after the step's synchronous part, before the next session.run is scheduled (its
 // run starts in a setImmediate), so a token is never held back for a step. Order is kept: a row's
-// tokens, then its done, exactly as reported.
+// tokens, then its done, exactly as reported. The worker also flushes before it posts a step's
+// stats, so stats that count a row as gone never arrive before that row's done.
 //   out: { type: 'events', events: RowEvent[] }
 import type { SampledLogprobs } from './sampler';
 import type { FinishReason } from './batcher';

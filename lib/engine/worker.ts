@@ -80,6 +80,8 @@ function main(): void {
   };
   let lastStats = 0;
   const onStep = (stats: BatchStats) => {
+    // the step's events first: stats that count a row as gone arrive after its done
+    outbox.flush();
     const now = Date.now();
     if (stats.running > 0 && now - lastStats < STATS_EVERY_MS) return;
     lastStats = now;

@@ -68,7 +68,7 @@ export class WorkerClient implements SequenceRunner {
         else call?.resolve(m.data!);
         return;
       }
-      if (m.type === 'events') for (const e of m.events!) this.#deliver(e);
+      if (m.type === 'events') this.#deliverAll(m.events!);
     });
     this.#worker.on('error', (err) => this.#failAll(`The generation worker failed: ${err.message}`));
     this.#worker.on('exit', () => this.#failAll('The generation worker exited'));
@@ -123,6 +123,19 @@ export class WorkerClient implements SequenceRunner {
     grace.unref();
     await this.#exited;
     clearTimeout(grace);
+  }
+
+  /** A step's events: a sink that throws does not cost the other rows theirs (the error is raised after). */
+  #deliverAll(events: readonly RowEvent[]): void {
+    let failure: unknown;
+    for (const e of events) {
+      try {
+        this.#deliver(e);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 
   /** A row's token or end, as the worker reported it; a row already forgotten (cancelled) hears nothing. */
