@@ -8,6 +8,9 @@
 // ends (--levels 1,8,32: several concurrencies against the same server, each with its own
 // warm-up), or open loop, --rate R Poisson arrivals per second. --requests N measured requests
 // per level (a list: one count per level) and/or --duration S, after --warmup requests.
+// --rounds N runs the levels N times over, in order, and reports each level's tok/s over the
+// reference level's of the same round (bench/serve/rounds.ts): the ratios to compare with a target
+// on a shared machine. Every round sends a level the same requests.
 // Traffic (seeded, bench/serve/workload.ts): a user message of 3 to 60 words from a pool of
 // everyday requests, max_tokens drawn from --max-tokens (EOS is honoured: the completion tokens
 // counted are those the server reports in usage), and a persona per request: 'auto' (router
@@ -15,7 +18,7 @@
 // How the measured part is delimited and what counts toward tok/s: bench/serve/load.ts.
 //
 //   node dist/bench/serve.js [--model DIR | --url URL] [--levels 1,8,32 | --concurrency N | --rate R]
-//       [--requests N[,N...]] [--duration S] [--warmup N] [--max-tokens 16..64] [--seed N] [--out FILE]
+//       [--requests N[,N...]] [--duration S] [--warmup N] [--rounds N] [--max-tokens 16..64] [--seed N] [--out FILE]
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -25,6 +28,7 @@ import { Command } from 'commander';
 import { machineLoad, resultsFile, slug, table } from './harness';
 import { getJson, PersonaKind } from './serve/client';
 import { LevelResult, LoadMode, runLevel } from './serve/load';
+import { pairedRounds } from './serve/rounds';
 import { servableModel } from './serve/model_dir';
 import { busiestProcesses, readRss, RssSampler, spawnServer, SpawnedServer } from './serve/server_process';
 import { PERSONA_KINDS, promptPool, requestSpec, supportedKinds } from './serve/workload';
@@ -47,6 +51,7 @@ interface Flags {
   requests?: string;
   duration?: string;
   warmup?: string;
+  rounds: string;
   maxTokens: string;
   promptWords: string;
   personas: string;
@@ -103,6 +108,7 @@ async function main(): Promise<void> {
     .option('--requests <n>', 'measured requests per level, or one count per level (1,8,32 with 300,1000,1000); default 200 unless --duration')
     .option('--duration <s>', 'measure for s seconds per level (with --requests: whichever ends first)')
     .option('--warmup <n>', 'requests before the measured ones, per level (default: 2 x concurrency, at least 4; open loop 10)')
+    .option('--rounds <n>', 'run the levels this many times over, in order; each level\'s ratio to the reference level is then taken round by round (paired) and reported as medians', '1')
     .option('--max-tokens <a..b>', 'max_tokens of each request, drawn uniformly', '16..64')
     .option('--prompt-words <a..b>', 'only the pool\'s messages of this many words', '3..60')
     .option('--personas <list>', `persona kinds to draw from (${PERSONA_KINDS.join(',')}); those the model cannot take are dropped`, PERSONA_KINDS.join(','))
@@ -182,9 +188,11 @@ async function main(): Promise<void> {
     const pool = promptPool(promptWords);
     const wl = { seed, maxTokens, promptWords, kinds, experts, temperature: o.temperature !== undefined ? Number(o.temperature) : undefined };
 
+    const rounds = positive('--rounds', o.rounds);
     const levels: LevelResult[] = [];
-    for (const [i, mode] of modes.entries()) {
-      const what = mode.kind === 'closed' ? `concurrency ${mode.concurrency}` : `rate ${mode.rate}/s`;
+    const roundOf: number[] = [];
+    for (let round = 1; round <= rounds; round++) for (const [i, mode] of modes.entries()) {
+      const what = (mode.kind === 'closed' ? `concurrency ${mode.concurrency}` : `rate ${mode.rate}/s`) + (rounds > 1 ? ` (round ${round}/${rounds})` : '');
       const requests = requestsOf(i);
       const warmup = warmupOf(mode);
       log(`${what}: ${warmup} warm-up, then ${Number.isFinite(requests) ? `${requests} requests` : ''}${Number.isFinite(requests) && duration ? ' or ' : ''}${duration ? `${duration} s` : ''}`);
@@ -194,10 +202,11 @@ async function main(): Promise<void> {
         serverPid, rssSamples: sampler?.samples ?? [], origin, seed: seed + i, log,
       });
       levels.push(r);
+      roundOf.push(round);
       const errs = Object.values(r.errors_by_kind).reduce((a, b) => a + b, 0);
       log(`${what}: ${r.tok_per_s.toFixed(1)} tok/s, ${r.req_per_s.toFixed(2)} req/s over ${r.wall_s.toFixed(1)} s; TTFT p50 ${ms(r.ttft_ms.p50)} ms; ${errs} errors; server RSS ${num(r.rss_mib.at_end)} MiB`);
       if (server?.exit) throw new Error(`the server exited (${server.exit.signal ?? server.exit.code}) during ${what}; stderr:\n${server.stderrTail().slice(-4000)}`);
-      if (i < modes.length - 1) await new Promise((res) => setTimeout(res, Number(o.pause) * 1000));
+      if (levels.length < rounds * modes.length) await new Promise((res) => setTimeout(res, Number(o.pause) * 1000));
     }
     sampler?.stop();
     const othersEnd = await busiestProcesses([process.pid, ...(serverPid !== null ? [serverPid] : [])]);
@@ -205,14 +214,21 @@ async function main(): Promise<void> {
     const stopped = server ? await server.stop() : null;
 
     // ---- report ---------------------------------------------------------------------------------
-    const ref = levels.find((l) => l.concurrency === 1) ?? levels[0];
-    const label = (l: LevelResult) => (l.mode === 'closed' ? String(l.concurrency) : `${l.rate}/s`);
+    const refIndex = Math.max(0, modes.findIndex((m) => m.kind === 'closed' && m.concurrency === 1));
+    // each level against the reference level of its own round
+    const refOf = (k: number) => levels[(roundOf[k] - 1) * modes.length + refIndex];
+    const ref = levels[refIndex];
+    const levelLabel = (l: LevelResult) => (l.mode === 'closed' ? String(l.concurrency) : `${l.rate}/s`);
+    const label = (l: LevelResult) => levelLabel(l) + (rounds > 1 ? ` r${roundOf[levels.indexOf(l)]}` : '');
+    const paired = rounds > 1
+      ? pairedRounds(Array.from({ length: rounds }, (_, r) => levels.slice(r * modes.length, (r + 1) * modes.length).map((l) => l.tok_per_s)), refIndex, levels.slice(0, modes.length).map(levelLabel))
+      : undefined;
     console.log(`\nserve bench: ${modelName}${modelPath ? ` (${modelPath})` : ''}, ${o.url ? o.url : `server pid ${serverPid}`}; ` +
       `max_tokens ${maxTokens.join('..')}, prompts ${promptWords.join('..')} words, personas ${kinds.join(',')}, seed ${seed}`);
     console.log(table(
-      [o.rate ? 'rate' : 'clients', 'reqs', 'errors', 'tok/s', `vs ${label(ref)}`, 'req/s', 'TTFT p50/p90/p99 ms', 'TPOT p50/p90/p99 ms', 'latency p50/p99 ms', 'win first→last tok/s', 'RSS 500/end MiB', 'loop delay p99 client/server'],
-      levels.map((l) => [
-        label(l), l.requests.measured, l.requests.measured_errors, l.tok_per_s.toFixed(1), `${(l.tok_per_s / ref.tok_per_s).toFixed(2)}x`, l.req_per_s.toFixed(2),
+      [o.rate ? 'rate' : 'clients', 'reqs', 'errors', 'tok/s', `vs ${levelLabel(ref)}`, 'req/s', 'TTFT p50/p90/p99 ms', 'TPOT p50/p90/p99 ms', 'latency p50/p99 ms', 'win first→last tok/s', 'RSS 500/end MiB', 'loop delay p99 client/server'],
+      levels.map((l, k) => [
+        label(l), l.requests.measured, l.requests.measured_errors, l.tok_per_s.toFixed(1), `${(l.tok_per_s / refOf(k).tok_per_s).toFixed(2)}x`, l.req_per_s.toFixed(2),
         `${ms(l.ttft_ms.p50)}/${ms(l.ttft_ms.p90)}/${ms(l.ttft_ms.p99)}`, `${ms(l.tpot_ms.p50)}/${ms(l.tpot_ms.p90)}/${ms(l.tpot_ms.p99)}`,
         `${ms(l.latency_ms.p50)}/${ms(l.latency_ms.p99)}`,
         l.windows.time_first_last.last_over_first === null ? `${num(l.windows.time_first_last.first)} (1 window)`
@@ -227,6 +243,11 @@ async function main(): Promise<void> {
       console.log(`  ${label(l)}: cpu server ${num(l.cpu.server_cores as number, 2)} cores (main thread ${num(l.cpu.server_main_thread_cores as number, 2)}), client ${num(l.cpu.client_cores as number, 2)}, others ${num(l.cpu.others_cores as number, 2)}; ` +
         `tok/s per ${l.windows.requests} requests ${full.length ? full.map((w) => w.tok_per_s.toFixed(0)).join(' ') : '(no full window)'}; ` +
         `per ${l.windows.seconds} s ${l.windows.time.filter((w) => w.full).map((w) => w.tok_per_s.toFixed(0)).join(' ') || '(no full window)'}`);
+    }
+    if (paired) {
+      console.log(`\npaired over ${rounds} rounds (each round's tok/s over its own ${paired.reference_level}-client figure):`);
+      console.log(table([o.rate ? 'rate' : 'clients', 'tok/s median', 'tok/s per round', `vs ${paired.reference_level} median`, 'min', 'max'],
+        paired.levels.map((p) => [p.level, p.median_tok_per_s.toFixed(1), p.tok_per_s.map((x) => x.toFixed(0)).join(' '), `${p.median_vs_reference.toFixed(2)}x`, `${p.min_vs_reference.toFixed(2)}x`, `${p.max_vs_reference.toFixed(2)}x`])));
     }
     if (server) console.log(`server RSS: ${num(sampler?.samples[0]?.rss_mib)} MiB when ready, ${num(rssFinal?.rss_mib)} MiB at the end (peak ${num(rssFinal?.hwm_mib)}); stopped in ${num(stopped?.stop_s, 2)} s (${stopped?.signal ?? `exit ${stopped?.code}`})`);
 
@@ -256,12 +277,13 @@ async function main(): Promise<void> {
         stop: stopped, stderr_tail: server ? server.stderrTail().slice(-4000) : null,
       },
       settings: {
-        modes, requests: modes.map((_, i) => (Number.isFinite(requestsOf(i)) ? requestsOf(i) : null)), warmup: modes.map(warmupOf), duration_s: duration ?? null,
+        modes, requests: modes.map((_, i) => (Number.isFinite(requestsOf(i)) ? requestsOf(i) : null)), warmup: modes.map(warmupOf), duration_s: duration ?? null, rounds,
         max_tokens: maxTokens, prompt_words: promptWords, prompt_pool: pool.length, persona_kinds: kinds, persona_kinds_dropped: dropped,
         temperature: wl.temperature ?? 'model default', seed, window_seconds: windowSeconds, request_window: requestWindow,
       },
-      reference_level: label(ref),
-      levels: levels.map((l) => ({ ...l, tok_per_s_vs_reference: l.tok_per_s / ref.tok_per_s })),
+      reference_level: levelLabel(ref),
+      levels: levels.map((l, k) => ({ ...l, ...(rounds > 1 ? { round: roundOf[k] } : {}), tok_per_s_vs_reference: l.tok_per_s / refOf(k).tok_per_s })),
+      ...(paired ? { paired } : {}),
     };
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(report, null, 1)}\n`);

@@ -114,7 +114,7 @@ function entriesOf(file, j) {
       return [{ ...base, section: 'generate', key: `${machineOf(j)} | ${j.model}` }];
     case 'serve': {
       const s = j.server ?? {};
-      const shape = (j.levels ?? []).length > 1 ? 'levels' : 'one level';
+      const shape = j.paired ? `levels, ${j.paired.rounds} rounds` : (j.levels ?? []).length > 1 ? 'levels' : 'one level';
       return [{ ...base, section: 'serve', key: `${machineOf(j)} | ${s.model_path ?? s.model ?? 'unknown model'} | ${shape}` }];
     }
     default:
@@ -361,7 +361,7 @@ function renderServe(e) {
   const s = j.server ?? {};
   const st = j.settings ?? {};
   const rows = (j.levels ?? []).map((l) => [
-    l.mode === 'open' ? `${l.rate}/s` : l.concurrency, l.requests?.measured, l.requests?.measured_errors,
+    (l.mode === 'open' ? `${l.rate}/s` : l.concurrency) + (l.round ? ` (round ${l.round})` : ''), l.requests?.measured, l.requests?.measured_errors,
     rate(l.tok_per_s), ratio(l.tok_per_s_vs_reference), num(l.req_per_s, 2), ms3(l.ttft_ms), ms3(l.tpot_ms),
     l.latency_ms ? [l.latency_ms.p50, l.latency_ms.p99].map((x) => (isNum(x) ? x.toFixed(0) : DASH)).join(' / ') : DASH,
     num(l.rss_mib?.at_end, 0), loopDelays(l),
@@ -376,7 +376,13 @@ function renderServe(e) {
     (Array.isArray(s.experts) ? `, ${s.experts.length} experts${s.router ? ' and a router' : ''}` : '') +
     (Array.isArray(st.max_tokens) ? `; max_tokens ${st.max_tokens.join('..')}` : '') +
     (Array.isArray(st.persona_kinds) ? `; personas ${st.persona_kinds.join(', ')}` : '');
-  return { source: caption, title: `Serving, ${what}`, body: table(header, rows) };
+  const parts = [table(header, rows)];
+  // --rounds: each level over the reference level of its own round, medians over the rounds
+  if (j.paired) {
+    parts.push(table([open ? 'clients or rate' : 'clients', 'tok/s median', `vs ${j.paired.reference_level}, paired by round: median`, 'min', 'max'],
+      j.paired.levels.map((p) => [p.level, rate(p.median_tok_per_s), ratio(p.median_vs_reference), ratio(p.min_vs_reference), ratio(p.max_vs_reference)])));
+  }
+  return { source: caption, title: `Serving, ${what}${j.paired ? `; ${j.paired.rounds} rounds` : ''}`, body: parts.join('\n\n') };
 }
 
 // ---- the block ----------------------------------------------------------------------------------

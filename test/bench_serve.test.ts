@@ -125,4 +125,27 @@ describe('personafuse bench serve', () => {
     expect(levels[0].tokens_in_interval).toBe(levels[0].measured_completion_tokens);
     expect(levels[0].latency_ms.mean * REQUESTS).toBeLessThanOrEqual(levels[0].wall_s * 1000 + 1e-6);
   }, 90000);
+
+  test('--rounds 2: the levels run twice over, each ratio against the same round\'s one-client figure, medians in `paired`', async () => {
+    const out = path.join(dir, 'rounds.json');
+    const r = await run(['--levels', '1,2', '--requests', '4', '--warmup', '1', '--max-tokens', '4..8', '--rounds', '2',
+      '--seed', '3', '--pause', '0.1', '--out', out], 60000);
+    if (r.code !== 0) throw new Error(`bench serve exited with ${r.code}\n${r.stderr.slice(-3000)}`);
+    expect(r.stdout).toMatch(/paired over 2 rounds/);
+    const res = JSON.parse(fs.readFileSync(out, 'utf8'));
+    const levels = res.levels as (Level & { round: number })[];
+    expect(levels.map((l) => [l.concurrency, l.round])).toEqual([[1, 1], [2, 1], [1, 2], [2, 2]]);
+    // a level's ratio is taken against the reference of its own round, not the first round's
+    levels.forEach((l, k) => expect(l.tok_per_s_vs_reference).toBeCloseTo(l.tok_per_s / levels[k < 2 ? 0 : 2].tok_per_s, 12));
+    expect(res.settings.rounds).toBe(2);
+    expect(res.paired.rounds).toBe(2);
+    expect(res.paired.reference_level).toBe('1');
+    const two = res.paired.levels[1];
+    expect(two.level).toBe('2');
+    expect(two.tok_per_s).toEqual([levels[1].tok_per_s, levels[3].tok_per_s]);
+    expect(two.vs_reference).toEqual([levels[1].tok_per_s_vs_reference, levels[3].tok_per_s_vs_reference]);
+    expect(two.median_vs_reference).toBeCloseTo((two.vs_reference[0] + two.vs_reference[1]) / 2, 12);
+    expect(two.min_vs_reference).toBe(Math.min(...two.vs_reference));
+    expect(res.paired.levels[0].vs_reference).toEqual([1, 1]);
+  }, 90000);
 });
