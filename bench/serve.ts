@@ -190,7 +190,6 @@ async function main(): Promise<void> {
 
     const rounds = positive('--rounds', o.rounds);
     const levels: LevelResult[] = [];
-    const roundOf: number[] = [];
     for (let round = 1; round <= rounds; round++) for (const [i, mode] of modes.entries()) {
       const what = (mode.kind === 'closed' ? `concurrency ${mode.concurrency}` : `rate ${mode.rate}/s`) + (rounds > 1 ? ` (round ${round}/${rounds})` : '');
       const requests = requestsOf(i);
@@ -202,7 +201,6 @@ async function main(): Promise<void> {
         serverPid, rssSamples: sampler?.samples ?? [], origin, seed: seed + i, log,
       });
       levels.push(r);
-      roundOf.push(round);
       const errs = Object.values(r.errors_by_kind).reduce((a, b) => a + b, 0);
       log(`${what}: ${r.tok_per_s.toFixed(1)} tok/s, ${r.req_per_s.toFixed(2)} req/s over ${r.wall_s.toFixed(1)} s; TTFT p50 ${ms(r.ttft_ms.p50)} ms; ${errs} errors; server RSS ${num(r.rss_mib.at_end)} MiB`);
       if (server?.exit) throw new Error(`the server exited (${server.exit.signal ?? server.exit.code}) during ${what}; stderr:\n${server.stderrTail().slice(-4000)}`);
@@ -215,11 +213,12 @@ async function main(): Promise<void> {
 
     // ---- report ---------------------------------------------------------------------------------
     const refIndex = Math.max(0, modes.findIndex((m) => m.kind === 'closed' && m.concurrency === 1));
-    // each level against the reference level of its own round
-    const refOf = (k: number) => levels[(roundOf[k] - 1) * modes.length + refIndex];
+    // levels[k] ran in round roundOf(k), and is measured against that round's reference level
+    const roundOf = (k: number) => Math.floor(k / modes.length) + 1;
+    const refOf = (k: number) => levels[(roundOf(k) - 1) * modes.length + refIndex];
     const ref = levels[refIndex];
     const levelLabel = (l: LevelResult) => (l.mode === 'closed' ? String(l.concurrency) : `${l.rate}/s`);
-    const label = (l: LevelResult) => levelLabel(l) + (rounds > 1 ? ` r${roundOf[levels.indexOf(l)]}` : '');
+    const label = (l: LevelResult, k: number) => levelLabel(l) + (rounds > 1 ? ` r${roundOf(k)}` : '');
     const paired = rounds > 1
       ? pairedRounds(Array.from({ length: rounds }, (_, r) => levels.slice(r * modes.length, (r + 1) * modes.length).map((l) => l.tok_per_s)), refIndex, levels.slice(0, modes.length).map(levelLabel))
       : undefined;
@@ -228,7 +227,7 @@ async function main(): Promise<void> {
     console.log(table(
       [o.rate ? 'rate' : 'clients', 'reqs', 'errors', 'tok/s', `vs ${levelLabel(ref)}`, 'req/s', 'TTFT p50/p90/p99 ms', 'TPOT p50/p90/p99 ms', 'latency p50/p99 ms', 'win first→last tok/s', 'RSS 500/end MiB', 'loop delay p99 client/server'],
       levels.map((l, k) => [
-        label(l), l.requests.measured, l.requests.measured_errors, l.tok_per_s.toFixed(1), `${(l.tok_per_s / refOf(k).tok_per_s).toFixed(2)}x`, l.req_per_s.toFixed(2),
+        label(l, k), l.requests.measured, l.requests.measured_errors, l.tok_per_s.toFixed(1), `${(l.tok_per_s / refOf(k).tok_per_s).toFixed(2)}x`, l.req_per_s.toFixed(2),
         `${ms(l.ttft_ms.p50)}/${ms(l.ttft_ms.p90)}/${ms(l.ttft_ms.p99)}`, `${ms(l.tpot_ms.p50)}/${ms(l.tpot_ms.p90)}/${ms(l.tpot_ms.p99)}`,
         `${ms(l.latency_ms.p50)}/${ms(l.latency_ms.p99)}`,
         l.windows.time_first_last.last_over_first === null ? `${num(l.windows.time_first_last.first)} (1 window)`
@@ -236,11 +235,11 @@ async function main(): Promise<void> {
         `${num(l.rss_mib.after_500)}/${num(l.rss_mib.at_end)}`, `${l.event_loop_delay_ms.p99.toFixed(1)}/${l.server_event_loop_delay_p99_ms === null ? '—' : l.server_event_loop_delay_p99_ms.toFixed(1)} ms`,
       ]),
     ));
-    for (const l of levels) {
+    for (const [k, l] of levels.entries()) {
       const errs = Object.entries(l.errors_by_kind);
-      if (errs.length) console.log(`  ${label(l)}: errors ${errs.map(([k, n]) => `${k} ×${n}`).join(', ')}`);
+      if (errs.length) console.log(`  ${label(l, k)}: errors ${errs.map(([kind, n]) => `${kind} ×${n}`).join(', ')}`);
       const full = l.windows.by_requests.filter((w) => w.last - w.first + 1 === l.windows.requests);
-      console.log(`  ${label(l)}: cpu server ${num(l.cpu.server_cores as number, 2)} cores (main thread ${num(l.cpu.server_main_thread_cores as number, 2)}), client ${num(l.cpu.client_cores as number, 2)}, others ${num(l.cpu.others_cores as number, 2)}; ` +
+      console.log(`  ${label(l, k)}: cpu server ${num(l.cpu.server_cores as number, 2)} cores (main thread ${num(l.cpu.server_main_thread_cores as number, 2)}), client ${num(l.cpu.client_cores as number, 2)}, others ${num(l.cpu.others_cores as number, 2)}; ` +
         `tok/s per ${l.windows.requests} requests ${full.length ? full.map((w) => w.tok_per_s.toFixed(0)).join(' ') : '(no full window)'}; ` +
         `per ${l.windows.seconds} s ${l.windows.time.filter((w) => w.full).map((w) => w.tok_per_s.toFixed(0)).join(' ') || '(no full window)'}`);
     }
@@ -282,7 +281,7 @@ async function main(): Promise<void> {
         temperature: wl.temperature ?? 'model default', seed, window_seconds: windowSeconds, request_window: requestWindow,
       },
       reference_level: levelLabel(ref),
-      levels: levels.map((l, k) => ({ ...l, ...(rounds > 1 ? { round: roundOf[k] } : {}), tok_per_s_vs_reference: l.tok_per_s / refOf(k).tok_per_s })),
+      levels: levels.map((l, k) => ({ ...l, ...(rounds > 1 ? { round: roundOf(k) } : {}), tok_per_s_vs_reference: l.tok_per_s / refOf(k).tok_per_s })),
       ...(paired ? { paired } : {}),
     };
     fs.mkdirSync(path.dirname(file), { recursive: true });
