@@ -135,6 +135,30 @@ describe('personafuse serve', () => {
     clearTimeout(kill);
   });
 
+  test('PERSONAFUSE_API_KEY is the key when --api-key is not given; --served-model-name gives the id and its aliases, other names are 404', async () => {
+    child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json', '--served-model-name', 'demo', 'persona'], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PERSONAFUSE_API_KEY: 'from-env' },
+    });
+    const { url } = await new Promise<{ url: string }>((resolve, reject) => {
+      let buf = '';
+      child!.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\n')) resolve(JSON.parse(buf.split('\n')[0]));
+      });
+      child!.on('exit', (code) => reject(new Error(`serve exited with ${code}`)));
+    });
+    expect((await fetch(`${url}/v1/models`)).status).toBe(401);
+    const auth = { authorization: 'Bearer from-env' };
+    const models = (await (await fetch(`${url}/v1/models`, { headers: auth })).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(['demo']);
+    expect((await fetch(`${url}/v1/models/persona`, { headers: auth })).status).toBe(200);
+    const chat = (model: string) => fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: auth, body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }) });
+    expect((await chat('persona')).status).toBe(200);
+    const unknown = await chat('gpt-4o');
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: { param: string } }).error.param).toBe('model');
+  });
+
   test('--port 0 --json prints the URL; the server answers /v1/models and a completion (worker threads, the bank by default)', async () => {
     child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const info = await new Promise<{ url: string; experts: string[]; loraLayout: string; threads: number; replicas: number; malloc: string }>((resolve, reject) => {

@@ -1,4 +1,4 @@
-// `personafuse serve` stopped by SIGTERM, as Kubernetes stops a pod: the streams in flight run to
+// `personafuse serve` stopped by SIGTERM, as Kubernetes stops a pod (or by SIGINT): the streams in flight run to
 // [DONE], /ready answers 503 meanwhile (the server keeps listening while it drains), new requests
 // are refused, and the process exits 0 once they are done. The built CLI (dist/) on the embedded
 // demo model, on loopback; the model's cache goes to a temporary folder.
@@ -49,13 +49,15 @@ function startCli(args: string[]): Promise<{ url: string }> {
 }
 
 
-test('SIGTERM: /ready turns 503, new requests are refused, streams in flight end with [DONE], exit code 0', async () => {
+// SIGTERM is how Kubernetes stops a pod, SIGINT is Ctrl-C in a terminal: both drain the same way
+test.each(['SIGTERM', 'SIGINT'] as const)('%s: /ready turns 503, new requests are refused, streams in flight end with [DONE], exit code 0', async (signal) => {
+  stderr = '';
   const body = await longRequest();
   const { url } = await startCli(['--port', '0', '--json', '--cache-dir', cacheDir, '--max-batch', '4', '--drain-timeout', '60', '--log-format', 'json']);
   expect((await fetch(`${url}/ready`)).status).toBe(200);
   const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
   const streams = await Promise.all([openStream(url, body), openStream(url, body), openStream(url, body)]);
-  child!.kill('SIGTERM');
+  child!.kill(signal);
   // the signal is handled between two requests of ours: ask until the answer changes
   let ready = 200;
   while (ready === 200) ready = (await fetch(`${url}/ready`)).status;
@@ -70,6 +72,6 @@ test('SIGTERM: /ready turns 503, new requests are refused, streams in flight end
   // the drain is logged as JSON lines on stderr, with the requests it waited for
   const events = stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((e) => e.event);
   expect(events.map((e) => e.event)).toEqual(['drain_start', 'drain_end']);
-  expect(events[0]).toMatchObject({ signal: 'SIGTERM', in_flight: 3 });
+  expect(events[0]).toMatchObject({ signal, in_flight: 3 });
   expect(events[1]).toMatchObject({ aborted: 0 });
 });
