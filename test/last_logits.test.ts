@@ -8,7 +8,9 @@ import { loadPeftAdapter } from '../lib/adapters';
 import { injectedModel, runtimeModel } from '../lib/onnx/cache';
 import { keepLastLogits, LAST_INDEX_INPUT } from '../lib/onnx/last_logits';
 import { cloneModel, readModel } from '../lib/onnx/proto';
-import { adapterFolders, FIXTURE, plainFeeds, reference, tempDir, VARIANTS } from './helpers/model';
+import { findLinearTargets } from '../lib/onnx/targets';
+import { adapterFolders, FIXTURE, plainFeeds, reference, relError, tempDir, VARIANTS } from './helpers/model';
+import { seedNote, testRng } from './helpers/rng';
 
 const cacheDir = tempDir('last-logits');
 afterAll(() => fs.rmSync(cacheDir, { recursive: true, force: true }));
@@ -50,6 +52,48 @@ describe('keepLastLogits (runtime graph)', () => {
         let worst = 0;
         want.forEach((w, j) => (worst = Math.max(worst, Math.abs(w - got[j]) / (Math.abs(w) + 1e-3))));
         expect(worst).toBeLessThan(1e-5);
+      });
+    } finally {
+      await full.release();
+      await last.release();
+    }
+  });
+
+  test('an adapted LM head: the head and its adapter both read the last position, and each row\'s logits equal the full model\'s there', async () => {
+    const file = path.join(FIXTURE, 'onnx-legacy', 'model.onnx');
+    const head = findLinearTargets(readModel(file)).find((t) => t.module === 'lm_head')!;
+    const headAdapter = { name: 'head', modules: new Map([['lm_head', { layer: null, module: 'lm_head', din: head.din, dout: head.dout }]]) };
+    const built = injectedModel(file, [...adapters, headAdapter], { cacheDir });
+    const site = built.injection.sites.find((x) => x.module === 'lm_head')!;
+    expect(site).toBeDefined();
+    const runtime = runtimeModel(built);
+    expect(runtime.lastIndex).toBe(true);
+    // a rank-3 adapter on the head for every row, different per row, large enough to change the logits
+    const rng = testRng();
+    console.log(`adapted LM head: ${seedNote()}`);
+    const B = rows.length;
+    const R = 3;
+    const a = new ort.Tensor('float32', rng.f32(B * site.din * R, -0.5, 0.5), [B, site.din, R]);
+    const b = new ort.Tensor('float32', rng.f32(B * R * site.dout, -0.5, 0.5), [B, R, site.dout]);
+    const full = await ort.InferenceSession.create(built.file);
+    const last = await ort.InferenceSession.create(runtime.file);
+    try {
+      const run = async (s: ort.InferenceSession, withLast: boolean, adapted: boolean) => {
+        const feeds = feedsFor(s, rows, withLast, built.injection.sites);
+        if (adapted) Object.assign(feeds, { [site.aInput]: a, [site.bInput]: b });
+        return (await s.run(feeds, ['logits'])).logits;
+      };
+      const want = await run(full, false, true);
+      const got = await run(last, true, true);
+      const plain = await run(last, true, false);
+      const [, L, V] = want.dims.map(Number);
+      expect(got.dims.map(Number)).toEqual([B, 1, V]);
+      const fw = want.data as Float32Array;
+      rows.forEach((r, i) => {
+        const w = fw.subarray((i * L + r.length - 1) * V, (i * L + r.length) * V);
+        expect(relError((got.data as Float32Array).subarray(i * V, (i + 1) * V), w)).toBeLessThan(1e-5);
+        // the adapter is there: without it the logits differ
+        expect(relError((plain.data as Float32Array).subarray(i * V, (i + 1) * V), w)).toBeGreaterThan(1e-2);
       });
     } finally {
       await full.release();

@@ -306,6 +306,7 @@ describe('tensor checks', () => {
       ['base_model.model.model.embed_tokens.lora_embedding_A', 'embedding'],
       [`base_model.model.${p}.lora_A.default.weight`, 'adapter name'],
       ['base_model.model.lm_head.weight', 'modules_to_save'],
+      ['base_model.model.lm_head.base_layer.weight', 'save_embedding_layers=False'],
     ];
     for (const [k, fragment] of cases) {
       const dir = adapterDir(cfg, { [k]: { dtype: 'F32', shape: [4] } });
