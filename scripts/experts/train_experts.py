@@ -285,7 +285,9 @@ def train_experts(base: Path, records: list[dict], out: Path, *, experts: list[s
                 info["heldout_loss_base"] = eval_loss(pm, he, pad_id=pad_id)
             log(f"  {name}: held-out loss on its replies {info['heldout_loss_base']:.3f} (base) -> "
                 f"{info['heldout_loss_adapter']:.3f} (adapter)")
-        pm.to("cpu").save_pretrained(out / name)
+        # the LoRA weights only: with lm_head or embed_tokens among the targets peft would also save those
+        # layers' full base weights ("save_embedding_layers"), which the adapter does not change
+        pm.to("cpu").save_pretrained(out / name, save_embedding_layers=False)
         report[name] = info
     return report
 
