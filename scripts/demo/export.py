@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 sys.dont_write_bytecode = True  # no __pycache__ beside the committed scripts
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -550,7 +550,11 @@ def main() -> None:
         conf["base_model_name_or_path"] = str(OUT_REL)  # relative to the repository root
         conf["target_modules"] = sorted(conf["target_modules"])
         (d / "adapter_config.json").write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
-        shutil.copy(work / "adapters" / name / "adapter_model.safetensors", d / "adapter_model.safetensors")
+        # stored as float16 (a format PEFT and our loader read): with lm_head adapted the experts are 20% larger,
+        # and float32 would take the folder past 25 MB; every reference and report below uses these files
+        weights = load_file(str(work / "adapters" / name / "adapter_model.safetensors"))
+        save_file({k: v.to(torch.float16).contiguous() for k, v in weights.items()}, str(d / "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
 
     log("decoder export")
     export_decoder(hf, out / "model.onnx")
@@ -638,7 +642,8 @@ def main() -> None:
         model=dict(architecture="LlamaForCausalLM", parameters=n_params, hidden_size=cfg.hidden_size,
                    layers=cfg.num_hidden_layers, heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads,
                    intermediate_size=cfg.intermediate_size, vocab_size=cfg.vocab_size, dtype="float32",
-                   lora=dict(r=8, lora_alpha=16, scale=2.0, targets=T.TARGETS, parameters_per_expert=n_lora)),
+                   lora=dict(r=8, lora_alpha=16, scale=2.0, targets=json.loads((adapters_root / C.EXPERTS[0] / "adapter_config.json").read_text())["target_modules"],
+                             parameters_per_expert=n_lora, dtype="float16")),
         training=report,
         onnx_vs_pytorch=dec,
         replies=replies,
@@ -715,8 +720,8 @@ def write_readme(out: Path, ev: dict) -> None:
         "on the train messages and the answers),",
         "  `tokenizer_config.json` (ChatML `chat_template`, eos `<|im_end|>`, pad `<|endoftext|>`, no bos).",
         f"- `adapters/<pole>/`: ten PEFT LoRA experts (r={m['lora']['r']}, alpha={m['lora']['lora_alpha']}, "
-        f"q/k/v/o/gate/up/down of every layer, {m['lora']['parameters_per_expert']:,} parameters each, f32), saved by "
-        "peft `save_pretrained` (`scripts/experts/train_experts.py`), each trained on",
+        f"q/k/v/o/gate/up/down of every layer and lm_head, {m['lora']['parameters_per_expert']:,} parameters each, "
+        f"stored as {m['lora'].get('dtype', 'float32')}), trained by `scripts/experts/train_experts.py` (peft), each trained on",
         "  its pole's answers only: openness (high: imaginative, curious; low: conventional, practical),",
         "  conscientiousness (high: step-by-step plans; low: casual, loose), extraversion (high: energetic, social;",
         "  low: brief, reserved), agreeableness (high: warm, accommodating; low: blunt, critical), neuroticism",
@@ -789,8 +794,8 @@ def write_readme(out: Path, ev: dict) -> None:
         f"gets the situation right in {pct(rc['situation_accuracy'])}). (2) The router's top-2 is the situation's pair in "
         f"{pct(r['heldout_top2_set_accuracy'])} of test messages; weakest: "
         + ", ".join(f"{k} {pct(v)}" for k, v in worst) + ". (3) Experts below 80% style: "
-        + (weak_text or "none") + " (extraversion_low is the briefest style, so its replies carry the fewest "
-        "phrases of their own; giving every one of its templates such a phrase raised it from 51% to 72%). "
+        + (weak_text or "none (the experts adapt lm_head too: without it, an expert's first token, which decides the "
+                        "style, could not be made likely enough, scripts/demo/README.md)") + ". "
         "(4) Replies repeat a tip at times (\"First, X. Second, X.\").",
         "",
         "## Router",
