@@ -87,29 +87,46 @@ describe('models/persona-demo', () => {
 
   test.each(refs.prompts.map((p, i) => [p.text, i] as const))(
     'greedy continuations of "%s" for every recorded mix match PyTorch', async (_text, pi) => {
-      const cases = refs.cases;
-      const rows = cases.map(() => [...refs.prompts[pi].input_ids]);
-      const want = cases.map((c) => c.outputs.find((o) => o.prompt === pi)!);
-      // compare until the first step where PyTorch's top-2 gap is too small for float32 to be sure of
-      const checked = want.map((w) => {
-        const k = w.margins.findIndex((m) => m < 1e-3);
-        return k < 0 ? w.greedy_ids.length : k;
-      });
-      const steps = Math.max(...checked);
-      for (let s = 0; s < steps; s++) {
-        const logits = await model.forward({ inputIds: rows, mix: cases.map((c) => c.mix) });
-        rows.forEach((r, i) => r.push(argmax(logits[i])));
-      }
-      cases.forEach((c, i) => {
-        const n = checked[i];
-        expect({ mix: c.name, ids: rows[i].slice(refs.prompts[pi].input_ids.length).slice(0, n) })
-          .toEqual({ mix: c.name, ids: want[i].greedy_ids.slice(0, n) });
-      });
-      // and the personas really write differently
-      const distinct = new Set(want.map((w) => w.greedy_ids.join(',')));
-      expect(distinct.size).toBeGreaterThanOrEqual(Math.ceil(cases.length / 2));
+      await expectGreedyMatches(model, pi);
     });
+
+  test('in the bank layout too (every expert side by side in the graph, the head\'s adapter included), the first prompt\'s greedy continuations match PyTorch', async () => {
+    const bank = await PersonaModel.load({
+      model: DEMO, adapters: Object.fromEntries(experts.map((e) => [e, path.join(DEMO, 'adapters', e)])), cacheDir, loraLayout: 'bank',
+    });
+    try {
+      expect(bank.loraLayout).toBe('bank');
+      await expectGreedyMatches(bank, 0);
+    } finally {
+      await bank.dispose();
+    }
+  });
 });
+
+/** Greedy decoding of prompt `pi` under every recorded mix equals PyTorch's float64 references. */
+async function expectGreedyMatches(m: typeof model, pi: number): Promise<void> {
+  const cases = refs.cases;
+  const rows = cases.map(() => [...refs.prompts[pi].input_ids]);
+  const want = cases.map((c) => c.outputs.find((o) => o.prompt === pi)!);
+  // compare until the first step where PyTorch's top-2 gap is too small for float32 to be sure of
+  const checked = want.map((w) => {
+    const k = w.margins.findIndex((g) => g < 1e-3);
+    return k < 0 ? w.greedy_ids.length : k;
+  });
+  const steps = Math.max(...checked);
+  for (let s = 0; s < steps; s++) {
+    const logits = await m.forward({ inputIds: rows, mix: cases.map((c) => c.mix) });
+    rows.forEach((r, i) => r.push(argmax(logits[i])));
+  }
+  cases.forEach((c, i) => {
+    const n = checked[i];
+    expect({ mix: c.name, ids: rows[i].slice(refs.prompts[pi].input_ids.length).slice(0, n) })
+      .toEqual({ mix: c.name, ids: want[i].greedy_ids.slice(0, n) });
+  });
+  // and the personas really write differently
+  const distinct = new Set(want.map((w) => w.greedy_ids.join(',')));
+  expect(distinct.size).toBeGreaterThanOrEqual(Math.ceil(cases.length / 2));
+}
 
 describe('models/persona-demo default router (router/)', () => {
   test('a version 4 hidden-state router (float16 head weights): eval.json\'s examples route to the mixes recorded when the demo was built', async () => {

@@ -316,7 +316,7 @@ function unexpectedKey(key: string, file: string): Error {
   if (/\.lora_B\.bias$/.test(key)) return rangeError(where, 'a LoRA tensor', 'a lora_B bias (lora_bias is not implemented)');
   if (/\.lora_embedding_[AB]\b/.test(key)) return rangeError(where, 'a LoRA tensor of a linear layer', 'LoRA on an embedding (not implemented)');
   if (/\.base_layer\.weight$/.test(key)) {
-    return rangeError(where, 'LoRA tensors only', "a layer's full base weights (peft's save_embedding_layers, on when lm_head or embed_tokens is a target: save with save_embedding_layers=False)");
+    return rangeError(where, 'LoRA tensors only', "a layer's full base weights (peft's save_embedding_layers, on when lm_head or embed_tokens is a target: save with save_embedding_layers=False, or remove the tensor if the vocabulary was not resized)");
   }
   if (/\.lora_[AB]\.[^.]+\.weight$/.test(key)) {
     return rangeError(where, `a key without the adapter name (${PREFIX}<module>.lora_A.weight, as save_pretrained writes)`, 'a raw state-dict key');
