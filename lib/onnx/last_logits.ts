@@ -13,7 +13,7 @@
 // which a hidden-state router pools into its features (lib/decoder/hidden.ts). The graph computes
 // them anyway; a run that does not fetch them pays nothing.
 // Only this runtime copy is rewritten; the model `personafuse inject` writes stays complete.
-import { GraphProto, int64Tensor, ModelProto, node, NodeProto, ONNX_INT64, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
+import { GraphProto, int64Tensor, ModelProto, node, NodeProto, ONNX_INT64, producerMap, tensorValueInfo, valueInfoDims, valueInfoElemType } from './proto';
 
 export const LAST_INDEX_INPUT = 'persona_last_index';
 export const HIDDEN_OUTPUT = 'persona_hidden';
@@ -24,12 +24,13 @@ export const HIDDEN_OUTPUT = 'persona_hidden';
  * of the hidden states. Null when the logits come from anything else.
  */
 function lmHead(graph: GraphProto): { head: NodeProto; readers: NodeProto[] } | null {
-  const last = graph.node.find((n) => n.output[0] === 'logits');
+  const producers = producerMap(graph);
+  const last = producers.get('logits');
   if (!last) return null;
   if (last.opType === 'MatMul') return { head: last, readers: [last] };
   const injected = /^(persona\/.+)\/add$/.exec(last.name);
   if (last.opType !== 'Add' || !injected) return null;
-  const head = graph.node.find((n) => n.output[0] === last.input[0]);
+  const head = producers.get(last.input[0]);
   if (!head || head.opType !== 'MatMul') return null;
   const hidden = head.input[0];
   return { head, readers: graph.node.filter((n) => n === head || (n.name.startsWith(`${injected[1]}/`) && n.input.includes(hidden))) };

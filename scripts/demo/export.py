@@ -720,7 +720,7 @@ def write_readme(out: Path, ev: dict) -> None:
         "on the train messages and the answers),",
         "  `tokenizer_config.json` (ChatML `chat_template`, eos `<|im_end|>`, pad `<|endoftext|>`, no bos).",
         f"- `adapters/<pole>/`: ten PEFT LoRA experts (r={m['lora']['r']}, alpha={m['lora']['lora_alpha']}, "
-        f"on {', '.join(m['lora']['targets'])} (the projections of every layer), {m['lora']['parameters_per_expert']:,} parameters each, "
+        f"on {', '.join(m['lora']['targets'])} (lm_head once, the others in every layer), {m['lora']['parameters_per_expert']:,} parameters each, "
         f"stored as {m['lora'].get('dtype', 'float32')}), trained by `scripts/experts/train_experts.py` (peft), each trained on",
         "  its pole's answers only: openness (high: imaginative, curious; low: conventional, practical),",
         "  conscientiousness (high: step-by-step plans; low: casual, loose), extraversion (high: energetic, social;",
