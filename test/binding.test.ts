@@ -1,8 +1,12 @@
-// The native binding as a whole (lib/kernels/binding.ts, native/addon.cc): the checks every op's
+// The native binding as a whole (lib/kernels/binding.ts, native/addon.cc): how the addon loads, the checks every op's
 // C++ layer makes on its own (the TS layer is thin), position by position and in one wording,
 // and how the async variants report errors. Each op's own validation cases are in
 // test/<op>.test.ts; the fixture is test/helpers/validation.ts.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { kernels } from '../lib';
+import { loadAddon, packageRoot } from '../lib/kernels/binding';
 import { expectRejectsOnly, expectThrows } from './helpers/check';
 import { bothFail, dout, din, fixture, k, nativeFixture, nb, r, T } from './helpers/validation';
 
@@ -93,5 +97,29 @@ describe('async variants report errors by rejecting their Promise', () => {
     await expectRejectsOnly(() => kernels.topkSoftmaxAsync(Float32Array.from([1, NaN]), 2, 1), RangeError, /logits/);
     await expectRejectsOnly(() => kernels.loraMoeAsync(f.bank, f.x, Int32Array.from([0, 5, 1, 1]), f.w), RangeError, /\bids\b/);
     await expectRejectsOnly(() => kernels.mergeExpertsAsync(f.bank, f.mIds, Float32Array.from([NaN, 1]), f.W), RangeError, /weights/);
+  });
+});
+
+describe('loading the addon explains a missing build', () => {
+  it('a package folder with no build says where it looked and how to build, including an npm that skipped install scripts', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pf-noaddon-'));
+    try {
+      fs.writeFileSync(path.join(root, 'package.json'), '{"name":"personafuse"}');
+      fs.writeFileSync(path.join(root, 'binding.gyp'), '{}');
+      let message = '';
+      try { loadAddon(root); } catch (err) { message = (err as Error).message; }
+      expect(message).toMatch(/^Could not load personafuse's native addon for /);
+      expect(message).toContain(path.join(root, 'build', 'Release'));
+      expect(message).toContain(path.join(root, 'prebuilds'));
+      expect(message).toMatch(/Cause: No native build was found/);
+      expect(message).toContain('npm rebuild personafuse');
+      expect(message).toContain('npm install-scripts approve personafuse');
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('the package itself loads from its own root', () => {
+    expect(typeof loadAddon(packageRoot()).topkSoftmax).toBe('function');
   });
 });

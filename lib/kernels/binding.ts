@@ -101,34 +101,43 @@ export function packageRoot(): string {
   for (;;) {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
     const up = path.dirname(dir);
-    if (up === dir) throw new Error(`personafuse: could not find the package root above ${__dirname}`);
+    if (up === dir) throw new Error(`Could not find personafuse's package root (package.json beside binding.gyp) above ${__dirname}`);
     dir = up;
   }
 }
 
 let cached: NativeBinding | undefined;
 
-export function binding(): NativeBinding {
-  if (cached) return cached;
-  const root = packageRoot();
+/** The addon built under `root` (build/Release, or prebuilds/ for this platform). When it is missing
+ *  the error says where it looked and how to build it, including the case where npm skipped our
+ *  install script (npm 11 lists dependencies' install scripts "not yet covered by allowScripts",
+ *  and an allowScripts entry can deny them). */
+export function loadAddon(root: string): NativeBinding {
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const load = require('node-gyp-build') as (dir: string) => NativeBinding;
-    cached = load(root);
+    return load(root);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(
       [
-        `personafuse: could not load the native addon for ${process.platform}-${process.arch}, Node ${process.version}.`,
+        `Could not load personafuse's native addon for ${process.platform}-${process.arch}, Node ${process.version}.`,
         `Looked in ${path.join(root, 'build', 'Release')} and ${path.join(root, 'prebuilds')}.`,
         `Cause: ${reason}`,
         'Possible solutions:',
-        '- run `npm install` (or `npm rebuild personafuse`) so node-gyp builds the addon;',
+        '- run `npm rebuild personafuse` (in a checkout of personafuse itself: `npm install`) so node-gyp builds the addon;',
+        "- if npm skipped personafuse's install script (your package.json's allowScripts denies it, or your npm blocks",
+        '  dependencies\' install scripts), approve it: `npm install-scripts approve personafuse`, then `npm rebuild personafuse`;',
         '- make sure a C++17 compiler, make and python3 are installed (node-gyp needs them);',
         '- if you copied node_modules from another machine or Node version, rebuild it here.',
       ].join('\n'),
     );
   }
+}
+
+export function binding(): NativeBinding {
+  if (cached) return cached;
+  cached = loadAddon(packageRoot());
   const threads = initialKernelThreads();
   if (threads !== undefined) cached.setThreads(threads);
   return cached;
