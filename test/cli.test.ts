@@ -8,7 +8,7 @@ import { PersonaModel } from '../lib';
 import { FIXTURE, tempDir } from './helpers/model';
 import { withProgressBar } from '../lib/cli/progress';
 import { SMALL_MODEL_REPLICAS_MAX, usableCores } from '../lib/server/threads';
-import { mallocTunedByEnvironment } from '../lib/cli/options';
+import { applyMallocTuning, mallocTunedByEnvironment } from '../lib/cli/options';
 
 const CLI = path.join(__dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const dir = tempDir('cli');
@@ -175,15 +175,35 @@ describe('personafuse serve', () => {
     // a small model gets one single-threaded replica per core, at most four (lib/server/threads.ts)
     expect(info.threads).toBe(1);
     expect(info.replicas).toBe(Math.min(usableCores(), SMALL_MODEL_REPLICAS_MAX));
-    // malloc's thresholds raised (lib/kernels/allocator.ts) unless the environment tunes them
-    const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
-    expect(info.malloc).toBe(mallocTunedByEnvironment() ? 'environment' : glibc ? 'tuned' : 'unavailable');
+    // glibc malloc's own thresholds unless the environment tunes them (--tune-malloc raises them)
+    expect(info.malloc).toBe(mallocTunedByEnvironment() ? 'environment' : 'system');
     const models = (await (await fetch(`${info.url}/v1/models`)).json()) as { data: { experts: string[] }[] };
     expect(models.data[0].experts).toEqual(info.experts);
     const res = await fetch(`${info.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, persona: { extraversion: -1 } }) });
     const body = (await res.json()) as { persona: unknown; usage: { completion_tokens: number } };
     expect(body.persona).toEqual({ mix: { extraversion_low: 1 } });
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe('malloc flags (--system-malloc, --tune-malloc)', () => {
+  const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
+  const env = mallocTunedByEnvironment();
+
+  test("by default glibc's own thresholds stay, and --system-malloc says the same", () => {
+    expect(applyMallocTuning({})).toBe(env ? 'environment' : 'system');
+    expect(applyMallocTuning({ systemMalloc: true })).toBe(env ? 'environment' : 'system');
+  });
+
+  test('--tune-malloc raises them where malloc is glibc; an environment that sets them wins', () => {
+    expect(applyMallocTuning({ tuneMalloc: true })).toBe(env ? 'environment' : glibc ? 'tuned' : 'unavailable');
+  });
+
+  test('both flags at once are refused, naming both', () => {
+    const r = cli(['route', '--model', dir, '--system-malloc', '--tune-malloc', 'hello']);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/--system-malloc/);
+    expect(r.stderr).toMatch(/--tune-malloc/);
   });
 });
 

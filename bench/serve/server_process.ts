@@ -15,7 +15,7 @@ export interface ServerInfo {
   /** onnxruntime threads per replica, and engine replicas (serve's plan, lib/server/threads.ts) */
   threads?: number;
   replicas?: number;
-  /** what became of malloc's thresholds (serve --system-malloc, lib/cli/options.ts) */
+  /** what became of malloc's thresholds (serve --tune-malloc, lib/cli/options.ts) */
   malloc?: string;
 }
 

@@ -21,6 +21,7 @@ export interface ModelFlags {
   pruneUnusedDays?: number;
   loraLayout?: LoraLayout | 'auto';
   systemMalloc?: boolean;
+  tuneMalloc?: boolean;
 }
 
 export function addModelFlags(cmd: Command): Command {
@@ -31,9 +32,15 @@ export function addModelFlags(cmd: Command): Command {
     .option('--json', 'print one JSON object');
 }
 
-/** --system-malloc, on the commands that run a model (loadModelFromFlags applies the tuning). */
+/** --system-malloc, on the commands that run a model: glibc's own thresholds, the default since
+ *  the tuning stopped paying (docs/design.md §4); kept so that scripts passing it go on working. */
 export function systemMallocOption(): Option {
-  return new Option('--system-malloc', "keep glibc malloc's own thresholds (by default they are raised so that onnxruntime's outputs stop page-faulting in at every decode step)");
+  return new Option('--system-malloc', "keep glibc malloc's own thresholds (the default; see --tune-malloc)").conflicts('tuneMalloc');
+}
+
+/** --tune-malloc: raise glibc malloc's mmap and trim thresholds (loadModelFromFlags applies it). */
+export function tuneMallocOption(): Option {
+  return new Option('--tune-malloc', "raise glibc malloc's mmap and trim thresholds, so that large onnxruntime outputs reuse heap memory instead of page-faulting in fresh pages (holds on to the busiest moment's memory)");
 }
 
 /** { name: folder } from --adapters and --adapter, in a stable order (folders sorted, then flags). */
@@ -176,11 +183,12 @@ export function mallocTunedByEnvironment(env: NodeJS.ProcessEnv = process.env): 
 
 export type MallocState = 'tuned' | 'system' | 'environment' | 'unavailable';
 
-/** What became of malloc's thresholds: raised here ('tuned'), left as --system-malloc or the
- *  environment asked, or 'unavailable' (no glibc). */
+/** What became of malloc's thresholds: glibc's own ('system', the default), raised by --tune-malloc
+ *  ('tuned'), left as the environment set them ('environment'), or 'unavailable' (--tune-malloc
+ *  where malloc has no such settings). */
 export function applyMallocTuning(flags: ModelFlags): MallocState {
-  if (flags.systemMalloc) return 'system';
   if (mallocTunedByEnvironment()) return 'environment';
+  if (!flags.tuneMalloc) return 'system';
   return tuneAllocator() ? 'tuned' : 'unavailable';
 }
 
