@@ -32,15 +32,13 @@ export function addModelFlags(cmd: Command): Command {
     .option('--json', 'print one JSON object');
 }
 
-/** --system-malloc, on the commands that run a model: glibc's own thresholds, the default since
- *  the tuning stopped paying (docs/design.md §4); kept so that scripts passing it go on working. */
-export function systemMallocOption(): Option {
-  return new Option('--system-malloc', "keep glibc malloc's own thresholds (the default; see --tune-malloc)").conflicts('tuneMalloc');
-}
-
-/** --tune-malloc: raise glibc malloc's mmap and trim thresholds (loadModelFromFlags applies it). */
-export function tuneMallocOption(): Option {
-  return new Option('--tune-malloc', "raise glibc malloc's mmap and trim thresholds, so that large onnxruntime outputs reuse heap memory instead of page-faulting in fresh pages (holds on to the busiest moment's memory)");
+/** The malloc flags of the commands that run a model (loadModelFromFlags applies them):
+ *  --tune-malloc raises glibc malloc's thresholds; --system-malloc keeps glibc's own, the default since
+ *  the tuning stopped paying (docs/design.md §4), and stays so that scripts passing it go on working. */
+export function addMallocFlags(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--system-malloc', "keep glibc malloc's own thresholds (the default; see --tune-malloc)").conflicts('tuneMalloc'))
+    .addOption(new Option('--tune-malloc', "raise glibc malloc's mmap and trim thresholds, so that large onnxruntime outputs reuse heap memory instead of page-faulting in fresh pages (holds on to the busiest moment's memory)"));
 }
 
 /** { name: folder } from --adapters and --adapter, in a stable order (folders sorted, then flags). */

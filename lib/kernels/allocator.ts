@@ -13,10 +13,11 @@
 // tuned, with 20-80 MB more resident memory (a heap keeps up to trimThreshold of free memory
 // instead of giving it back). Those figures predate the engine's own KV cache (lib/decoder/kv_cache.ts):
 // a decode step now returns only its new columns, and the tuning matters for the outputs that are
-// still large (a prompt's whole new cache, a large vocabulary's logits). Measured again through `serve` after that change, the tuning bought
-// no speed on the demo or the 1b slice and kept 40-300 MiB more resident (docs/design.md §4), so the
-// CLI's commands that run a model apply it only with --tune-malloc (and never over an environment that
-// sets malloc's tuning); a program serving from the library may call it once, before loading.
+// still large (a prompt's whole new cache, a large vocabulary's logits). Measured again through
+// `serve` after that change, the tuning bought no speed on the demo or the 1b slice and kept 40-300
+// MiB more resident (docs/design.md §4), so the CLI's commands that run a model apply it only with
+// --tune-malloc (and never over an environment that sets malloc's tuning); a program serving from the
+// library may call it once, before loading.
 import { binding } from './binding';
 
 export interface AllocatorTuning {

@@ -6,11 +6,11 @@ import * as readline from 'node:readline';
 import { Command } from 'commander';
 import { ChatMessage } from '../../decoder/text_codec';
 import { GenerateOptions } from '../../engine/options';
-import { addModelFlags, systemMallocOption, tuneMallocOption, addPersonaFlags, loraLayoutOption, describeMix, ModelFlags, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, addMallocFlags, addPersonaFlags, loraLayoutOption, describeMix, ModelFlags, parsePersona, loadModelFromFlags } from '../options';
 import { addSamplingFlags, SamplingFlags, samplingOptions } from './generate';
 
 export function chatCommand(): Command {
-  return addSamplingFlags(addPersonaFlags(addModelFlags(new Command('chat').description('interactive chat, showing the chosen traits per turn')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  return addSamplingFlags(addPersonaFlags(addMallocFlags(addModelFlags(new Command('chat').description('interactive chat, showing the chosen traits per turn'))))
     .addOption(loraLayoutOption()))
     .option('--system <text>', 'a system message to start the conversation with')
     .action(async (flags: ModelFlags & SamplingFlags & { system?: string }) => {

@@ -4,7 +4,7 @@
 // (--raw sends it as plain text).
 import { Command } from 'commander';
 import { GenerateOptions } from '../../engine/options';
-import { addModelFlags, systemMallocOption, tuneMallocOption, addPersonaFlags, loraLayoutOption, describeMix, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
+import { addModelFlags, addMallocFlags, addPersonaFlags, loraLayoutOption, describeMix, ModelFlags, numberFlag, parsePersona, loadModelFromFlags } from '../options';
 
 export interface SamplingFlags {
   maxNewTokens?: number;
@@ -40,7 +40,7 @@ export function samplingOptions(f: SamplingFlags): Partial<GenerateOptions> {
 }
 
 export function generateCommand(): Command {
-  return addSamplingFlags(addPersonaFlags(addModelFlags(new Command('generate').description('generate one answer, streamed to the terminal')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  return addSamplingFlags(addPersonaFlags(addMallocFlags(addModelFlags(new Command('generate').description('generate one answer, streamed to the terminal'))))
     .addOption(loraLayoutOption()))
     .requiredOption('--prompt <text>', 'what to answer')
     .option('--raw', 'send the prompt as plain text, without the chat template')

@@ -2,10 +2,10 @@
 // distribution over the experts.
 import { Command } from 'commander';
 import { loadRouter, RouteResult } from '../../router/router';
-import { addModelFlags, systemMallocOption, tuneMallocOption, addPersonaFlags, describeMix, loadModelFromFlags, modelSetup, ModelFlags, output } from '../options';
+import { addModelFlags, addMallocFlags, addPersonaFlags, describeMix, loadModelFromFlags, modelSetup, ModelFlags, output } from '../options';
 
 export function routeCommand(): Command {
-  return addPersonaFlags(addModelFlags(new Command('route').description('the persona mix the router picks for a text')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  return addPersonaFlags(addMallocFlags(addModelFlags(new Command('route').description('the persona mix the router picks for a text'))))
     .argument('<text>', 'the situation text (as the last user message)')
     .action(async (text: string, flags: ModelFlags) => {
       const dir = flags.router ?? modelSetup(flags).router;

@@ -7,7 +7,7 @@
 import { Command, Option } from 'commander';
 import { evaluateRouter, trainRouter } from '../../model/router_training';
 import { formatReport } from '../../router/report';
-import { addModelFlags, systemMallocOption, tuneMallocOption, addPersonaFlags, loadModelFromFlags, ModelFlags, numberFlag, output } from '../options';
+import { addModelFlags, addMallocFlags, addPersonaFlags, loadModelFromFlags, ModelFlags, numberFlag, output } from '../options';
 import { withProgressBar } from '../progress';
 
 interface TrainFlags extends ModelFlags {
@@ -29,7 +29,7 @@ interface TrainFlags extends ModelFlags {
 }
 
 export function routerCommand(): Command {
-  const train = addPersonaFlags(addModelFlags(new Command('train').description('train a hidden-state router for a model on a labelled situation dataset')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  const train = addPersonaFlags(addMallocFlags(addModelFlags(new Command('train').description('train a hidden-state router for a model on a labelled situation dataset'))))
     .requiredOption('--data <dir>', 'table.json + train/validation/test.jsonl (data/situations in this repository)')
     .requiredOption('--out <dir>', 'the router folder to write (router.json, head.safetensors, report.json, report.md)')
     .option('--ngram-buckets <n>', 'hashed word and character n-gram buckets (each) read beside the hidden states; 0: hidden states only (default 8192)', numberFlag('--ngram-buckets'))
@@ -58,7 +58,7 @@ export function routerCommand(): Command {
         await model.dispose();
       }
     });
-  const evaluate = addPersonaFlags(addModelFlags(new Command('eval').description('how often a router picks each situation\'s experts on a labelled split')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  const evaluate = addPersonaFlags(addMallocFlags(addModelFlags(new Command('eval').description('how often a router picks each situation\'s experts on a labelled split'))))
     .requiredOption('--data <dir>', 'table.json + <split>.jsonl')
     .option('--split <name>', 'the split to read', 'test')
     .action(async (flags: ModelFlags & { data: string; split: string }) => {

@@ -14,7 +14,7 @@ import { MAX_REPLICAS } from '../../engine/runner_pool';
 import { DEFAULT_MAX_BATCH } from '../../engine/batcher';
 import { expectInteger, rangeError } from '../../errors';
 import { modelBytesOnDisk, resolveModelFile } from '../../decoder/model_files';
-import { addModelFlags, systemMallocOption, tuneMallocOption, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelAndTuning } from '../options';
+import { addModelFlags, addMallocFlags, addPersonaFlags, loraLayoutOption, ModelFlags, modelSetup, numberFlag, parsePersona, loadModelAndTuning } from '../options';
 
 interface ServeFlags extends ModelFlags {
   port: number;
@@ -41,7 +41,7 @@ const FLAG_NAMES: OptionNames = {
 export const DEFAULT_DRAIN_TIMEOUT_S = 30;
 
 export function serveCommand(): Command {
-  return addPersonaFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics')).addOption(systemMallocOption()).addOption(tuneMallocOption()))
+  return addPersonaFlags(addMallocFlags(addModelFlags(new Command('serve').description('OpenAI-compatible server: POST /v1/chat/completions, GET /v1/models, /health, /ready, /metrics'))))
     .addOption(loraLayoutOption('serve'))
     .option('--port <n>', 'port (0 = any free one)', numberFlag('--port'), 8000)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
